@@ -1,0 +1,112 @@
+"""SQLAlchemy tables of the store.
+
+Portable SQL only: the same models run on SQLite (the default) and PostgreSQL (the
+scale-out target). Times are stored as naive UTC and read back as aware UTC, because
+SQLite keeps no time zone. Lists (authors, categories, sources) are JSON columns.
+The schema is owned by the Alembic migrations in `migrations/`; keep them in step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Date, DateTime, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime, stored without zone so every database keeps it the same."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Base of all tables."""
+
+
+class PaperRow(Base):
+    """One paper, keyed by its versionless arXiv id."""
+
+    __tablename__ = "papers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str] = mapped_column(Text)
+    authors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    organization: Mapped[str | None] = mapped_column(String(300))
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    published: Mapped[date | None] = mapped_column(Date)
+    listed: Mapped[date | None] = mapped_column(Date)
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    comments: Mapped[int | None] = mapped_column(Integer)
+    url_abs: Mapped[str | None] = mapped_column(String(500))
+    url_pdf: Mapped[str | None] = mapped_column(String(500))
+    url_hf: Mapped[str | None] = mapped_column(String(500))
+    url_code: Mapped[str | None] = mapped_column(String(500))
+    url_project: Mapped[str | None] = mapped_column(String(500))
+    sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HttpCacheRow(Base):
+    """Validators of the last good response per URL, for conditional requests."""
+
+    __tablename__ = "http_cache"
+
+    url: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FetchRow(Base):
+    """One fetch of one source: what it found, or why it failed."""
+
+    __tablename__ = "fetches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    day: Mapped[date | None] = mapped_column(Date)
+    origin: Mapped[str] = mapped_column(String(1000))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    papers: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SubscriberRow(Base):
+    """A person who signed up; `status` is pending, active, paused, unsubscribed or bounced.
+
+    `last_digest_at` is the watermark: papers first seen before it were considered for an
+    earlier digest already, so each digest holds only papers first seen after it.
+    """
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    interests: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    send_time: Mapped[str] = mapped_column(String(5), default="08:00")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,246 @@
+"""Saving and reading papers.
+
+A paper is stored once, keyed by its arXiv id, with what the first source to see it
+said. Later sightings (the same source again, or another one) only update what changes
+over time: upvotes, comment count, code and project links, and they fill fields the
+first sighting lacked (an organisation, an abstract, the HF page). So re-saving the same
+listing changes nothing, and the counts say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.paper import Paper
+from digest.store.models import FetchRow, HttpCacheRow, PaperRow
+
+# Fields a later sighting overwrites when it knows them: they change after listing.
+_MUTABLE = ("upvotes", "comments", "url_code", "url_project")
+# Fields a later sighting fills only when the stored paper has none.
+_FILL_IF_EMPTY = (
+    "abstract",
+    "authors",
+    "organization",
+    "categories",
+    "published",
+    "listed",
+    "url_abs",
+    "url_pdf",
+    "url_hf",
+)
+
+
+@dataclass(frozen=True)
+class SaveReport:
+    """What saving a batch of papers did."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        """Papers in the batch."""
+        return self.new + self.updated + self.unchanged
+
+
+def _row_from_paper(paper: Paper, now: datetime) -> PaperRow:
+    return PaperRow(
+        id=paper.id,
+        title=paper.title,
+        abstract=paper.abstract,
+        authors=list(paper.authors),
+        organization=paper.organization,
+        categories=list(paper.categories),
+        published=paper.published,
+        listed=paper.listed,
+        upvotes=paper.upvotes,
+        comments=paper.comments,
+        url_abs=paper.url_abs,
+        url_pdf=paper.url_pdf,
+        url_hf=paper.url_hf,
+        url_code=paper.url_code,
+        url_project=paper.url_project,
+        sources=list(paper.sources),
+        first_seen_at=now,
+        updated_at=now,
+    )
+
+
+def paper_from_row(row: PaperRow) -> Paper:
+    """The `Paper` a stored row holds."""
+    return Paper(
+        id=row.id,
+        title=row.title,
+        abstract=row.abstract,
+        authors=tuple(row.authors or ()),
+        organization=row.organization,
+        categories=tuple(row.categories or ()),
+        published=row.published,
+        listed=row.listed,
+        upvotes=row.upvotes,
+        comments=row.comments,
+        url_abs=row.url_abs,
+        url_pdf=row.url_pdf,
+        url_hf=row.url_hf,
+        url_code=row.url_code,
+        url_project=row.url_project,
+        sources=tuple(row.sources or ()),
+        first_seen_at=row.first_seen_at,
+    )
+
+
+def _stored_value(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _merge_sighting(row: PaperRow, paper: Paper) -> bool:
+    """Update a stored row from a later sighting; return whether anything changed."""
+    changed = False
+    for name in _MUTABLE:
+        value = getattr(paper, name)
+        if value is not None and getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    for name in _FILL_IF_EMPTY:
+        value = _stored_value(getattr(paper, name))
+        if value and not getattr(row, name):
+            setattr(row, name, value)
+            changed = True
+    new_sources = [s for s in paper.sources if s not in (row.sources or [])]
+    if new_sources:
+        row.sources = [*(row.sources or []), *new_sources]
+        changed = True
+    return changed
+
+
+def _dedupe(papers: Iterable[Paper]) -> list[Paper]:
+    """One sighting per id: a listing that repeats a paper counts it once (last wins)."""
+    by_id: dict[str, Paper] = {}
+    for paper in papers:
+        by_id[paper.id] = paper
+    return list(by_id.values())
+
+
+def save_papers(session: Session, papers: Iterable[Paper], now: datetime) -> SaveReport:
+    """Insert new papers and merge sightings of known ones, in the caller's transaction."""
+    batch = _dedupe(papers)
+    ids = [paper.id for paper in batch]
+    existing: dict[str, PaperRow] = {}
+    for chunk_start in range(0, len(ids), 500):  # stay under bound-parameter limits
+        chunk = ids[chunk_start : chunk_start + 500]
+        rows = session.scalars(select(PaperRow).where(PaperRow.id.in_(chunk)))
+        existing.update((row.id, row) for row in rows)
+    new = updated = unchanged = 0
+    for paper in batch:
+        row = existing.get(paper.id)
+        if row is None:
+            session.add(_row_from_paper(paper, now))
+            new += 1
+        elif _merge_sighting(row, paper):
+            row.updated_at = now
+            updated += 1
+        else:
+            unchanged += 1
+    session.flush()
+    return SaveReport(new=new, updated=updated, unchanged=unchanged)
+
+
+def list_papers(session: Session, since: date | datetime | None = None) -> list[Paper]:
+    """Stored papers, newest first; `since` keeps those first seen on or after it."""
+    query = select(PaperRow).order_by(PaperRow.first_seen_at.desc(), PaperRow.id)
+    if since is not None:
+        query = query.where(PaperRow.first_seen_at >= _as_datetime(since))
+    return [paper_from_row(row) for row in session.scalars(query)]
+
+
+def papers_first_seen_between(
+    session: Session, start: datetime | None, end: datetime
+) -> list[Paper]:
+    """Papers first seen in [start, end): what a digest covering that window considers."""
+    query = select(PaperRow).where(PaperRow.first_seen_at < end)
+    if start is not None:
+        query = query.where(PaperRow.first_seen_at >= start)
+    query = query.order_by(PaperRow.first_seen_at, PaperRow.id)
+    return [paper_from_row(row) for row in session.scalars(query)]
+
+
+def count_papers(session: Session) -> int:
+    """How many papers are stored."""
+    return session.scalar(select(func.count()).select_from(PaperRow)) or 0
+
+
+def _as_datetime(value: date | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, time.min, tzinfo=UTC)
+
+
+# --- HTTP validators ----------------------------------------------------------------
+
+
+def get_validators(session: Session, url: str) -> tuple[str | None, str | None]:
+    """The (ETag, Last-Modified) kept for a URL from its last good response."""
+    row = session.get(HttpCacheRow, url)
+    return (row.etag, row.last_modified) if row else (None, None)
+
+
+def put_validators(
+    session: Session, url: str, etag: str | None, last_modified: str | None, now: datetime
+) -> None:
+    """Keep the validators of a good response, to make the next request conditional."""
+    row = session.get(HttpCacheRow, url)
+    if row is None:
+        session.add(HttpCacheRow(url=url, etag=etag, last_modified=last_modified, updated_at=now))
+    else:
+        row.etag, row.last_modified, row.updated_at = etag, last_modified, now
+
+
+# --- Fetch log ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    """One logged fetch."""
+
+    source: str
+    day: date | None
+    origin: str
+    started_at: datetime
+    papers: int
+    new: int
+    updated: int
+    skipped: int
+    error: str | None
+
+
+def record_fetch(session: Session, record: FetchRecord) -> None:
+    """Log one fetch, good or failed."""
+    session.add(FetchRow(**record.__dict__))
+
+
+def last_fetches(session: Session) -> dict[str, FetchRecord]:
+    """The latest fetch of each source."""
+    newest = (
+        select(FetchRow.source, func.max(FetchRow.id).label("id")).group_by(FetchRow.source)
+    ).subquery()
+    rows = session.scalars(select(FetchRow).join(newest, FetchRow.id == newest.c.id))
+    return {
+        row.source: FetchRecord(
+            source=row.source,
+            day=row.day,
+            origin=row.origin,
+            started_at=row.started_at,
+            papers=row.papers,
+            new=row.new,
+            updated=row.updated,
+            skipped=row.skipped,
+            error=row.error,
+        )
+        for row in rows
+    }

@@ -1,0 +1,47 @@
+"""Shared fixtures: settings on a temporary data folder, a migrated database, test data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.config import Settings, load_settings
+from digest.store import Database, open_database
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The folder of real sample data (saved pages, papers)."""
+    return DATA
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Any:
+    """Build settings on a temporary data folder, with nested overrides."""
+
+    def build(**sections: Any) -> Settings:
+        overrides: dict[str, Any] = {"service": {"data_dir": str(tmp_path / "data")}}
+        for name, values in sections.items():
+            overrides.setdefault(name, {}).update(values)
+        return load_settings(environ={}, overrides=overrides)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Any) -> Settings:
+    """Default settings on a temporary data folder."""
+    return make_settings()
+
+
+@pytest.fixture
+def database(settings: Settings) -> Iterator[Database]:
+    """A migrated SQLite database in the temporary data folder."""
+    database = open_database(settings)
+    yield database
+    database.dispose()
