@@ -200,7 +200,7 @@ class DeliverySettings:
     """[delivery]: the outbox, retries and bounces."""
 
     backend: str = checked("auto", one_of("auto", "smtp", "maildir"))
-    maildir: Path = Path("")
+    maildir: str = ""
     retry_deadline_hours: float = checked(24.0, at_least(0))
     bounce_threshold: int = checked(3, between(1, 100))
 
@@ -210,7 +210,7 @@ class DkimSettings:
     """[dkim]: optional DKIM signing of outgoing mail."""
 
     selector: str = ""
-    key_file: Path = Path("")
+    key_file: str = ""
     domain: str = ""
 
 
@@ -267,7 +267,7 @@ class Settings:
     @property
     def maildir(self) -> Path:
         """Where the maildir backend writes mail."""
-        return self.delivery.maildir if str(self.delivery.maildir) else self.data_dir / "maildir"
+        return Path(self.delivery.maildir) if self.delivery.maildir else self.data_dir / "maildir"
 
     @property
     def mail_backend(self) -> str:
@@ -525,11 +525,11 @@ def _resolve_paths(settings: Settings, base: Path, config_path: Path | None) -> 
 
     service = dataclasses.replace(settings.service, data_dir=absolute(settings.service.data_dir))
     delivery = settings.delivery
-    if str(delivery.maildir):
-        delivery = dataclasses.replace(delivery, maildir=absolute(delivery.maildir))
+    if delivery.maildir:
+        delivery = dataclasses.replace(delivery, maildir=str(absolute(Path(delivery.maildir))))
     dkim = settings.dkim
-    if str(dkim.key_file):
-        dkim = dataclasses.replace(dkim, key_file=absolute(dkim.key_file))
+    if dkim.key_file:
+        dkim = dataclasses.replace(dkim, key_file=str(absolute(Path(dkim.key_file))))
     database = settings.database
     if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
         relative = database.url.removeprefix("sqlite:///")

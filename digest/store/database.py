@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
@@ -94,14 +94,14 @@ class Database:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
             return before, self.current_revision()
-        except OperationalError as error:
+        except DBAPIError as error:
             raise StoreError(f"cannot open database {self!r}: {error.orig}") from None
 
     def ensure_schema(self) -> None:
         """Upgrade the schema if it is behind; cheap when it is already current."""
         try:
             current = self.current_revision()
-        except OperationalError as error:
+        except DBAPIError as error:
             raise StoreError(f"cannot open database {self!r}: {error.orig}") from None
         if current != self.head_revision():
             self.upgrade()

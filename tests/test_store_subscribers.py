@@ -1,0 +1,95 @@
+"""Subscribers in the store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from digest.store import Database
+from digest.store.subscribers import (
+    count_by_status,
+    create_subscriber,
+    find_subscriber,
+    get_subscriber,
+    set_status,
+)
+
+NOW = datetime(2026, 6, 12, 8, 30, tzinfo=UTC)
+
+
+def add(database: Database, email: str, status: str = "pending") -> int:
+    with database.session() as session:
+        return create_subscriber(
+            session,
+            email,
+            "diffusion\nrlhf",
+            send_time="07:15",
+            timezone="Europe/Paris",
+            now=NOW,
+            status=status,
+        ).id
+
+
+def test_create_and_read_back(database: Database) -> None:
+    subscriber_id = add(database, "ada@example.org")
+    with database.session() as session:
+        subscriber = get_subscriber(session, subscriber_id)
+    assert subscriber is not None
+    assert subscriber.email == "ada@example.org"
+    assert subscriber.interests == "diffusion\nrlhf"
+    assert (subscriber.status, subscriber.send_time, subscriber.timezone) == (
+        "pending",
+        "07:15",
+        "Europe/Paris",
+    )
+    assert subscriber.created_at == NOW and subscriber.confirmed_at is None
+
+
+def test_address_is_unique(database: Database) -> None:
+    add(database, "ada@example.org")
+    with pytest.raises(IntegrityError):
+        add(database, "ada@example.org")
+    with database.session() as session:
+        assert count_by_status(session)["pending"] == 1
+
+
+def test_find_ignores_case_and_space(database: Database) -> None:
+    add(database, "Ada@Example.org")
+    with database.session() as session:
+        assert find_subscriber(session, "  ada@example.ORG ") is not None
+        assert find_subscriber(session, "bob@example.org") is None
+        assert get_subscriber(session, 999) is None
+
+
+def test_status_changes(database: Database) -> None:
+    subscriber_id = add(database, "ada@example.org")
+    later = NOW + timedelta(hours=1)
+    with database.session() as session:
+        set_status(session, subscriber_id, "active", later)
+    with database.session() as session:
+        subscriber = get_subscriber(session, subscriber_id)
+        assert subscriber is not None
+        assert subscriber.status == "active"
+        assert subscriber.confirmed_at == later == subscriber.status_changed_at
+        set_status(session, subscriber_id, "paused", later + timedelta(days=1))
+        set_status(session, subscriber_id, "active", later + timedelta(days=2))
+    with database.session() as session:
+        subscriber = get_subscriber(session, subscriber_id)
+        assert subscriber is not None and subscriber.confirmed_at == later
+        assert count_by_status(session) == {
+            "pending": 0,
+            "active": 1,
+            "paused": 0,
+            "unsubscribed": 0,
+            "bounced": 0,
+        }
+
+
+def test_unknown_status_and_subscriber(database: Database) -> None:
+    subscriber_id = add(database, "ada@example.org")
+    with database.session() as session, pytest.raises(ValueError, match="unknown"):
+        set_status(session, subscriber_id, "deleted", NOW)
+    with database.session() as session, pytest.raises(LookupError):
+        set_status(session, 12345, "active", NOW)

@@ -1,0 +1,75 @@
+"""Signed link tokens."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import pytest
+
+from digest import tokens
+from digest.config import Settings
+from digest.errors import TokenError
+
+SECRET = "a-test-secret-that-is-long-enough"
+
+
+def test_round_trip_binds_subscriber_and_address() -> None:
+    token = tokens.make_token(SECRET, "unsubscribe", 42, "Ada@Example.org")
+    subscriber_id, tag = tokens.read_token(SECRET, "unsubscribe", token)
+    assert subscriber_id == 42
+    assert tokens.token_matches(tag, "ada@example.org")
+    assert not tokens.token_matches(tag, "bob@example.org")
+
+
+@pytest.mark.parametrize(
+    ("made_for", "used_for"),
+    [("confirm", "unsubscribe"), ("unsubscribe", "manage"), ("manage", "confirm")],
+)
+def test_a_token_serves_one_purpose(made_for: str, used_for: str) -> None:
+    token = tokens.make_token(SECRET, made_for, 1, "a@example.org")
+    with pytest.raises(TokenError, match=f"this {used_for} link is not valid"):
+        tokens.read_token(SECRET, used_for, token)
+
+
+def test_tampered_and_foreign_tokens() -> None:
+    token = tokens.make_token(SECRET, "manage", 1, "a@example.org")
+    flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for bad in (flipped, "", "garbage", token + "x"):
+        with pytest.raises(TokenError, match="not valid"):
+            tokens.read_token(SECRET, "manage", bad)
+    with pytest.raises(TokenError, match="not valid"):
+        tokens.read_token("another-secret", "manage", token)
+
+
+def test_confirm_tokens_expire_after_seven_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = tokens.make_token(SECRET, "confirm", 1, "a@example.org")
+    unsubscribe = tokens.make_token(SECRET, "unsubscribe", 1, "a@example.org")
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 7 * 86400 + 60)
+    with pytest.raises(TokenError, match="expired"):
+        tokens.read_token(SECRET, "confirm", token)
+    assert tokens.read_token(SECRET, "unsubscribe", unsubscribe)[0] == 1
+
+
+def test_generated_secret_is_kept_private_and_reused(settings: Settings) -> None:
+    first = tokens.secret_key(settings)
+    path = settings.data_dir / tokens.SECRET_FILE
+    assert len(first) >= 40
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert tokens.secret_key(settings) == first
+
+
+def test_configured_secret_wins(make_settings) -> None:
+    settings = make_settings(web={"secret_key": "from-config"})
+    assert tokens.secret_key(settings) == "from-config"
+    assert not (settings.data_dir / tokens.SECRET_FILE).exists()
+
+
+def test_link_uses_the_public_base_url(make_settings) -> None:
+    settings = make_settings(service={"base_url": "https://digest.example.org/"})
+    url = tokens.link(settings, SECRET, "unsubscribe", 3, "a@example.org")
+    assert url.startswith("https://digest.example.org/unsubscribe/")
+    token = url.rsplit("/", 1)[1]
+    assert tokens.read_token(SECRET, "unsubscribe", token)[0] == 3
