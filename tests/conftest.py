@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,3 +47,41 @@ def database(settings: Settings) -> Iterator[Database]:
     database = open_database(settings)
     yield database
     database.dispose()
+
+
+# The store must work on PostgreSQL too: CI starts a throwaway server and names it here.
+POSTGRES_URL = os.environ.get("DIGEST_TEST_POSTGRES_URL", "")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_database(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Database]:
+    """A migrated database on each backend the store supports (store tests use this)."""
+    if request.param == "sqlite":
+        database = open_database(settings)
+        yield database
+        database.dispose()
+        return
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test PostgreSQL: set DIGEST_TEST_POSTGRES_URL")
+        pytest.skip("no PostgreSQL server: set DIGEST_TEST_POSTGRES_URL to test on one")
+    yield from _fresh_postgres_database()
+
+
+def _fresh_postgres_database() -> Iterator[Database]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"digest_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    database = Database(make_url(POSTGRES_URL).set(database=name).render_as_string(False))
+    database.upgrade()
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -32,9 +32,9 @@ def add(database: Database, email: str, status: str = "pending") -> int:
         ).id
 
 
-def test_create_and_read_back(database: Database) -> None:
-    subscriber_id = add(database, "ada@example.org")
-    with database.session() as session:
+def test_create_and_read_back(store_database: Database) -> None:
+    subscriber_id = add(store_database, "ada@example.org")
+    with store_database.session() as session:
         subscriber = get_subscriber(session, subscriber_id)
     assert subscriber is not None
     assert subscriber.email == "ada@example.org"
@@ -47,35 +47,35 @@ def test_create_and_read_back(database: Database) -> None:
     assert subscriber.created_at == NOW and subscriber.confirmed_at is None
 
 
-def test_address_is_unique(database: Database) -> None:
-    add(database, "ada@example.org")
+def test_address_is_unique(store_database: Database) -> None:
+    add(store_database, "ada@example.org")
     with pytest.raises(IntegrityError):
-        add(database, "ada@example.org")
-    with database.session() as session:
+        add(store_database, "ada@example.org")
+    with store_database.session() as session:
         assert count_by_status(session)["pending"] == 1
 
 
-def test_find_ignores_case_and_space(database: Database) -> None:
-    add(database, "Ada@Example.org")
-    with database.session() as session:
+def test_find_ignores_case_and_space(store_database: Database) -> None:
+    add(store_database, "Ada@Example.org")
+    with store_database.session() as session:
         assert find_subscriber(session, "  ada@example.ORG ") is not None
         assert find_subscriber(session, "bob@example.org") is None
         assert get_subscriber(session, 999) is None
 
 
-def test_status_changes(database: Database) -> None:
-    subscriber_id = add(database, "ada@example.org")
+def test_status_changes(store_database: Database) -> None:
+    subscriber_id = add(store_database, "ada@example.org")
     later = NOW + timedelta(hours=1)
-    with database.session() as session:
+    with store_database.session() as session:
         set_status(session, subscriber_id, "active", later)
-    with database.session() as session:
+    with store_database.session() as session:
         subscriber = get_subscriber(session, subscriber_id)
         assert subscriber is not None
         assert subscriber.status == "active"
         assert subscriber.confirmed_at == later == subscriber.status_changed_at
         set_status(session, subscriber_id, "paused", later + timedelta(days=1))
         set_status(session, subscriber_id, "active", later + timedelta(days=2))
-    with database.session() as session:
+    with store_database.session() as session:
         subscriber = get_subscriber(session, subscriber_id)
         assert subscriber is not None and subscriber.confirmed_at == later
         assert count_by_status(session) == {
@@ -87,9 +87,9 @@ def test_status_changes(database: Database) -> None:
         }
 
 
-def test_unknown_status_and_subscriber(database: Database) -> None:
-    subscriber_id = add(database, "ada@example.org")
-    with database.session() as session, pytest.raises(ValueError, match="unknown"):
+def test_unknown_status_and_subscriber(store_database: Database) -> None:
+    subscriber_id = add(store_database, "ada@example.org")
+    with store_database.session() as session, pytest.raises(ValueError, match="unknown"):
         set_status(session, subscriber_id, "deleted", NOW)
-    with database.session() as session, pytest.raises(LookupError):
+    with store_database.session() as session, pytest.raises(LookupError):
         set_status(session, 12345, "active", NOW)
