@@ -224,6 +224,8 @@ class WebSettings:
     check_dns: bool = False
     ratelimit_storage: str = "memory://"
     signup_limit: str = "10 per hour"
+    address_limit: str = "5 per hour"
+    trusted_proxies: int = checked(0, between(0, 10))
     threads: int = checked(8, between(1, 256))
 
 

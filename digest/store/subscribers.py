@@ -96,3 +96,43 @@ def count_by_status(session: Session) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({status: count for status, count in rows})
     return counts
+
+
+def update_preferences(
+    session: Session,
+    subscriber_id: int,
+    *,
+    interests: str | None = None,
+    send_time: str | None = None,
+    timezone: str | None = None,
+) -> None:
+    """Change what a subscriber gets and when (None leaves a field as it is)."""
+    row = session.get(SubscriberRow, subscriber_id)
+    if row is None:
+        raise LookupError(f"no subscriber {subscriber_id}")
+    if interests is not None:
+        row.interests = interests
+    if send_time is not None:
+        row.send_time = send_time
+    if timezone is not None:
+        row.timezone = timezone
+
+
+def record_confirm_sent(session: Session, subscriber_id: int, now: datetime) -> None:
+    """Note when a confirmation (or reminder) email was last sent to this subscriber."""
+    row = session.get(SubscriberRow, subscriber_id)
+    if row is None:
+        raise LookupError(f"no subscriber {subscriber_id}")
+    row.confirm_sent_at = now
+
+
+def delete_expired_pending(session: Session, older_than: datetime) -> int:
+    """Delete sign-ups never confirmed that were made before `older_than`; return how many."""
+    rows = session.scalars(
+        select(SubscriberRow).where(
+            SubscriberRow.status == "pending", SubscriberRow.created_at < older_than
+        )
+    ).all()
+    for row in rows:
+        session.delete(row)
+    return len(rows)

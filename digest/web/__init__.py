@@ -1,0 +1,208 @@
+"""The web entry point: signup, confirm, manage and unsubscribe pages (Flask).
+
+`create_app(settings)` builds an app; nothing exists at import time, so tests build as
+many apps as they like. Two blueprints: `subscribe` (the signup form and confirmation)
+and `manage` (the manage and unsubscribe pages reached from links in emails). The app
+holds one `WebContext` (settings, database, signing secret, clock, mailer) in
+`app.extensions["digest"]`; views reach it through `context()`.
+
+Safety: CSRF tokens on every form (Flask-WTF), rate limits per client and per address
+(Flask-Limiter), a honeypot field, a strict Content-Security-Policy with no inline
+script, and no page that tells whether an address is subscribed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
+
+from digest.config import Settings, load_settings
+from digest.paths import templates_dir
+from digest.store import Database, open_database
+from digest.subscriber import Subscriber
+from digest.tokens import secret_key
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# notify(subscriber, kind): queue and send a transactional email. kind is "confirm" (a
+# new sign-up) or "manage" (someone signed up again with a known address).
+Notifier = Callable[[Subscriber, str], None]
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'self'",
+        "script-src 'self'",
+        "img-src 'self' data:",
+        "form-action 'self'",
+        "frame-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+
+
+@dataclass
+class WebContext:
+    """What the views need: settings, store, secret, clock and the mail hook."""
+
+    settings: Settings
+    database: Database
+    secret: str
+    clock: Clock
+    notify: Notifier
+
+
+def context() -> WebContext:
+    """The current app's WebContext."""
+    return current_app.extensions["digest"]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_notifier(settings: Settings, database: Database, clock: Clock) -> Notifier:
+    from digest.jobs import send_transactional
+
+    def notify(subscriber: Subscriber, kind: str) -> None:
+        send_transactional(settings, database, subscriber.id, kind, now=clock())
+
+    return notify
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    clock: Clock | None = None,
+    notify: Notifier | None = None,
+) -> Flask:
+    """Build the web app on the given settings (default: loaded as the CLI would)."""
+    settings = settings or load_settings()
+    database = database or open_database(settings)
+    clock = clock or _utc_now
+    secret = secret_key(settings)
+    app = Flask(
+        __name__,
+        template_folder=str(templates_dir() / "web"),
+        static_folder=str(Path(__file__).with_name("static")),
+    )
+    app.config.update(
+        SECRET_KEY=secret,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.service.base_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,  # a form left open for a day must still submit
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    app.extensions["digest"] = WebContext(
+        settings=settings,
+        database=database,
+        secret=secret,
+        clock=clock,
+        notify=notify or _default_notifier(settings, database, clock),
+    )
+    if settings.web.trusted_proxies:
+        hops = settings.web.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    _register_blueprints(app)
+    _protect(app, settings)
+    _register_handlers(app)
+    return app
+
+
+def _address_key() -> str:
+    # The per-address limit counts sign-ups for the same mailbox from any client.
+    return "address:" + (request.form.get("email") or "").strip().lower()
+
+
+def _protect(app: Flask, settings: Settings) -> None:
+    """CSRF on every form and rate limits on sign-ups; one instance of each per app."""
+    csrf = CSRFProtect(app)
+    # RFC 8058 one-click unsubscribe comes without cookies or token; the view checks the
+    # CSRF token itself for the page's own button (the signed link is the capability).
+    csrf.exempt("digest.web.manage.unsubscribe")
+    limiter = Limiter(
+        key_func=get_remote_address,
+        app=app,
+        headers_enabled=True,
+        storage_uri=settings.web.ratelimit_storage,
+    )
+    signup = app.view_functions["subscribe.signup"]
+    signup = limiter.limit(settings.web.signup_limit, methods=["POST"])(signup)
+    signup = limiter.limit(settings.web.address_limit, methods=["POST"], key_func=_address_key)(
+        signup
+    )
+    app.view_functions["subscribe.signup"] = signup
+
+
+def _register_blueprints(app: Flask) -> None:
+    from digest.web.manage import blueprint as manage
+    from digest.web.subscribe import blueprint as subscribe
+
+    app.register_blueprint(subscribe)
+    app.register_blueprint(manage)
+    app.add_url_rule("/healthz", "healthz", healthz)
+
+
+def healthz() -> tuple[dict[str, Any], int]:
+    """Liveness and database reachability, for monitoring."""
+    try:
+        with context().database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:  # any failure at all means unhealthy
+        log.warning("health check: database unreachable: %s", error)
+        return {"status": "error", "database": "unreachable"}, 503
+    return {"status": "ok", "database": "ok"}, 200
+
+
+def _register_handlers(app: Flask) -> None:
+    app.after_request(_security_headers)
+    app.context_processor(lambda: {"site_name": context().settings.mail.from_name})
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(error: CSRFError) -> tuple[str, int]:
+        return render_template(
+            "error.html",
+            title="This form has expired",
+            message="The form was too old or came from another site. Please go back, "
+            "reload the page and send it again.",
+        ), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[str, int] | HTTPException:
+        if error.code == 429 and request.endpoint == "subscribe.signup":
+            from digest.web.subscribe import signup_rate_limited
+
+            return signup_rate_limited()
+        return render_template(
+            "error.html", title=f"{error.code} {error.name}", message=error.description
+        ), error.code or 500
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Links carry tokens: never leak the URL to another site.
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.endpoint and request.endpoint != "static":
+        headers.setdefault("Cache-Control", "no-store")
+    return response
