@@ -1,0 +1,102 @@
+"""The scheduler lock: at most one scheduler runs against a store.
+
+Held for the life of the scheduler and released by the operating system or the database
+server when the process dies, so a crash never leaves a stale lock behind:
+- SQLite: an exclusive `flock` on `scheduler.lock` beside the database file;
+- PostgreSQL: a session advisory lock on a connection kept open for the purpose;
+- any other database: a `flock` in the data folder (one machine only).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from digest.errors import DigestError
+from digest.store.database import Database
+
+# An arbitrary constant naming "the digest scheduler" among advisory locks.
+ADVISORY_KEY = 0x64696765  # "dige"
+
+
+class LockHeld(DigestError):
+    """Another scheduler already runs against this store."""
+
+
+class SchedulerLock:
+    """Take with `acquire()`, give back with `release()` (or use as a context manager)."""
+
+    def __init__(self, database: Database, data_dir: Path) -> None:
+        self.database = database
+        self.path = self._lock_path(database, data_dir)
+        self._handle: Any = None
+        self._connection: Any = None
+
+    @staticmethod
+    def _lock_path(database: Database, data_dir: Path) -> Path:
+        if database.is_sqlite and database.engine.url.database not in (None, "", ":memory:"):
+            return Path(str(database.engine.url.database)).with_name("scheduler.lock")
+        return data_dir / "scheduler.lock"
+
+    def acquire(self) -> None:
+        """Take the lock, or raise LockHeld naming who holds it."""
+        if self.database.engine.dialect.name == "postgresql":
+            self._acquire_advisory()
+        else:
+            self._acquire_file()
+
+    def _acquire_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise LockHeld(
+                f"another scheduler is already running ({holder}, lock {self.path}); "
+                "run one `digest scheduler` or `digest run` per database"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def _acquire_advisory(self) -> None:
+        connection = self.database.engine.connect()
+        taken = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_KEY}
+        ).scalar()
+        connection.commit()
+        if not taken:
+            connection.close()
+            raise LockHeld(
+                "another scheduler is already running against this database (PostgreSQL "
+                "advisory lock taken); run one `digest scheduler` or `digest run` per database"
+            )
+        self._connection = connection
+
+    def release(self) -> None:
+        """Give the lock back (idempotent)."""
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+        if self._connection is not None:
+            self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+            self._connection.commit()
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> SchedulerLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
