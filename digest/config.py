@@ -233,9 +233,9 @@ class WebSettings:
 class ScheduleSettings:
     """[schedule]: when things happen."""
 
-    fetch_every_minutes: int = checked(60, between(1, 10080))
+    fetch_every_minutes: float = checked(60.0, at_least(0.01))
     arxiv_fetch_time: str = checked("01:30", time_of_day)
-    digest_check_minutes: int = checked(5, between(1, 60))
+    digest_check_minutes: float = checked(5.0, at_least(0.01))
     default_send_time: str = checked("08:00", time_of_day)
     fetch_at_start: bool = True
 
