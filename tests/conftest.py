@@ -45,3 +45,18 @@ def database(settings: Settings) -> Iterator[Database]:
     database = open_database(settings)
     yield database
     database.dispose()
+
+
+# --- sources ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver listens on IPv4 loopback only, on a free port."""
+    return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def sources_data() -> Path:
+    """The saved pages and feeds of the sources tests (see its PROVENANCE.md)."""
+    return DATA / "sources"

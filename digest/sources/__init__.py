@@ -87,7 +87,7 @@ def read_listing_file(
             "or an arXiv RSS/Atom feed)",
         )
     if source is not None and _KINDS[kind] != source:
-        raise ParseError(source, where, f"not a {source} listing: it is {_KIND_NAMES[kind]}")
+        raise ParseError(source, where, f"not an {source} listing: it is {_KIND_NAMES[kind]}")
     if kind == "json":
         return hf.parse_api(content, where)
     if kind == "html":
