@@ -17,7 +17,16 @@ from typing import Any
 from digest.config import Settings
 from digest.errors import DigestError, FetchError, ParseError
 from digest.paper import Paper
-from digest.sources import SOURCES, Listing, PoliteClient, Validators, arxiv, hf
+from digest.sources import (
+    SOURCES,
+    Listing,
+    PoliteClient,
+    ValidatorLookup,
+    Validators,
+    arxiv,
+    fetch_listing,
+    hf,
+)
 from digest.sources import read_listing_file as read_file
 from digest.store import Database
 from digest.store.papers import (
@@ -142,7 +151,7 @@ def _record_failure(
     return FetchReport(source=source, day=day, origin=origin, error=str(error))
 
 
-def _validator_lookup(database: Database) -> Any:
+def _validator_lookup(database: Database) -> ValidatorLookup:
     def known(url: str) -> Validators | None:
         with database.session() as session:
             etag, last_modified = get_validators(session, url)
@@ -150,15 +159,6 @@ def _validator_lookup(database: Database) -> Any:
         return found if found else None
 
     return known
-
-
-def _fetch_one(
-    name: str, settings: Settings, database: Database, client: PoliteClient, day: date
-) -> Listing:
-    known = _validator_lookup(database)
-    if name == "hf":
-        return hf.fetch(client, settings.sources.hf.base_url, day, known=known)
-    return arxiv.fetch(client, settings.sources.arxiv, known=known)
 
 
 def _planned_origin(name: str, settings: Settings, day: date) -> str:
@@ -207,7 +207,9 @@ def fetch_sources(
     try:
         for name in names:
             try:
-                listing = _fetch_one(name, settings, database, client, day)
+                listing = fetch_listing(
+                    name, settings, client, day, known=_validator_lookup(database)
+                )
             except DigestError as error:
                 reports.append(
                     _record_failure(

@@ -290,3 +290,10 @@ def test_given_client_is_used_and_left_open(
     assert httpserver.log[0][0].headers["User-Agent"] == "scheduler/1"
     client.get(httpserver.url_for("/rss/cs.LG+cs.CL"), source="arxiv")  # still open
     client.close()
+
+
+def test_unknown_source_is_a_clear_error(settings: Any, database: Database) -> None:
+    from digest.errors import DigestError
+
+    with pytest.raises(DigestError, match='unknown source "rss": use hf, arxiv or all'):
+        fetch_sources(settings, database, source="rss", now=NOW)

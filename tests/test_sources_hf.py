@@ -658,3 +658,30 @@ def test_squash_is_normalise_space(value: str) -> None:
     from digest.sources.listing import squash
 
     assert squash(value) == normalise_space(value)
+
+
+PREFIXES = [
+    b"",
+    b"\xef\xbb\xbf",
+    b"<?xml version='1.0'?>",
+    b"<!DOCTYPE html>",
+    b"<html>",
+    b"[",
+    b"{",
+    b"<rss version='2.0'><channel>",
+    b"<feed xmlns='http://www.w3.org/2005/Atom'>",
+]
+
+
+@FUZZ
+@given(st.sampled_from(PREFIXES), st.binary(max_size=600))
+def test_fuzz_read_listing_file(tmp_path_factory: Any, prefix: bytes, body: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "listing"
+    path.write_bytes(prefix + body)
+    try:
+        listing = read_listing_file(path)
+    except ParseError as error:
+        assert error.where == str(path)
+        assert error.source in ("hf", "arxiv", "file")
+    else:
+        assert listing.source in ("hf", "arxiv")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from pathlib import Path
 
+from digest.config import Settings
 from digest.errors import ParseError
 from digest.sources import arxiv, hf
 from digest.sources.http import PoliteClient, Response, Validators
@@ -29,6 +31,7 @@ __all__ = [
     "Validators",
     "arxiv",
     "detect_kind",
+    "fetch_listing",
     "hf",
     "no_validators",
     "read_listing_file",
@@ -93,3 +96,23 @@ def read_listing_file(
     if kind == "html":
         return hf.parse_page(content, where)
     return arxiv.parse_feed(content, where, include_cross=include_cross)
+
+
+def fetch_listing(
+    source: str,
+    settings: Settings,
+    client: PoliteClient,
+    day: date,
+    *,
+    known: ValidatorLookup = no_validators,
+) -> Listing:
+    """Fetch one source's current listing: `hf` for `day`, `arxiv` its latest feed.
+
+    `known` looks up the validators kept from the last good response of a URL, making
+    the request conditional. Raises FetchError or ParseError.
+    """
+    if source == "hf":
+        return hf.fetch(client, settings.sources.hf.base_url, day, known=known)
+    if source == "arxiv":
+        return arxiv.fetch(client, settings.sources.arxiv, known=known)
+    raise ValueError(f"unknown source {source!r}")
