@@ -95,3 +95,79 @@ def db_upgrade(app: AppContext) -> None:
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="digest")
+
+
+# --- sources: fetch listings into the store, list what is stored ----------------------
+
+
+@cli.command()
+@click.option(
+    "--source",
+    type=click.Choice(["hf", "arxiv", "all"]),
+    default="all",
+    show_default=True,
+    help="Which source to fetch (all: every enabled one).",
+)
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Hugging Face day to fetch, YYYY-MM-DD (default: today, UTC). "
+    "arXiv's feed always has its latest announcements.",
+)
+@click.option(
+    "--file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read a saved listing (HF JSON or HTML, arXiv RSS/Atom/API XML) instead of fetching.",
+)
+@pass_app
+@click.pass_context
+def fetch(ctx: click.Context, app: AppContext, source: str, day: Any, file: Path | None) -> None:
+    """Fetch new papers from the sources (or a saved file) into the store."""
+    from digest.jobs import fetch_sources
+
+    if day is not None and file is not None:
+        raise click.UsageError("--date and --file cannot be used together: a file has its own day")
+    reports = fetch_sources(
+        app.settings,
+        app.database(),
+        source=source,
+        day=day.date() if day is not None else None,
+        file=file,
+    )
+    if not reports:
+        click.echo("nothing to fetch: every source is disabled in the settings")
+    for report in reports:
+        if report.ok:
+            click.echo(report.summary())
+        else:
+            click.echo(f"digest: {report.error}", err=True)
+    if any(not report.ok for report in reports):
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Only papers first seen on or after this day (YYYY-MM-DD, UTC).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+@pass_app
+def papers(app: AppContext, since: Any, as_json: bool) -> None:
+    """List the stored papers, newest first: day, id, upvotes, title."""
+    import json
+
+    from digest.jobs import paper_to_dict, stored_papers
+
+    found = stored_papers(app.database(), since.date() if since is not None else None)
+    for paper in found:
+        if as_json:
+            click.echo(json.dumps(paper_to_dict(paper), ensure_ascii=False))
+            continue
+        day = paper.listed or (paper.first_seen_at.date() if paper.first_seen_at else None)
+        shown_day = day.isoformat() if day else "-"
+        upvotes = "-" if paper.upvotes is None else str(paper.upvotes)
+        click.echo(f"{shown_day:<10}  {paper.id:<12}  {upvotes:>5}  {paper.title}")
+    if not found and not as_json:
+        click.echo("no papers stored" + (" since then" if since is not None else ""), err=True)

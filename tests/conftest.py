@@ -85,3 +85,39 @@ def _fresh_postgres_database() -> Iterator[Database]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --- sources ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver listens on IPv4 loopback only, on a free port."""
+    return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def sources_data() -> Path:
+    """The saved pages and feeds of the sources tests (see its PROVENANCE.md)."""
+    return DATA / "sources"
+
+
+class FakeTime:
+    """A clock that only moves when something sleeps: tests of waiting never wait."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    """Injectable `sleep` and `clock` that record every wait instead of waiting."""
+    return FakeTime()

@@ -1,0 +1,202 @@
+"""The paper store's upsert rules, validators and fetch log, on a real SQLite file."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.paper import Paper
+from digest.sources import arxiv, hf
+from digest.store import Database
+from digest.store.papers import (
+    FetchRecord,
+    SaveReport,
+    count_papers,
+    get_validators,
+    last_fetches,
+    list_papers,
+    papers_first_seen_between,
+    put_validators,
+    record_fetch,
+    save_papers,
+)
+
+DATA = Path(__file__).parent / "data" / "sources"
+T0 = datetime(2026, 6, 12, 10, 0, tzinfo=UTC)
+T1 = T0 + timedelta(hours=1)
+T2 = T0 + timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def hf_papers() -> tuple[Paper, ...]:
+    return hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "api").papers
+
+
+@pytest.fixture(scope="module")
+def arxiv_papers() -> tuple[Paper, ...]:
+    feed = (DATA / "arxiv_rss_2026-09-24_excerpt.xml").read_bytes()
+    return arxiv.parse_feed(feed, "rss", include_cross=True).papers
+
+
+def save(database: Database, papers: object, now: datetime = T0) -> SaveReport:
+    with database.session() as session:
+        return save_papers(session, papers, now)  # type: ignore[arg-type]
+
+
+def stored(database: Database) -> dict[str, Paper]:
+    with database.session() as session:
+        return {paper.id: paper for paper in list_papers(session)}
+
+
+def test_new_papers_are_stored_once(database: Database, hf_papers: tuple[Paper, ...]) -> None:
+    assert save(database, hf_papers) == SaveReport(new=30, updated=0, unchanged=0)
+    assert save(database, hf_papers, T1) == SaveReport(new=0, updated=0, unchanged=30)
+    with database.session() as session:
+        assert count_papers(session) == 30
+
+
+def test_stored_paper_reads_back_equal(database: Database, hf_papers: tuple[Paper, ...]) -> None:
+    save(database, hf_papers)
+    back = stored(database)
+    for paper in hf_papers:
+        assert back[paper.id] == paper  # first_seen_at is not part of equality
+        assert back[paper.id].first_seen_at == T0
+        assert back[paper.id].first_seen_at.tzinfo is UTC
+
+
+def test_a_batch_repeating_a_paper_counts_it_once(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    first = hf_papers[0]
+    report = save(database, [first, replace(first, upvotes=5)])
+    assert report == SaveReport(new=1)
+    assert stored(database)[first.id].upvotes == 5  # the last sighting in a batch wins
+
+
+def test_mutable_fields_are_updated(database: Database, hf_papers: tuple[Paper, ...]) -> None:
+    save(database, hf_papers)
+    paper = hf_papers[3]
+    later = replace(
+        paper,
+        upvotes=(paper.upvotes or 0) + 10,
+        comments=9,
+        url_code="https://github.com/example/new",
+        url_project="https://example.org/project",
+    )
+    assert save(database, [later, hf_papers[4]], T1) == SaveReport(updated=1, unchanged=1)
+    kept = stored(database)[paper.id]
+    assert kept.upvotes == (paper.upvotes or 0) + 10
+    assert kept.comments == 9
+    assert kept.url_code == "https://github.com/example/new"
+    assert kept.url_project == "https://example.org/project"
+    assert kept.first_seen_at == T0  # an update is not a new sighting
+
+
+def test_unknown_values_never_erase_known_ones(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    save(database, hf_papers)
+    paper = hf_papers[10]
+    assert paper.upvotes and paper.url_code and paper.organization
+    vague = replace(paper, upvotes=None, comments=None, url_code=None, organization=None)
+    assert save(database, [vague], T1) == SaveReport(unchanged=1)
+    assert stored(database)[paper.id] == paper
+
+
+def test_first_sources_title_and_abstract_are_kept_and_sources_merged(
+    database: Database, arxiv_papers: tuple[Paper, ...]
+) -> None:
+    seen_on_arxiv = arxiv_papers[0]
+    save(database, [seen_on_arxiv])
+    seen_on_hf = Paper(
+        id=seen_on_arxiv.id,
+        title="The Drift Contract:\n  Spectral Updates (HF's copy)",
+        abstract="A different abstract.",
+        authors=("Someone Else",),
+        organization="Some Lab",
+        published=date(2026, 9, 22),
+        listed=date(2026, 9, 25),
+        upvotes=12,
+        comments=1,
+        url_hf=f"https://huggingface.co/papers/{seen_on_arxiv.id}",
+        sources=("hf",),
+    )
+    assert save(database, [seen_on_hf], T1) == SaveReport(updated=1)
+    merged = stored(database)[seen_on_arxiv.id]
+    assert merged.title == seen_on_arxiv.title
+    assert merged.abstract == seen_on_arxiv.abstract
+    assert merged.authors == seen_on_arxiv.authors
+    assert merged.listed == seen_on_arxiv.listed  # the first listing day stays
+    assert merged.sources == ("arxiv", "hf")
+    # What the first sighting lacked is filled in; what changes over time is updated.
+    assert merged.organization == "Some Lab"
+    assert merged.published == date(2026, 9, 22)
+    assert merged.url_hf == f"https://huggingface.co/papers/{seen_on_arxiv.id}"
+    assert (merged.upvotes, merged.comments) == (12, 1)
+    # Seeing it again from either source changes nothing more.
+    assert save(database, [seen_on_hf, seen_on_arxiv], T2) == SaveReport(unchanged=1)
+
+
+def test_empty_abstract_is_filled_by_a_later_sighting(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    from_card = replace(hf_papers[0], abstract="", authors=())
+    save(database, [from_card])
+    assert save(database, [hf_papers[0]], T1) == SaveReport(updated=1)
+    assert stored(database)[hf_papers[0].id] == hf_papers[0]
+
+
+def test_list_papers_newest_first_and_since(
+    database: Database, hf_papers: tuple[Paper, ...], arxiv_papers: tuple[Paper, ...]
+) -> None:
+    save(database, hf_papers[:2], T0)
+    save(database, arxiv_papers, T2)
+    with database.session() as session:
+        everything = list_papers(session)
+        assert [p.id for p in everything] == sorted(p.id for p in arxiv_papers) + sorted(
+            p.id for p in hf_papers[:2]
+        )
+        assert {p.id for p in list_papers(session, T2.date())} == {p.id for p in arxiv_papers}
+        assert list_papers(session, T2 + timedelta(seconds=1)) == []
+        window = papers_first_seen_between(session, T0, T2)
+        assert [p.id for p in window] == sorted(p.id for p in hf_papers[:2])
+        assert len(papers_first_seen_between(session, None, T2 + timedelta(hours=1))) == 5
+
+
+def test_validators_round_trip(database: Database) -> None:
+    url = "https://rss.arxiv.org/rss/cs.LG"
+    with database.session() as session:
+        assert get_validators(session, url) == (None, None)
+        put_validators(session, url, '"v1"', "Thu, 24 Sep 2026 08:58:05 GMT", T0)
+    with database.session() as session:
+        assert get_validators(session, url) == ('"v1"', "Thu, 24 Sep 2026 08:58:05 GMT")
+        put_validators(session, url, '"v2"', None, T1)
+    with database.session() as session:
+        assert get_validators(session, url) == ('"v2"', None)
+
+
+def test_fetch_log_keeps_the_latest_per_source(database: Database) -> None:
+    def record(source: str, started: datetime, error: str | None = None) -> FetchRecord:
+        return FetchRecord(source, date(2026, 6, 12), "origin", started, 3, 2, 1, 0, error)
+
+    with database.session() as session:
+        record_fetch(session, record("hf", T0))
+        record_fetch(session, record("arxiv", T0))
+        record_fetch(session, record("hf", T1, "hf: cannot fetch x: HTTP 503"))
+    with database.session() as session:
+        latest = last_fetches(session)
+    assert latest["hf"] == record("hf", T1, "hf: cannot fetch x: HTTP 503")
+    assert latest["arxiv"] == record("arxiv", T0)
+
+
+def test_a_failed_transaction_stores_nothing(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    with pytest.raises(RuntimeError), database.session() as session:
+        save_papers(session, hf_papers, T0)
+        raise RuntimeError("something after saving failed")
+    with database.session() as session:
+        assert count_papers(session) == 0
