@@ -653,13 +653,6 @@ def test_every_paper_page_field_with_every_wrong_type(key: Any, value: Any) -> N
     check_only_parse_error(hf.parse_page, minimal_page("PaperContent", props))
 
 
-@given(st.text(alphabet=st.characters(), max_size=200))
-def test_squash_is_normalise_space(value: str) -> None:
-    from digest.sources.listing import squash
-
-    assert squash(value) == normalise_space(value)
-
-
 PREFIXES = [
     b"",
     b"\xef\xbb\xbf",

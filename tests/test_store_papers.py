@@ -30,6 +30,12 @@ T1 = T0 + timedelta(hours=1)
 T2 = T0 + timedelta(days=1)
 
 
+@pytest.fixture
+def database(store_database: Database) -> Database:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return store_database
+
+
 @pytest.fixture(scope="module")
 def hf_papers() -> tuple[Paper, ...]:
     return hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "api").papers

@@ -28,7 +28,7 @@ from lxml import etree
 
 from digest.config import ArxivSettings
 from digest.errors import ConfigError, ParseError
-from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url, parse_arxiv_id
+from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url, normalise_space, parse_arxiv_id
 from digest.sources.http import PoliteClient
 from digest.sources.listing import (
     Listing,
@@ -37,7 +37,6 @@ from digest.sources.listing import (
     describe_day,
     iso_date,
     no_validators,
-    squash,
     text,
 )
 
@@ -109,7 +108,7 @@ def _categories(values: Iterable[str | None]) -> tuple[str, ...]:
     """Category names, whitespace trimmed, each once, order kept."""
     seen: dict[str, None] = {}
     for value in values:
-        name = squash(value or "")
+        name = normalise_space(value or "")
         if name:
             seen.setdefault(name, None)
     return tuple(seen)
@@ -119,7 +118,7 @@ def _creators(elements: Iterable[etree._Element]) -> tuple[str, ...]:
     """Authors from `dc:creator` elements: comma-joined names, possibly several elements."""
     names: list[str] = []
     for element in elements:
-        for name in _AUTHOR_SEPARATOR.split(squash(element.text or "")):
+        for name in _AUTHOR_SEPARATOR.split(normalise_space(element.text or "")):
             if name:
                 names.append(name)
     return tuple(names)
@@ -127,7 +126,7 @@ def _creators(elements: Iterable[etree._Element]) -> tuple[str, ...]:
 
 def _announcement(description: str, element_text: str | None) -> tuple[str, str]:
     """(announce type, abstract) of an announcement entry's description."""
-    kind = squash(element_text or "").lower()
+    kind = normalise_space(element_text or "").lower()
     if not kind:
         found = _ANNOUNCE.search(description)
         if found is None:
@@ -135,7 +134,7 @@ def _announcement(description: str, element_text: str | None) -> tuple[str, str]
         kind = found.group(1).lower()
     parts = _ABSTRACT.split(description, maxsplit=1)
     abstract = parts[1] if len(parts) == 2 else _DESCRIPTION_PREFIX.sub("", description)
-    return kind, squash(abstract)
+    return kind, normalise_space(abstract)
 
 
 def _paper(
@@ -216,7 +215,7 @@ def _api_entry(entry: etree._Element, day: date | None) -> tuple[str, Paper]:
     authors = tuple(
         name
         for name in (
-            squash(author.findtext(f"{ATOM}name") or "")
+            normalise_space(author.findtext(f"{ATOM}name") or "")
             for author in entry.iterfind(f"{ATOM}author")
         )
         if name
@@ -226,7 +225,7 @@ def _api_entry(entry: etree._Element, day: date | None) -> tuple[str, Paper]:
     paper = _paper(
         paper_id,
         entry.findtext(f"{ATOM}title"),
-        squash(entry.findtext(f"{ATOM}summary") or ""),
+        normalise_space(entry.findtext(f"{ATOM}summary") or ""),
         authors,
         categories,
         published,
@@ -256,7 +255,7 @@ def _parse_xml(content: bytes | str, origin: str) -> etree._Element:
     try:
         root = etree.fromstring(data, parser)
     except (etree.LxmlError, ValueError) as error:
-        message = squash(str(error)) or type(error).__name__
+        message = normalise_space(str(error)) or type(error).__name__
         raise ParseError(SOURCE, origin, f"not well-formed XML ({message})") from None
     if root is None or not isinstance(root.tag, str):
         raise ParseError(SOURCE, origin, "the document has no root element")
@@ -335,7 +334,7 @@ def _read_api(root: etree._Element, origin: str) -> Listing:
     entries = root.findall(f"{ATOM}entry")
     for entry in entries:
         if "/api/errors" in (entry.findtext(f"{ATOM}id") or ""):
-            message = squash(entry.findtext(f"{ATOM}summary") or "") or "no details"
+            message = normalise_space(entry.findtext(f"{ATOM}summary") or "") or "no details"
             raise ParseError(SOURCE, origin, f'the arXiv API answered with an error: "{message}"')
     day = _safe_iso_date(root.findtext(f"{ATOM}updated"))
     listing = _read_entries(entries, _api_entry, origin, day, FRESH)

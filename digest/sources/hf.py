@@ -35,6 +35,7 @@ from digest.paper import (
     arxiv_abs_url,
     arxiv_pdf_url,
     hf_paper_url,
+    normalise_space,
     parse_arxiv_id,
 )
 from digest.sources.http import PoliteClient
@@ -50,7 +51,6 @@ from digest.sources.listing import (
     optional_text,
     optional_url,
     organization_name,
-    squash,
     text,
 )
 
@@ -276,7 +276,7 @@ def _read_paper_page(props: Any, origin: str) -> Listing:
 def _card_count(element: Tag | None) -> int | None:
     if element is None:
         return None
-    digits = squash(element.get_text(" "))
+    digits = normalise_space(element.get_text(" "))
     return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
