@@ -1,12 +1,99 @@
 """Render a subscriber's matches into a complete email message.
 
-(The `Message` type is fixed here first so `send` can be built against it; the
-templates and rendering are added by the render issue.)
+`DigestRenderer(settings, secret)` is built once per run (templates loaded, CSS read,
+DKIM key read and checked) and then makes one `Message` per subscriber:
+`render_digest(subscriber, selection, digest_date)` for the daily digest and
+`render_confirmation(subscriber, confirm_url)` for the double opt-in email. The
+functions of the same names do the same for a single message.
+
+The email is Jinja templates (`templates/email/`): an HTML part laid out in tables with
+its CSS inlined into `style` attributes by css-inline, and a plain-text part with the
+same content. Everything a paper supplies is escaped.
+
+Speed: a run renders thousands of digests, and the straightforward way (render the
+templates, inline the CSS of the whole page, build an `EmailMessage`) manages a few
+hundred a second. So the renderer does the expensive work once and reuses it:
+
+- The page around the cards is rendered and CSS-inlined once per layout variant with
+  placeholders where per-message values go (`_Skeleton`); a message fills them in.
+- A paper's card is rendered and inlined once per paper, with placeholders for what
+  depends on the subscriber's matches (labels, highlighted title and snippet); the
+  filled card is kept per (paper, matched interests), already quoted-printable encoded,
+  so subscribers with the same matches share it.
+- The message is written as bytes by `digest.mime` instead of through `EmailMessage`.
+
+`reference_digest` builds the same message the straightforward way; the tests check the
+two against each other (same headers, same HTML and text), and `bench/render_bench.py`
+measures one against the other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import email.policy
+import hmac
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from markupsafe import escape as jinja_escape
+
+from digest import mime, tokens
+from digest.config import Settings
+from digest.errors import ConfigError, DigestError
+from digest.match import Hit, Match, Selection
+from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url
+from digest.paths import templates_dir
+from digest.snippet import Excerpt, clean_text, excerpt, highlight
+from digest.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+# What a card shows at most; together with [match] max_papers these keep the HTML of the
+# worst case (20 papers, longest everything) under Gmail's clipping size.
+SNIPPET_CHARS = 300
+TITLE_CHARS = 300
+AUTHORS_SHOWN = 3
+AUTHORS_CHARS = 160
+ORGANIZATION_CHARS = 100
+LABELS_SHOWN = 6
+LABEL_CHARS = 40
+HEADING_INTERESTS = 2
+INTERESTS_CHARS = 300
+HTML_LIMIT = 100_000  # bytes; Gmail clips a message whose HTML passes about 102 KB
+TEXT_WIDTH = 72
+INDENT = "    "
+CARD_CACHE_SIZE = 20_000  # filled cards kept per renderer (a few KB each)
+PAPER_CACHE_SIZE = 5_000  # paper card skeletons kept per renderer
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+_AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +110,861 @@ class Message:
     recipient: str
     message_id: str
     data: bytes
+
+
+# ---------------------------------------------------------------------------------------
+# Words and dates
+
+
+def short_date(day: date) -> str:
+    """`Thu 12 Jun`, whatever the locale."""
+    return f"{_DAYS[day.weekday()][:3]} {day.day} {_MONTHS[day.month - 1][:3]}"
+
+
+def long_date(day: date) -> str:
+    """`Thursday 12 June 2025`, whatever the locale."""
+    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def _card_date(day: date) -> str:
+    return f"{day.day} {_MONTHS[day.month - 1][:3]} {day.year}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@lru_cache(maxsize=4096)  # a pure function called with the same titles and interests
+def _one_line(text: str, limit: int) -> str:
+    """`text` cleaned, on one line, cut at a word to at most about `limit` characters."""
+    return excerpt(mime.header_text(clean_text(text)), limit=limit, follow_marks=False).text
+
+
+_GLUE = "\ue000"  # joins the words of a short phrase that `_wrap` must not break
+
+
+def _unbreakable(phrase: str) -> str:
+    """`phrase` kept on one line by `_wrap` (if it fits on one)."""
+    return phrase.replace(" ", _GLUE) if len(phrase) <= TEXT_WIDTH // 2 else phrase
+
+
+def _wrap(text: str, indent: str = INDENT) -> str:
+    """`text` wrapped at 72 columns for a terminal, every line indented; URLs and long
+    words are never broken. (textwrap does the same, several times slower.)"""
+    rest = " ".join(text.split())
+    room = TEXT_WIDTH - len(indent)
+    lines = []
+    while len(rest) > room:
+        cut = rest.rfind(" ", 0, room + 1)
+        if cut <= 0:  # a word longer than the line: it gets a line of its own
+            cut = rest.find(" ", room)
+            if cut == -1:
+                break
+        lines.append(rest[:cut])
+        rest = rest[cut + 1 :]
+    lines.append(rest)
+    return (indent + ("\n" + indent).join(lines)).replace(_GLUE, " ")
+
+
+def heading_for(named: Sequence[str], others: int, total: int) -> str:
+    """`7 new papers on diffusion, RLHF and 2 more interests`."""
+    if total == 0:
+        return "No new papers matched your interests"
+    if others:
+        topics = ", ".join(named) + " and " + _plural(others, "more interest")
+    elif len(named) > 1:
+        topics = ", ".join(named[:-1]) + " and " + named[-1]
+    else:
+        topics = named[0] if named else "your interests"
+    return f"{_plural(total, 'new paper')} on {topics}"
+
+
+def _matched_interests(matches: Sequence[Match]) -> tuple[list[str], int]:
+    """The first interests of a digest to name (those that matched most papers first),
+    and how many others matched."""
+    counts: Counter[str] = Counter()
+    for match in matches:
+        counts.update({hit.interest for hit in match.hits})
+    ranked = [name for name, _ in counts.most_common()]
+    named = [label for label in map(_label, ranked[:HEADING_INTERESTS]) if label]
+    return named, len(ranked) - len(named)
+
+
+def _label(interest: str) -> str:
+    """An interest as a label: cleaned, one line, not too long."""
+    return _one_line(interest, LABEL_CHARS)
+
+
+# ---------------------------------------------------------------------------------------
+# What a card shows
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperView:
+    """What a paper's card shows that does not depend on who reads it."""
+
+    url: str
+    date: str
+    upvotes: str
+    links: tuple[_Link, ...]
+    title: str
+    authors: str
+    et_al: bool
+    organization: str
+    abstract: str
+
+
+@dataclass(frozen=True, slots=True)
+class _MatchView:
+    """What a card shows that depends on the subscriber's matched interests."""
+
+    labels: tuple[str, ...]
+    title: Excerpt
+    authors: Excerpt
+    organization: Excerpt
+    snippet: Excerpt
+
+
+def _web_url(url: str | None) -> str | None:
+    """`url` if it is an http(s) link we can put in an href, else None."""
+    if not url:
+        return None
+    try:
+        return mime.check_url(url.strip())
+    except ValueError:
+        return None
+
+
+def _paper_view(paper: Paper) -> _PaperView:
+    abs_url = _web_url(paper.url_abs) or arxiv_abs_url(paper.id)
+    hf_url = _web_url(paper.url_hf)
+    links = [
+        _Link("Abstract", abs_url),
+        _Link("PDF", _web_url(paper.url_pdf) or arxiv_pdf_url(paper.id)),
+    ]
+    for label, url in (
+        ("Hugging Face", hf_url),
+        ("Code", _web_url(paper.url_code)),
+        ("Project page", _web_url(paper.url_project)),
+    ):
+        if url:
+            links.append(_Link(label, url))
+    day = paper.published or paper.listed
+    return _PaperView(
+        url=hf_url or abs_url,
+        date=_card_date(day) if day else "",
+        upvotes=_plural(paper.upvotes, "upvote") if paper.upvotes else "",
+        links=tuple(links),
+        title=clean_text(paper.title),
+        # Span offsets into "authors" index ", ".join(all authors); the shown ones are
+        # a prefix of that text, so the offsets hold.
+        authors=clean_text(", ".join(paper.authors[:AUTHORS_SHOWN])),
+        et_al=len(paper.authors) > AUTHORS_SHOWN,
+        organization=clean_text(paper.organization or ""),
+        abstract=clean_text(paper.abstract),
+    )
+
+
+def _match_view(paper: _PaperView, hits: Sequence[Hit]) -> _MatchView:
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    for hit in hits:
+        for span in hit.spans:
+            ranges.setdefault(span.field, []).append((span.start, span.end))
+    labels = [label for label in dict.fromkeys(_label(hit.interest) for hit in hits) if label]
+    if len(labels) > LABELS_SHOWN:
+        labels[LABELS_SHOWN - 1 :] = [f"+{len(labels) - LABELS_SHOWN + 1} more"]
+
+    def cut(text: str, field: str, limit: int, follow: bool = False) -> Excerpt:
+        return excerpt(text, ranges.get(field, ()), limit, follow_marks=follow)
+
+    return _MatchView(
+        labels=tuple(labels),
+        title=cut(paper.title, "title", TITLE_CHARS),
+        authors=cut(paper.authors, "authors", AUTHORS_CHARS),
+        organization=cut(paper.organization, "organization", ORGANIZATION_CHARS),
+        snippet=cut(paper.abstract, "abstract", SNIPPET_CHARS, follow=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _HtmlStyle:
+    """How highlighted fields are written: the escaping, and the tags around marks and
+    labels (plain classes for the reference path; already CSS-inlined for the fast one,
+    which never runs them through css-inline)."""
+
+    escape: Callable[[str], str]
+    mark: tuple[str, str]
+    label: tuple[str, str]
+
+
+def _html_fields(paper: _PaperView, match: _MatchView, style: _HtmlStyle) -> dict[str, str]:
+    """The HTML of a card's per-match fields."""
+
+    def marked(part: Excerpt) -> str:
+        return highlight(part.text, part.marks, style.escape, *style.mark)
+
+    open_label, close_label = style.label
+    return {
+        "labels": " ".join(open_label + style.escape(x) + close_label for x in match.labels),
+        "title": marked(match.title),
+        "authors": marked(match.authors) + (style.escape(" et al.") if paper.et_al else ""),
+        "organization": marked(match.organization),
+        "snippet": marked(match.snippet),
+    }
+
+
+def _card_context(paper: _PaperView, fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "url": paper.url,
+        "date": paper.date.replace(" ", "\xa0"),  # "13 May 2024" stays on one line
+        "upvotes": paper.upvotes.replace(" ", "\xa0"),
+        "links": paper.links,
+        "has_organization": bool(paper.organization),
+        **{name: Markup(value) for name, value in fields.items()},
+    }
+
+
+def _text_card_context(paper: _PaperView, match: _MatchView) -> dict[str, Any]:
+    title = _wrap(match.title.text)[len(INDENT) :]  # the first line gets "NN. " instead
+    authors = match.authors.text + (" et al." if paper.et_al else "")
+    parts = (authors, match.organization.text, paper.date, paper.upvotes)
+    meta = " · ".join(_unbreakable(part) for part in parts if part)
+    snippet = highlight(match.snippet.text, match.snippet.marks, str, "*", "*")
+    return {
+        "title": title,
+        "meta": _wrap(meta),
+        "labels": _wrap("Matched: " + ", ".join(match.labels)),
+        "snippet": _wrap(snippet),
+        "links": paper.links,
+    }
+
+
+def _numbered(position: int, card_first_line: str) -> str:
+    return f"{position:>2}. {card_first_line}"
+
+
+def _number_cards(cards: Iterable[str]) -> str:
+    """The text cards one after another, numbered, a blank line between them."""
+    return "\n".join(_numbered(i, card) for i, card in enumerate(cards, 1))
+
+
+# ---------------------------------------------------------------------------------------
+# Escaping as css-inline writes HTML back out (html5ever's serializer), so that a value
+# put into an already-inlined page reads exactly as if it had gone through css-inline.
+
+
+def _text_escape(value: str) -> str:
+    if "&" in value:
+        value = value.replace("&", "&amp;")
+    if "\xa0" in value:
+        value = value.replace("\xa0", "&nbsp;")
+    if "<" in value:
+        value = value.replace("<", "&lt;")
+    if ">" in value:
+        value = value.replace(">", "&gt;")
+    return value
+
+
+def _attribute_escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;")
+
+
+def _identity(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Hole:
+    name: str
+    escape: Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    name: str
+
+
+class _Skeleton:
+    """A rendered (and CSS-inlined) template with holes, split once so that filling it is
+    string joins and encoding it touches only the lines that hold a hole.
+
+    Holes are placeholders `@@NONCE:name@@` rendered where per-message values go; with
+    `escape_by_context`, a value is escaped for the attribute or the text it lands in,
+    otherwise it goes in as it is (HTML already, or plain text). `@@NONCE:block:name@@`
+    alone on a line takes a run of whole lines, given already encoded.
+    """
+
+    def __init__(self, rendered: str, nonce: str, escape_by_context: bool) -> None:
+        if not rendered.endswith("\n"):
+            rendered += "\n"
+        self._lines: list[list[str | _Hole | _Block]] = []
+        hole = f"@@{nonce}:"
+        position = 0
+        for line_text in rendered.splitlines(keepends=True):
+            line: list[str | _Hole | _Block] = []
+            cursor = 0
+            if line_text.startswith(hole + "block:") and line_text.endswith("@@\n"):
+                self._lines.append([_Block(line_text[len(hole) + 6 : -3])])
+                cursor = len(line_text) - 1  # the line break after a block starts a line
+            while (start := line_text.find(hole, cursor)) != -1:
+                end = line_text.index("@@", start + len(hole))
+                line.append(line_text[cursor:start])
+                escape = _identity
+                if escape_by_context:
+                    at = position + start
+                    in_tag = rendered.rfind("<", 0, at) > rendered.rfind(">", 0, at)
+                    escape = _attribute_escape if in_tag else _text_escape
+                line.append(_Hole(line_text[start + len(hole) : end], escape))
+                cursor = end + 2
+            line.append(line_text[cursor:])
+            self._lines.append(line)
+            position += len(line_text)
+        self._segments = self._encode_static()
+
+    def _encode_static(self) -> list[bytes | list[str | _Hole] | _Block]:
+        """Runs of lines without holes encoded once; the rest kept for `encode`."""
+        segments: list[bytes | list[str | _Hole] | _Block] = []
+        static: list[str] = []
+        for line in self._lines:
+            if len(line) == 1 and isinstance(line[0], str):
+                static.append(line[0])
+                continue
+            if static:
+                segments.append(mime.encode_lines("".join(static)))
+                static = []
+            segments.append(line[0] if isinstance(line[0], _Block) else line)  # type: ignore[arg-type]
+        if static:
+            segments.append(mime.encode_lines("".join(static)))
+        return segments
+
+    def fill(self, values: dict[str, str]) -> str:
+        """The text with every hole filled (blocks too, from `values`)."""
+        return "".join(
+            part
+            if isinstance(part, str)
+            else values[part.name]
+            if isinstance(part, _Block)
+            else part.escape(values[part.name])
+            for line in self._lines
+            for part in line
+        )
+
+    def encode(self, values: dict[str, str], blocks: dict[str, list[bytes]]) -> list[bytes]:
+        """The filled text, quoted-printable encoded, as pieces to join."""
+        out: list[bytes] = []
+        for segment in self._segments:
+            if isinstance(segment, bytes):
+                out.append(segment)
+            elif isinstance(segment, _Block):
+                out.extend(blocks[segment.name])
+            else:
+                text = "".join(
+                    part if isinstance(part, str) else part.escape(values[part.name])
+                    for part in segment
+                )
+                out.append(mime.encode_lines(text))
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Pages
+
+
+@dataclass(frozen=True, slots=True)
+class _DigestPage:
+    """The per-message values of a digest page (the same names in HTML and text)."""
+
+    subject: str
+    preheader: str
+    date: str
+    heading: str
+    more: str
+    reason: str
+    manage_url: str
+    unsubscribe_url: str
+    cards: str
+    has_matches: bool
+    has_more: bool
+
+
+_PAGE_VALUES = (
+    "subject",
+    "preheader",
+    "date",
+    "heading",
+    "more",
+    "reason",
+    "manage_url",
+    "unsubscribe_url",
+)
+
+
+_NUMBER_SLOT = "00. "  # where a text card's number goes; its encoding is itself
+
+
+@dataclass(frozen=True, slots=True)
+class _CardParts:
+    """A filled card, ready to join into a message (quoted-printable, whole lines)."""
+
+    html: bytes
+    html_size: int  # bytes of HTML before encoding
+    text_first_line: str  # the title's first line, which gets the card's number...
+    text_numbered: bytes  # ...encoded with _NUMBER_SLOT in front, to swap for the number
+    text_rest: bytes
+
+    def text(self, position: int) -> list[bytes]:
+        """The text card numbered `position`."""
+        number = _numbered(position, "")
+        if len(number) == len(_NUMBER_SLOT):
+            return [number.encode("ascii") + self.text_numbered[len(_NUMBER_SLOT) :],
+                    self.text_rest]  # fmt: skip
+        return [mime.encode_lines(_numbered(position, self.text_first_line)), self.text_rest]
+
+
+@dataclass(frozen=True, slots=True)
+class _Digest:
+    """Everything a digest message needs, before it is written out."""
+
+    recipient: str
+    message_id: str
+    boundary: str
+    shown: tuple[Match, ...]
+    html_page: _DigestPage
+    text_page: _DigestPage
+
+
+class DigestRenderer:
+    """Renders digests and confirmation emails; build one per run and reuse it.
+
+    `secret` signs the manage/unsubscribe links and keys the Message-IDs: pass
+    `digest.tokens.secret_key(settings)`. Raises ConfigError for settings that cannot make
+    a valid message (sender address, base URL, list id, DKIM key).
+    """
+
+    def __init__(self, settings: Settings, secret: str) -> None:
+        self.settings = settings
+        self._secret = secret.encode()
+        self._from_name = mime.header_text(settings.mail.from_name)
+        self._from_address = _config_address(settings.mail.from_address, "from_address")
+        self._confirm_address = _config_address(settings.confirm_from, "confirm_from")
+        self._domain = _config_domain(settings.mail_domain)
+        try:
+            self._base_url = mime.check_url(settings.service.base_url.rstrip("/"))
+        except ValueError as error:
+            raise ConfigError(f"[service] base_url {error}") from None
+        self._site = urlsplit(self._base_url).netloc
+        self._unsubscribe_mailto = (
+            _config_address(settings.mail.unsubscribe_mailto, "unsubscribe_mailto")
+            if settings.mail.unsubscribe_mailto
+            else ""
+        )
+        self._list_name, self._list_address = _list_id(settings, self._from_name, self._domain)
+        self._postal_address = mime.header_text(settings.mail.postal_address)
+        self._max_papers = settings.match.max_papers
+        self._dkim = _dkim_signer(settings)
+        self._from_line = mime.header_line(
+            "From", mime.address_tokens(self._from_name, self._from_address)
+        )
+        self._confirm_from_line = mime.header_line(
+            "From", mime.address_tokens(self._from_name, self._confirm_address)
+        )
+        list_name = mime.encode_phrase(self._list_name) if self._list_name else []
+        self._list_id_line = mime.header_line("List-Id", [*list_name, f"<{self._list_address}>"])
+        self._environment = Environment(
+            loader=FileSystemLoader(templates_dir()),
+            autoescape=select_autoescape(["html"], default_for_string=False, default=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            undefined=StrictUndefined,
+            auto_reload=False,  # templates are read once per renderer
+        )
+        self._css = (templates_dir() / "email" / "style.css").read_text(encoding="utf-8")
+        # The page keeps its <style data-css-inline="ignore"> block (dark mode, small
+        # screens); the main stylesheet is given to the inliner and never sent.
+        self._page_inliner = css_inline.CSSInliner(
+            minify_css=True, keep_style_tags=True, extra_css=self._css,
+            load_remote_stylesheets=False,
+        )  # fmt: skip
+        self._card_inliner = css_inline.CSSInliner(minify_css=True, load_remote_stylesheets=False)
+        self._nonce = secrets.token_hex(8)
+        self._plain_style = _HtmlStyle(
+            escape=lambda value: str(jinja_escape(value)),
+            mark=('<mark class="hl">', "</mark>"),
+            label=('<span class="label">', "</span>"),
+        )
+        self._inlined_style = _HtmlStyle(
+            escape=_text_escape,
+            mark=self._inlined_tags(self._plain_style.mark),
+            label=self._inlined_tags(self._plain_style.label),
+        )
+        self._page_skeletons: dict[tuple[str, bool, bool], _Skeleton] = {}
+        self._paper_skeletons: dict[Paper, tuple[_PaperView, _Skeleton]] = {}
+        self._cards: dict[tuple[Paper, tuple[Hit, ...]], _CardParts] = {}
+
+    # -- public ------------------------------------------------------------------------
+
+    def render_digest(
+        self,
+        subscriber: Subscriber,
+        selection: Selection,
+        digest_date: date,
+        *,
+        now: datetime | None = None,
+    ) -> Message:
+        """The digest email of `selection` for `subscriber`, dated `digest_date`.
+
+        At most [match] max_papers papers are shown (the rest are counted with
+        `selection.more`). The Message-ID is the same for the same subscriber and date.
+        `now` is the Date header (default: the current time). DigestError if the
+        subscriber's address cannot be mailed.
+        """
+        digest = self._prepare(subscriber, selection, digest_date)
+        cards = [self._card(match) for match in digest.shown]
+        html_size = sum(card.html_size for card in cards)
+        html = self._page_skeleton("html", digest.html_page).encode(
+            self._page_values(digest.html_page), {"cards": [card.html for card in cards]}
+        )
+        text_cards: list[bytes] = []
+        for position, card in enumerate(cards, 1):
+            if position > 1:
+                text_cards.append(mime.CRLF)
+            text_cards.extend(card.text(position))
+        text = self._page_skeleton("txt", digest.text_page).encode(
+            self._page_values(digest.text_page), {"cards": text_cards}
+        )
+        if html_size > HTML_LIMIT * 0.9:
+            log.warning("digest for subscriber %s has about %d bytes of HTML", subscriber.id,
+                        html_size)  # fmt: skip
+        headers = self._digest_headers(digest, _date_header(now))
+        data = mime.assemble_alternative(headers, text, html, digest.boundary)
+        return self._message(self._from_address, digest, data)
+
+    def reference_digest(
+        self,
+        subscriber: Subscriber,
+        selection: Selection,
+        digest_date: date,
+        *,
+        now: datetime | None = None,
+    ) -> Message:
+        """The same message as `render_digest`, built the straightforward, slow way.
+
+        Every card and the page rendered by Jinja, the whole page CSS-inlined, the
+        message built by `EmailMessage` with the default policy. The tests check that
+        both ways give the same message; bench/render_bench.py measures the difference.
+        """
+        digest = self._prepare(subscriber, selection, digest_date)
+        card_template = self._environment.get_template("email/_card.html")
+        text_card_template = self._environment.get_template("email/_card.txt")
+        html_cards, text_cards = [], []
+        for match in digest.shown:
+            paper = _paper_view(match.paper)
+            view = _match_view(paper, match.hits)
+            fields = _html_fields(paper, view, self._plain_style)
+            html_cards.append(card_template.render(card=_card_context(paper, fields)))
+            text_cards.append(text_card_template.render(card=_text_card_context(paper, view)))
+        html_page = replace(digest.html_page, cards=Markup("".join(html_cards)))
+        text_page = replace(digest.text_page, cards=_number_cards(text_cards))
+        html = self._page_inliner.inline(self._render_page("email/digest.html", html_page))
+        text = self._render_page("email/digest.txt", text_page)
+        message = EmailMessage(policy=email.policy.default)
+        message["From"] = Address(self._from_name, addr_spec=self._from_address)
+        message["To"] = digest.recipient
+        message["Subject"] = digest.html_page.subject
+        message["Date"] = now or datetime.now(UTC)
+        message["Message-ID"] = digest.message_id
+        message["List-Id"] = f"{self._list_name} <{self._list_address}>".strip()
+        message["List-Unsubscribe"] = ", ".join(self._unsubscribe_targets(digest))
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(_ending_newline(text), cte="quoted-printable")
+        message.add_alternative(_ending_newline(html), subtype="html", cte="quoted-printable")
+        data = message.as_bytes(policy=email.policy.SMTP)
+        return self._message(self._from_address, digest, data)
+
+    def render_confirmation(
+        self, subscriber: Subscriber, confirm_url: str, *, now: datetime | None = None
+    ) -> Message:
+        """The double opt-in email: the confirm link and the interests signed up for.
+
+        Sent from [mail] confirm_from, without List-Unsubscribe (there is no
+        subscription yet); its Message-ID is new for every call.
+        """
+        recipient = mime.check_address(subscriber.email)
+        try:
+            confirm_url = mime.check_url(confirm_url)
+        except ValueError as error:
+            raise DigestError(f"the confirm link {error}") from None
+        interests = _one_line(subscriber.interests, INTERESTS_CHARS)
+        html_page = {"subject": self._confirm_subject, "preheader": "One click to start.",
+                     "interests": interests, "confirm_url": confirm_url}  # fmt: skip
+        html = self._page_inliner.inline(self._render_page("email/confirm.html", html_page))
+        text = self._render_page("email/confirm.txt", {**html_page, "interests": _wrap(interests)})
+        message_id = f"<confirm.{secrets.token_hex(12)}@{self._domain}>"
+        headers = [
+            self._confirm_from_line,
+            mime.header_line("To", [recipient]),
+            mime.header_line("Subject", mime.encode_text(self._confirm_subject)),
+            _date_header(now),
+            b"Message-ID: " + message_id.encode("ascii") + mime.CRLF,
+            _AUTO_SUBMITTED,
+        ]
+        data = mime.assemble_alternative(
+            headers,
+            [mime.encode_lines(_ending_newline(text))],
+            [mime.encode_lines(_ending_newline(html))],
+            mime.boundary_for(secrets.token_hex(8)),
+        )
+        if self._dkim:
+            data = self._dkim.sign(data)
+        return Message(self._confirm_address, recipient, message_id, data)
+
+    @property
+    def _confirm_subject(self) -> str:
+        return f"Confirm your subscription to {self._from_name}"
+
+    # -- building a digest ---------------------------------------------------------------
+
+    def _prepare(self, subscriber: Subscriber, selection: Selection, day: date) -> _Digest:
+        recipient = mime.check_address(subscriber.email)
+        shown = tuple(selection.matches[: self._max_papers])
+        more = max(0, selection.more) + len(selection.matches) - len(shown)
+        heading = heading_for(*_matched_interests(shown), len(shown) + more)
+        subject = f"{heading} — {short_date(day)}"
+        tag = hmac.new(
+            self._secret, f"{subscriber.id}\n{recipient}\n{day.isoformat()}".encode(), "sha256"
+        ).hexdigest()[:20]
+        more_text = f"…and {more} more matched. Refine your interests" if more else ""
+        interests = _one_line(subscriber.interests, INTERESTS_CHARS)
+        reason = (
+            f"You get this email because you subscribed to {self._from_name} at {self._site} "
+            f"with these interests: {interests}"
+        )
+        if shown:
+            preheader = " · ".join(_one_line(m.paper.title, 80) for m in shown[:2])
+        else:
+            preheader = "Nothing new matched today."
+        html_page = _DigestPage(
+            subject=subject,
+            preheader=preheader,
+            date=long_date(day),
+            heading=heading,
+            more=more_text + " →" if more else "",
+            reason=reason,
+            manage_url=self._link("manage", subscriber),
+            unsubscribe_url=self._link("unsubscribe", subscriber),
+            cards="",
+            has_matches=bool(shown),
+            has_more=bool(more),
+        )
+        text_page = replace(
+            html_page, heading=_wrap(heading, ""), more=more_text, reason=_wrap(reason, "")
+        )
+        return _Digest(
+            recipient=recipient,
+            message_id=f"<digest.{day:%Y%m%d}.{subscriber.id}.{tag}@{self._domain}>",
+            boundary=mime.boundary_for(tag),
+            shown=shown,
+            html_page=html_page,
+            text_page=text_page,
+        )
+
+    def _link(self, purpose: str, subscriber: Subscriber) -> str:
+        return tokens.link(self.settings, self._secret.decode(), purpose, subscriber.id,
+                           subscriber.email)  # fmt: skip
+
+    def _unsubscribe_targets(self, digest: _Digest) -> list[str]:
+        targets = [f"<{digest.html_page.unsubscribe_url}>"]
+        if self._unsubscribe_mailto:
+            targets.append(f"<mailto:{self._unsubscribe_mailto}?subject=unsubscribe>")
+        return targets
+
+    def _digest_headers(self, digest: _Digest, date_line: bytes) -> list[bytes]:
+        targets = self._unsubscribe_targets(digest)
+        return [
+            self._from_line,
+            mime.header_line("To", [digest.recipient]),
+            mime.header_line("Subject", mime.encode_text(digest.html_page.subject)),
+            date_line,
+            b"Message-ID: " + digest.message_id.encode("ascii") + mime.CRLF,
+            self._list_id_line,
+            mime.header_line("List-Unsubscribe", [t + "," for t in targets[:-1]] + targets[-1:]),
+            _UNSUBSCRIBE_POST,
+            _AUTO_SUBMITTED,
+        ]
+
+    def _message(self, sender: str, digest: _Digest, data: bytes) -> Message:
+        if self._dkim:
+            data = self._dkim.sign(data)
+        return Message(sender, digest.recipient, digest.message_id, data)
+
+    # -- templates and the fast path's caches ----------------------------------------------
+
+    def _render_page(self, name: str, page: Any) -> str:
+        return self._environment.get_template(name).render(
+            page=page,
+            sender_name=self._from_name,
+            site=self._site,
+            postal_address=self._postal_address,
+        )
+
+    def _placeholder(self, name: str) -> str:
+        return f"@@{self._nonce}:{name}@@"
+
+    def _page_values(self, page: _DigestPage) -> dict[str, str]:
+        return {name: getattr(page, name) for name in _PAGE_VALUES}
+
+    def _page_skeleton(self, kind: str, page: _DigestPage) -> _Skeleton:
+        """The digest page of this layout variant, rendered (and inlined) once."""
+        key = (kind, page.has_matches, page.has_more)
+        skeleton = self._page_skeletons.get(key)
+        if skeleton is None:
+            holes = {name: self._placeholder(name) for name in _PAGE_VALUES}
+            blank = replace(page, cards=Markup(self._placeholder("block:cards")), **holes)
+            rendered = self._render_page(f"email/digest.{kind}", blank)
+            if kind == "html":
+                rendered = self._page_inliner.inline(rendered)
+            skeleton = _Skeleton(rendered, self._nonce, escape_by_context=kind == "html")
+            self._page_skeletons[key] = skeleton
+        return skeleton
+
+    def _inlined_tags(self, tags: tuple[str, str]) -> tuple[str, str]:
+        """An element's opening and closing tags with its CSS inlined."""
+        hole = self._placeholder("x")
+        inlined = self._card_inliner.inline_fragment(tags[0] + hole + tags[1], self._css)
+        before, _, after = inlined.partition(hole)
+        return before, after
+
+    def _paper_skeleton(self, paper: Paper) -> tuple[_PaperView, _Skeleton]:
+        """A paper's card rendered and inlined once, with holes for the per-match fields."""
+        found = self._paper_skeletons.get(paper)
+        if found is None:
+            view = _paper_view(paper)
+            holes = {name: self._placeholder(name) for name in
+                     ("labels", "title", "authors", "organization", "snippet")}  # fmt: skip
+            template = self._environment.get_template("email/_card.html")
+            rendered = template.render(card=_card_context(view, holes))
+            inlined = self._card_inliner.inline_fragment(rendered, self._css)
+            found = (view, _Skeleton(inlined, self._nonce, escape_by_context=False))
+            _bounded_put(self._paper_skeletons, paper, found, PAPER_CACHE_SIZE)
+        return found
+
+    def _card(self, match: Match) -> _CardParts:
+        """A match's card, filled and encoded once per (paper, matched interests)."""
+        key = (match.paper, match.hits)
+        card = self._cards.get(key)
+        if card is None:
+            paper, skeleton = self._paper_skeleton(match.paper)
+            view = _match_view(paper, match.hits)
+            html = skeleton.fill(_html_fields(paper, view, self._inlined_style))
+            text = self._environment.get_template("email/_card.txt").render(
+                card=_text_card_context(paper, view)
+            )
+            first_line, _, rest = text.partition("\n")
+            card = _CardParts(
+                html=mime.encode_lines(html),
+                html_size=len(html.encode("utf-8")),
+                text_first_line=first_line + "\n",
+                text_numbered=mime.encode_lines(_NUMBER_SLOT + first_line + "\n"),
+                text_rest=mime.encode_lines(rest),
+            )
+            _bounded_put(self._cards, key, card, CARD_CACHE_SIZE)
+        return card
+
+
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Keep at most `size` entries, dropping the oldest (a run rarely gets there)."""
+    if len(cache) >= size:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
+def _ending_newline(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _date_header(now: datetime | None) -> bytes:
+    return b"Date: " + format_datetime(now or datetime.now(UTC)).encode("ascii") + mime.CRLF
+
+
+def _config_address(address: str, key: str) -> str:
+    try:
+        return mime.check_address(address)
+    except DigestError:
+        raise ConfigError(f"[mail] {key} {mime.shown(address)} is not a valid address") from None
+
+
+def _config_domain(domain: str) -> str:
+    try:
+        return mime.check_domain(domain)
+    except ValueError as error:
+        raise ConfigError(f"[mail] from_address: {error}") from None
+
+
+def _list_id(settings: Settings, from_name: str, domain: str) -> tuple[str, str]:
+    """The List-Id's name and its `label.domain` (RFC 2919)."""
+    configured = mime.header_text(settings.mail.list_id)
+    if not configured:
+        return from_name, f"digest.{domain}"
+    name, _, rest = configured.rpartition("<")
+    list_address = rest.removesuffix(">") if rest.endswith(">") else configured
+    name = name.strip() if rest.endswith(">") else ""
+    try:
+        mime.check_domain(list_address)
+    except ValueError:
+        raise ConfigError(
+            f"[mail] list_id {mime.shown(settings.mail.list_id)} must look like "
+            '"Name <label.example.org>"'
+        ) from None
+    return name, list_address
+
+
+def _dkim_signer(settings: Settings) -> mime.DkimSigner | None:
+    """The DKIM signer when [dkim] is set up; ConfigError if it is only half set up."""
+    dkim = settings.dkim
+    # An empty key_file reaches us as a folder (the config's own), never a key file.
+    given = {"selector": dkim.selector, "key_file": not dkim.key_file.is_dir(),
+             "domain": dkim.domain}  # fmt: skip
+    missing = [name for name, value in given.items() if not value]
+    if len(missing) == len(given):
+        return None
+    if missing:
+        raise ConfigError(f"[dkim] {', '.join(missing)} must be set too to sign mail")
+    return mime.DkimSigner.from_files(dkim.selector, dkim.domain, dkim.key_file)
+
+
+# ---------------------------------------------------------------------------------------
+# One-off convenience
+
+
+def render_digest(
+    settings: Settings,
+    secret: str,
+    subscriber: Subscriber,
+    selection: Selection,
+    digest_date: date,
+    *,
+    now: datetime | None = None,
+) -> Message:
+    """One digest message (build a `DigestRenderer` to render many)."""
+    renderer = DigestRenderer(settings, secret)
+    return renderer.render_digest(subscriber, selection, digest_date, now=now)
+
+
+def render_confirmation(
+    settings: Settings,
+    secret: str,
+    subscriber: Subscriber,
+    confirm_url: str,
+    *,
+    now: datetime | None = None,
+) -> Message:
+    """One confirmation message (build a `DigestRenderer` to render many)."""
+    return DigestRenderer(settings, secret).render_confirmation(subscriber, confirm_url, now=now)
