@@ -43,7 +43,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
 # RFC 2047 5(3): characters an encoded-word may carry unencoded, even inside a phrase.
 _Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-_ENCODED_WORD_ROOM = 75 - len("=?utf-8?q??=")  # an encoded-word is at most 75 characters
+# An encoded-word may have 75 characters; 66 lets one follow "Subject: " within 78.
+_ENCODED_WORD_ROOM = 66 - len("=?utf-8?q??=")
 _LONGEST_PLAIN_WORD = 60  # longer words are split into encoded-words so they can fold
 
 
@@ -105,7 +106,7 @@ def shown(value: str) -> str:
 
 
 def _encoded_words(text: str) -> list[str]:
-    """`text` as RFC 2047 Q encoded-words of at most 75 characters, split between
+    """`text` as RFC 2047 Q encoded-words of at most 66 characters, split between
     characters (never inside one), safe in a subject and in a display name."""
     words: list[str] = []
     current: list[str] = []
@@ -168,7 +169,7 @@ def encode_phrase(text: str) -> list[str]:
 def header_line(name: str, tokens: Sequence[str]) -> bytes:
     """`Name: tokens...` folded before a token where a line would pass 78 characters.
 
-    Tokens are ASCII and at most 75 characters (encoded-words, words, addresses), so every
+    Tokens are ASCII and at most 66 characters (encoded-words, words, addresses), so every
     line stays within the limit except a single over-long token such as a long URL, which
     has no place to fold and stays on a line of its own (well under the 998 maximum).
     """

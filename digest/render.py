@@ -55,7 +55,7 @@ from digest.errors import ConfigError, DigestError
 from digest.match import Hit, Match, Selection
 from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url
 from digest.paths import templates_dir
-from digest.snippet import Excerpt, clean_text, excerpt, highlight
+from digest.snippet import MAX_MARKS, Excerpt, clean_text, excerpt, highlight
 from digest.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
@@ -63,12 +63,12 @@ log = logging.getLogger(__name__)
 # What a card shows at most; together with [match] max_papers these keep the HTML of the
 # worst case (20 papers, longest everything) under Gmail's clipping size.
 SNIPPET_CHARS = 300
-TITLE_CHARS = 300
+TITLE_CHARS = 250
 AUTHORS_SHOWN = 3
 AUTHORS_CHARS = 160
 ORGANIZATION_CHARS = 100
-LABELS_SHOWN = 6
-LABEL_CHARS = 40
+LABELS_SHOWN = 5
+LABEL_CHARS = 32
 HEADING_INTERESTS = 2
 INTERESTS_CHARS = 300
 HTML_LIMIT = 100_000  # bytes; Gmail clips a message whose HTML passes about 102 KB
@@ -280,15 +280,15 @@ def _match_view(paper: _PaperView, hits: Sequence[Hit]) -> _MatchView:
     if len(labels) > LABELS_SHOWN:
         labels[LABELS_SHOWN - 1 :] = [f"+{len(labels) - LABELS_SHOWN + 1} more"]
 
-    def cut(text: str, field: str, limit: int, follow: bool = False) -> Excerpt:
-        return excerpt(text, ranges.get(field, ()), limit, follow_marks=follow)
+    def cut(text: str, field: str, limit: int, marks: int, follow: bool = False) -> Excerpt:
+        return excerpt(text, ranges.get(field, ()), limit, follow_marks=follow, max_marks=marks)
 
     return _MatchView(
         labels=tuple(labels),
-        title=cut(paper.title, "title", TITLE_CHARS),
-        authors=cut(paper.authors, "authors", AUTHORS_CHARS),
-        organization=cut(paper.organization, "organization", ORGANIZATION_CHARS),
-        snippet=cut(paper.abstract, "abstract", SNIPPET_CHARS, follow=True),
+        title=cut(paper.title, "title", TITLE_CHARS, 4),
+        authors=cut(paper.authors, "authors", AUTHORS_CHARS, 2),
+        organization=cut(paper.organization, "organization", ORGANIZATION_CHARS, 1),
+        snippet=cut(paper.abstract, "abstract", SNIPPET_CHARS, MAX_MARKS, follow=True),
     )
 
 
@@ -596,7 +596,7 @@ class DigestRenderer:
         self._nonce = secrets.token_hex(8)
         self._plain_style = _HtmlStyle(
             escape=lambda value: str(jinja_escape(value)),
-            mark=('<mark class="hl">', "</mark>"),
+            mark=("<mark>", "</mark>"),
             label=('<span class="label">', "</span>"),
         )
         self._inlined_style = _HtmlStyle(

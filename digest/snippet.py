@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 ELLIPSIS = "…"
-# Highlights beyond these stay plain: an interest matching every other word would
+# Highlights beyond this many stay plain: an interest matching every other word would
 # otherwise bloat the email (each <mark> carries its inline style) and help no one.
-MAX_MARKS = 12
+MAX_MARKS = 8
 
 # Characters that the HTML parser would rewrite or that cannot be encoded (C0 controls
 # but tab and newline, DEL, lone surrogates). Each is replaced by one character, so
@@ -39,10 +39,14 @@ def _replacement(found: re.Match[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Excerpt:
-    """A piece of text and the ranges of it to highlight (sorted, disjoint)."""
+    """A piece of text and the ranges of it to highlight (sorted, disjoint).
+
+    `start` is where the excerpt begins in the original text (after a leading ellipsis).
+    """
 
     text: str
     marks: tuple[tuple[int, int], ...] = ()
+    start: int = 0
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]], length: int) -> list[tuple[int, int]]:
@@ -69,16 +73,18 @@ def excerpt(
     *,
     follow_marks: bool = True,
     lead: int = 80,
+    max_marks: int = MAX_MARKS,
 ) -> Excerpt:
     """About `limit` characters of `text`, cut at words, with the ranges inside it.
 
     With `follow_marks`, a first range that would fall outside the opening window moves
     the window to start up to `lead` characters before it (at a word or sentence
-    start), so the reader sees why the paper matched. A cut end gets an ellipsis.
+    start), so the reader sees why the paper matched. A cut end gets an ellipsis. At
+    most `max_marks` ranges are kept, the first ones.
     """
     marks = merge_ranges(ranges, len(text))
     if len(text) <= limit:
-        return Excerpt(text, tuple(marks[:MAX_MARKS]))
+        return Excerpt(text, tuple(marks[:max_marks]))
     start = 0
     if follow_marks and marks and marks[0][1] > limit - lead // 2:
         start = _window_start(text, marks[0][0], lead)
@@ -99,7 +105,7 @@ def excerpt(
         for s, e in marks
         if e > start and s < body_end
     ]
-    return Excerpt(prefix + text[start:body_end] + suffix, tuple(inside[:MAX_MARKS]))
+    return Excerpt(prefix + text[start:body_end] + suffix, tuple(inside[:max_marks]), start)
 
 
 def _window_start(text: str, mark: int, lead: int) -> int:
