@@ -30,16 +30,20 @@ VOCABULARY = (
 )  # fmt: skip
 
 
-def _dates(row: dict, year: int = 2026) -> tuple[date | None, date | None]:
+def _dates(row: dict, today: date = date(2026, 6, 12)) -> tuple[date | None, date | None]:
     def parse(text: str | None) -> date | None:
         if not text:
             return None
         for pattern in ("%b %d, %Y", "%b %d"):
             try:
-                parsed = datetime.strptime(text, pattern)
+                parsed = datetime.strptime(text, pattern).date()
             except ValueError:
                 continue
-            return parsed.date() if "%Y" in pattern else parsed.date().replace(year=year)
+            if "%Y" in pattern:
+                return parsed
+            # "Jun 22" is this year's, or last year's if that is still to come.
+            parsed = parsed.replace(year=today.year)
+            return parsed if parsed <= today else parsed.replace(year=today.year - 1)
         return None
 
     return parse(row.get("date")), parse(row.get("page_date"))
