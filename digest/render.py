@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import email.policy
 import hmac
-import logging
 import secrets
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,19 +57,18 @@ from digest.paths import templates_dir
 from digest.snippet import MAX_MARKS, Excerpt, clean_text, excerpt, highlight
 from digest.subscriber import Subscriber
 
-log = logging.getLogger(__name__)
-
 # What a card shows at most; together with [match] max_papers these keep the HTML of the
 # worst case (20 papers, longest everything) under Gmail's clipping size.
 SNIPPET_CHARS = 300
-TITLE_CHARS = 250
+TITLE_CHARS = 220
 AUTHORS_SHOWN = 3
-AUTHORS_CHARS = 160
+AUTHORS_CHARS = 140
 ORGANIZATION_CHARS = 100
 LABELS_SHOWN = 5
 LABEL_CHARS = 32
 HEADING_INTERESTS = 2
 INTERESTS_CHARS = 300
+URL_CHARS = 120
 HTML_LIMIT = 100_000  # bytes; Gmail clips a message whose HTML passes about 102 KB
 TEXT_WIDTH = 72
 INDENT = "    "
@@ -182,10 +180,11 @@ def heading_for(named: Sequence[str], others: int, total: int) -> str:
 def _matched_interests(matches: Sequence[Match]) -> tuple[list[str], int]:
     """The first interests of a digest to name (those that matched most papers first),
     and how many others matched."""
-    counts: Counter[str] = Counter()
+    counts: dict[str, int] = {}
     for match in matches:
-        counts.update({hit.interest for hit in match.hits})
-    ranked = [name for name, _ in counts.most_common()]
+        for interest in {hit.interest for hit in match.hits}:
+            counts[interest] = counts.get(interest, 0) + 1
+    ranked = sorted(counts, key=counts.__getitem__, reverse=True)  # ties: first seen first
     named = [label for label in map(_label, ranked[:HEADING_INTERESTS]) if label]
     return named, len(ranked) - len(named)
 
@@ -232,8 +231,9 @@ class _MatchView:
 
 
 def _web_url(url: str | None) -> str | None:
-    """`url` if it is an http(s) link we can put in an href, else None."""
-    if not url:
+    """`url` if it is an http(s) link we can put in an href (and not absurdly long: it
+    counts towards the size limit), else None."""
+    if not url or len(url) > URL_CHARS:
         return None
     try:
         return mime.check_url(url.strip())
@@ -330,7 +330,12 @@ def _card_context(paper: _PaperView, fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _text_card_context(paper: _PaperView, match: _MatchView) -> dict[str, Any]:
+def _text_card_context(paper: _PaperView, fields: dict[str, str]) -> dict[str, Any]:
+    return {**fields, "links": paper.links}
+
+
+def _text_fields(paper: _PaperView, match: _MatchView) -> dict[str, str]:
+    """The text of a plain-text card's per-match fields, wrapped and indented."""
     title = _wrap(match.title.text)[len(INDENT) :]  # the first line gets "NN. " instead
     authors = match.authors.text + (" et al." if paper.et_al else "")
     parts = (authors, match.organization.text, paper.date, paper.upvotes)
@@ -341,17 +346,7 @@ def _text_card_context(paper: _PaperView, match: _MatchView) -> dict[str, Any]:
         "meta": _wrap(meta),
         "labels": _wrap("Matched: " + ", ".join(match.labels)),
         "snippet": _wrap(snippet),
-        "links": paper.links,
     }
-
-
-def _numbered(position: int, card_first_line: str) -> str:
-    return f"{position:>2}. {card_first_line}"
-
-
-def _number_cards(cards: Iterable[str]) -> str:
-    """The text cards one after another, numbered, a blank line between them."""
-    return "\n".join(_numbered(i, card) for i, card in enumerate(cards, 1))
 
 
 # ---------------------------------------------------------------------------------------
@@ -426,6 +421,7 @@ class _Skeleton:
             self._lines.append(line)
             position += len(line_text)
         self._segments = self._encode_static()
+        self._pieces = self._merge_static()
 
     def _encode_static(self) -> list[bytes | list[str | _Hole] | _Block]:
         """Runs of lines without holes encoded once; the rest kept for `encode`."""
@@ -443,6 +439,16 @@ class _Skeleton:
             segments.append(mime.encode_lines("".join(static)))
         return segments
 
+    def _merge_static(self) -> list[str | _Hole | _Block]:
+        """All parts in order, runs of static text joined into one string."""
+        pieces: list[str | _Hole | _Block] = []
+        for part in (part for line in self._lines for part in line):
+            if isinstance(part, str) and pieces and isinstance(pieces[-1], str):
+                pieces[-1] += part
+            else:
+                pieces.append(part)
+        return pieces
+
     def fill(self, values: dict[str, str]) -> str:
         """The text with every hole filled (blocks too, from `values`)."""
         return "".join(
@@ -451,8 +457,7 @@ class _Skeleton:
             else values[part.name]
             if isinstance(part, _Block)
             else part.escape(values[part.name])
-            for line in self._lines
-            for part in line
+            for part in self._pieces
         )
 
     def encode(self, values: dict[str, str], blocks: dict[str, list[bytes]]) -> list[bytes]:
@@ -505,26 +510,32 @@ _PAGE_VALUES = (
 )
 
 
-_NUMBER_SLOT = "00. "  # where a text card's number goes; its encoding is itself
+_HTML_CARD_FIELDS = ("labels", "title", "authors", "organization", "snippet")
+_TEXT_CARD_FIELDS = ("title", "meta", "labels", "snippet")
+_SPAN = attrgetter("field", "start", "end")
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperCard:
+    """A paper's card with holes for the per-match fields, HTML and text."""
+
+    paper: Paper
+    view: _PaperView
+    html: _Skeleton
+    text: _Skeleton
 
 
 @dataclass(frozen=True, slots=True)
 class _CardParts:
-    """A filled card, ready to join into a message (quoted-printable, whole lines)."""
+    """A filled card, ready to join into a message (quoted-printable, whole lines).
+
+    The text card was encoded with a placeholder number in front ("00. ", as wide as
+    the largest number), then the placeholder cut off: its encoding is itself, so the
+    card's number takes its place as it is.
+    """
 
     html: bytes
-    html_size: int  # bytes of HTML before encoding
-    text_first_line: str  # the title's first line, which gets the card's number...
-    text_numbered: bytes  # ...encoded with _NUMBER_SLOT in front, to swap for the number
-    text_rest: bytes
-
-    def text(self, position: int) -> list[bytes]:
-        """The text card numbered `position`."""
-        number = _numbered(position, "")
-        if len(number) == len(_NUMBER_SLOT):
-            return [number.encode("ascii") + self.text_numbered[len(_NUMBER_SLOT) :],
-                    self.text_rest]  # fmt: skip
-        return [mime.encode_lines(_numbered(position, self.text_first_line)), self.text_rest]
+    text: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -567,6 +578,7 @@ class DigestRenderer:
         self._list_name, self._list_address = _list_id(settings, self._from_name, self._domain)
         self._postal_address = mime.header_text(settings.mail.postal_address)
         self._max_papers = settings.match.max_papers
+        self._number_width = max(2, len(str(self._max_papers)))
         self._dkim = _dkim_signer(settings)
         self._from_line = mime.header_line(
             "From", mime.address_tokens(self._from_name, self._from_address)
@@ -605,8 +617,8 @@ class DigestRenderer:
             label=self._inlined_tags(self._plain_style.label),
         )
         self._page_skeletons: dict[tuple[str, bool, bool], _Skeleton] = {}
-        self._paper_skeletons: dict[Paper, tuple[_PaperView, _Skeleton]] = {}
-        self._cards: dict[tuple[Paper, tuple[Hit, ...]], _CardParts] = {}
+        self._papers: dict[str, _PaperCard] = {}
+        self._cards: dict[tuple[str, tuple[Any, ...]], tuple[Paper, _CardParts]] = {}
 
     # -- public ------------------------------------------------------------------------
 
@@ -627,7 +639,6 @@ class DigestRenderer:
         """
         digest = self._prepare(subscriber, selection, digest_date)
         cards = [self._card(match) for match in digest.shown]
-        html_size = sum(card.html_size for card in cards)
         html = self._page_skeleton("html", digest.html_page).encode(
             self._page_values(digest.html_page), {"cards": [card.html for card in cards]}
         )
@@ -635,13 +646,10 @@ class DigestRenderer:
         for position, card in enumerate(cards, 1):
             if position > 1:
                 text_cards.append(mime.CRLF)
-            text_cards.extend(card.text(position))
+            text_cards += (self._number(position).encode("ascii"), card.text)
         text = self._page_skeleton("txt", digest.text_page).encode(
             self._page_values(digest.text_page), {"cards": text_cards}
         )
-        if html_size > HTML_LIMIT * 0.9:
-            log.warning("digest for subscriber %s has about %d bytes of HTML", subscriber.id,
-                        html_size)  # fmt: skip
         headers = self._digest_headers(digest, _date_header(now))
         data = mime.assemble_alternative(headers, text, html, digest.boundary)
         return self._message(self._from_address, digest, data)
@@ -669,9 +677,13 @@ class DigestRenderer:
             view = _match_view(paper, match.hits)
             fields = _html_fields(paper, view, self._plain_style)
             html_cards.append(card_template.render(card=_card_context(paper, fields)))
-            text_cards.append(text_card_template.render(card=_text_card_context(paper, view)))
+            text_fields = _text_fields(paper, view)
+            text_cards.append(
+                text_card_template.render(card=_text_card_context(paper, text_fields))
+            )
+        numbered = (self._number(i) + card for i, card in enumerate(text_cards, 1))
         html_page = replace(digest.html_page, cards=Markup("".join(html_cards)))
-        text_page = replace(digest.text_page, cards=_number_cards(text_cards))
+        text_page = replace(digest.text_page, cards="\n".join(numbered))
         html = self._page_inliner.inline(self._render_page("email/digest.html", html_page))
         text = self._render_page("email/digest.txt", text_page)
         message = EmailMessage(policy=email.policy.default)
@@ -815,6 +827,12 @@ class DigestRenderer:
             postal_address=self._postal_address,
         )
 
+    def _number(self, position: int) -> str:
+        """A text card's number, as wide as the largest: `" 7. "`; 0 gives the slot `"00. "`."""
+        if position == 0:
+            return "0" * self._number_width + ". "
+        return f"{position:>{self._number_width}}. "
+
     def _placeholder(self, name: str) -> str:
         return f"@@{self._nonce}:{name}@@"
 
@@ -842,40 +860,48 @@ class DigestRenderer:
         before, _, after = inlined.partition(hole)
         return before, after
 
-    def _paper_skeleton(self, paper: Paper) -> tuple[_PaperView, _Skeleton]:
-        """A paper's card rendered and inlined once, with holes for the per-match fields."""
-        found = self._paper_skeletons.get(paper)
-        if found is None:
+    def _paper_card(self, paper: Paper) -> _PaperCard:
+        """A paper's card, HTML (CSS inlined) and text, rendered once with holes for what
+        depends on the matches."""
+        found = self._papers.get(paper.id)
+        if found is None or (found.paper is not paper and found.paper != paper):
             view = _paper_view(paper)
-            holes = {name: self._placeholder(name) for name in
-                     ("labels", "title", "authors", "organization", "snippet")}  # fmt: skip
-            template = self._environment.get_template("email/_card.html")
-            rendered = template.render(card=_card_context(view, holes))
-            inlined = self._card_inliner.inline_fragment(rendered, self._css)
-            found = (view, _Skeleton(inlined, self._nonce, escape_by_context=False))
-            _bounded_put(self._paper_skeletons, paper, found, PAPER_CACHE_SIZE)
+            html_holes = {name: self._placeholder(name) for name in _HTML_CARD_FIELDS}
+            html = self._environment.get_template("email/_card.html").render(
+                card=_card_context(view, html_holes)
+            )
+            inlined = self._card_inliner.inline_fragment(html, self._css)
+            text_holes = {name: self._placeholder(name) for name in _TEXT_CARD_FIELDS}
+            text = self._environment.get_template("email/_card.txt").render(
+                card=_text_card_context(view, text_holes)
+            )
+            found = _PaperCard(
+                paper=paper,
+                view=view,
+                html=_Skeleton(inlined, self._nonce, escape_by_context=False),
+                text=_Skeleton(text, self._nonce, escape_by_context=False),
+            )
+            _bounded_put(self._papers, paper.id, found, PAPER_CACHE_SIZE)
         return found
 
     def _card(self, match: Match) -> _CardParts:
-        """A match's card, filled and encoded once per (paper, matched interests)."""
-        key = (match.paper, match.hits)
-        card = self._cards.get(key)
-        if card is None:
-            paper, skeleton = self._paper_skeleton(match.paper)
-            view = _match_view(paper, match.hits)
-            html = skeleton.fill(_html_fields(paper, view, self._inlined_style))
-            text = self._environment.get_template("email/_card.txt").render(
-                card=_text_card_context(paper, view)
-            )
-            first_line, _, rest = text.partition("\n")
-            card = _CardParts(
-                html=mime.encode_lines(html),
-                html_size=len(html.encode("utf-8")),
-                text_first_line=first_line + "\n",
-                text_numbered=mime.encode_lines(_NUMBER_SLOT + first_line + "\n"),
-                text_rest=mime.encode_lines(rest),
-            )
-            _bounded_put(self._cards, key, card, CARD_CACHE_SIZE)
+        """A match's card, filled and encoded once per (paper, matched interests).
+
+        The key is made of plain tuples: hashing the dataclasses themselves (through
+        their generated __hash__ and __eq__) cost more than all the rest of a lookup.
+        """
+        paper = match.paper
+        key = (paper.id, tuple((hit.interest, tuple(map(_SPAN, hit.spans))) for hit in match.hits))
+        found = self._cards.get(key)
+        if found is not None and (found[0] is paper or found[0] == paper):
+            return found[1]
+        skeletons = self._paper_card(paper)
+        view = _match_view(skeletons.view, match.hits)
+        html = skeletons.html.encode(_html_fields(skeletons.view, view, self._inlined_style), {})
+        slot = self._number(0)
+        text = skeletons.text.fill(_text_fields(skeletons.view, view))
+        card = _CardParts(html=b"".join(html), text=mime.encode_lines(slot + text)[len(slot) :])
+        _bounded_put(self._cards, key, (paper, card), CARD_CACHE_SIZE)
         return card
 
 

@@ -27,6 +27,7 @@ from digest.match import Hit, Match, Selection, Span
 from digest.paper import Paper
 from digest.render import (
     HTML_LIMIT,
+    URL_CHARS,
     DigestRenderer,
     Message,
     render_confirmation,
@@ -141,7 +142,8 @@ def strictly_parsed_html(html: str) -> Any:
 
 def worst_case(papers: list[Paper]) -> tuple[Any, Selection]:
     """20 of the longest abstracts, with the longest title, 27 long author names, a long
-    organisation, every link, 8 long interests and dense highlights everywhere."""
+    organisation, every link at the longest URL allowed, 8 long interests and dense
+    highlights everywhere."""
     longest = sorted(papers, key=lambda paper: len(paper.abstract), reverse=True)[:20]
     longest_title = max((paper.title for paper in papers), key=len)
     interests = [f"interest number {n} about something rather specific" for n in range(8)]
@@ -153,9 +155,10 @@ def worst_case(papers: list[Paper]) -> tuple[Any, Selection]:
             authors=tuple(f"Maximiliana Alexandra {n} von Habsburg-Lothringen" for n in range(27)),
             organization="The Extremely Long Institute for Advanced Studies of " * 4,
             upvotes=12345,
-            url_hf=f"https://huggingface.co/papers/{paper.id}",
-            url_code=f"https://github.com/a-very-long-organisation-name/{'repo' * 20}",
-            url_project=f"https://project.example.org/{'page' * 20}",
+            **{  # every link as long as the renderer accepts
+                f"url_{kind}": f"https://{kind}.example.org/{paper.id}/".ljust(URL_CHARS, "x")
+                for kind in ("abs", "pdf", "hf", "code", "project")
+            },
         )
         # Every word of every field highlighted, as an interest matching "e" would do.
         words = (
@@ -388,14 +391,14 @@ def test_digest_content(renderer: DigestRenderer, papers: list[Paper]) -> None:
     assert len(cards) == 20
     first = selection.matches[0]
     title_link = document.find(".//a[@class='title-link']")
-    assert "".join(title_link.itertext()) == first.paper.title
+    assert "".join(title_link.itertext()).strip() == first.paper.title
     assert title_link.get("href") == first.paper.url_hf or first.paper.url_abs
     labels = ["".join(x.itertext()) for x in cards[0].findall(".//span[@class='label']")]
     assert labels == list(first.interests)
-    meta = "".join(cards[0].find(".//p[@class='meta']").itertext())
+    meta = "".join(cards[0].find(".//p[@class='meta']").itertext()).strip()
     assert meta.startswith(", ".join(first.paper.authors[:3]))
     assert ("et al." in meta) == (len(first.paper.authors) > 3)
-    snippet = "".join(cards[0].find(".//p[@class='snippet']").itertext())
+    snippet = "".join(cards[0].find(".//p[@class='snippet']").itertext()).strip()
     assert 100 < len(snippet) <= 302
     marks = cards[0].findall(".//p[@class='snippet']/mark")
     assert marks and all(m.text.lower() in [i.lower() for i in INTERESTS] for m in marks)
@@ -447,16 +450,16 @@ def test_paper_text_is_escaped(renderer: DigestRenderer, papers: list[Paper]) ->
     for tag in ("script", "img", "b", "i"):
         assert body.find(f".//{tag}") is None, tag
     assert "javascript:" not in html
-    title = "".join(document.find(".//a[@class='title-link']").itertext())
+    title = "".join(document.find(".//a[@class='title-link']").itertext()).strip()
     assert title == NASTY_TITLE
-    snippet = "".join(document.find(".//p[@class='snippet']").itertext())
+    snippet = "".join(document.find(".//p[@class='snippet']").itertext()).strip()
     assert snippet.startswith("We study $\\alpha < \\beta$ & $x_{i}^{2} > 0$ with <img src=x")
     assert "🤖🧪" in snippet and "&amp; entity" in snippet
     marked = [m.text for m in document.findall(".//mark")]
     assert "<b>bold</b>" in marked and "$\\alpha < \\beta$" in marked and "diffusion" in marked
     labels = [x.text for x in document.findall(".//span[@class='label']")]
     assert labels == ["diffusion", "<b>bold</b> & co", "alpha"]
-    meta = "".join(document.find(".//p[@class='meta']").itertext())
+    meta = "".join(document.find(".//p[@class='meta']").itertext()).strip()
     assert meta.startswith("Zoë <Müller>, O'Brien & Sons, 李明 et al. · Lab <i>of</i> Things & Co")
     links = [a.text for a in document.findall(".//a[@class='link']")]
     assert links == ["Abstract", "PDF", "Hugging Face"]  # no javascript: code, no bad URL
@@ -468,7 +471,7 @@ def test_snippet_shows_the_first_match(renderer: DigestRenderer, papers: list[Pa
     selection = Selection((Match(paper, 1.0, (hit,)),))
     html = html_of(renderer.render_digest(subscriber("Spearman"), selection, DAY, now=NOW))
     snippet = strictly_parsed_html(html).find(".//p[@class='snippet']")
-    assert "".join(snippet.itertext()).startswith("…")
+    assert "".join(snippet.itertext()).strip().startswith("…")
     assert [m.text for m in snippet.findall("mark")] == ["Spearman"]
 
 
