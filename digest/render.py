@@ -182,7 +182,12 @@ def _matched_interests(matches: Sequence[Match]) -> tuple[list[str], int]:
     and how many others matched."""
     counts: dict[str, int] = {}
     for match in matches:
-        for interest in {hit.interest for hit in match.hits}:
+        hits = match.hits
+        if len(hits) == 1:
+            interest = hits[0].interest
+            counts[interest] = counts.get(interest, 0) + 1
+            continue
+        for interest in {hit.interest for hit in hits}:
             counts[interest] = counts.get(interest, 0) + 1
     ranked = sorted(counts, key=counts.__getitem__, reverse=True)  # ties: first seen first
     named = [label for label in map(_label, ranked[:HEADING_INTERESTS]) if label]
@@ -374,6 +379,15 @@ def _identity(value: str) -> str:
     return value
 
 
+# Static text shorter than this between two lines with holes is encoded with them, for
+# each message: cheaper than one more encoding call.
+_SHORT_STATIC = 400
+
+
+def _is_static(parts: Sequence[str | _Hole]) -> bool:
+    return all(isinstance(part, str) for part in parts)
+
+
 @dataclass(frozen=True, slots=True)
 class _Hole:
     name: str
@@ -424,19 +438,27 @@ class _Skeleton:
         self._pieces = self._merge_static()
 
     def _encode_static(self) -> list[bytes | list[str | _Hole] | _Block]:
-        """Runs of lines without holes encoded once; the rest kept for `encode`."""
-        segments: list[bytes | list[str | _Hole] | _Block] = []
-        static: list[str] = []
+        """Long runs of lines without holes encoded once; lines with holes, and the short
+        static runs between them, kept together to be encoded in one go by `encode`."""
+        runs: list[list[str] | list[str | _Hole] | _Block] = []
         for line in self._lines:
-            if len(line) == 1 and isinstance(line[0], str):
-                static.append(line[0])
-                continue
-            if static:
-                segments.append(mime.encode_lines("".join(static)))
-                static = []
-            segments.append(line[0] if isinstance(line[0], _Block) else line)  # type: ignore[arg-type]
-        if static:
-            segments.append(mime.encode_lines("".join(static)))
+            kind = "block" if isinstance(line[0], _Block) else "static" if len(line) == 1 else ""
+            if kind == "block":
+                runs.append(line[0])  # type: ignore[arg-type]
+            elif runs and isinstance(runs[-1], list) and _is_static(runs[-1]) == (kind != ""):
+                runs[-1].extend(line)
+            else:
+                runs.append(list(line))  # type: ignore[arg-type]
+        segments: list[bytes | list[str | _Hole] | _Block] = []
+        for run in runs:
+            if isinstance(run, _Block):
+                segments.append(run)
+            elif _is_static(run) and sum(map(len, run)) >= _SHORT_STATIC:  # type: ignore[arg-type]
+                segments.append(mime.encode_lines("".join(run)))  # type: ignore[arg-type]
+            elif segments and isinstance(segments[-1], list):
+                segments[-1].extend(run)
+            else:
+                segments.append(list(run))
         return segments
 
     def _merge_static(self) -> list[str | _Hole | _Block]:
@@ -579,6 +601,7 @@ class DigestRenderer:
         self._postal_address = mime.header_text(settings.mail.postal_address)
         self._max_papers = settings.match.max_papers
         self._number_width = max(2, len(str(self._max_papers)))
+        self._numbers = [self._number(i).encode("ascii") for i in range(self._max_papers + 1)]
         self._dkim = _dkim_signer(settings)
         self._from_line = mime.header_line(
             "From", mime.address_tokens(self._from_name, self._from_address)
@@ -646,7 +669,7 @@ class DigestRenderer:
         for position, card in enumerate(cards, 1):
             if position > 1:
                 text_cards.append(mime.CRLF)
-            text_cards += (self._number(position).encode("ascii"), card.text)
+            text_cards += (self._numbers[position], card.text)
         text = self._page_skeleton("txt", digest.text_page).encode(
             self._page_values(digest.text_page), {"cards": text_cards}
         )
@@ -890,8 +913,11 @@ class DigestRenderer:
         The key is made of plain tuples: hashing the dataclasses themselves (through
         their generated __hash__ and __eq__) cost more than all the rest of a lookup.
         """
-        paper = match.paper
-        key = (paper.id, tuple((hit.interest, tuple(map(_SPAN, hit.spans))) for hit in match.hits))
+        paper, hits = match.paper, match.hits
+        if len(hits) == 1:  # the usual case, without the comprehension's cost
+            key = (paper.id, ((hits[0].interest, tuple(map(_SPAN, hits[0].spans))),))
+        else:
+            key = (paper.id, tuple([(hit.interest, tuple(map(_SPAN, hit.spans))) for hit in hits]))
         found = self._cards.get(key)
         if found is not None and (found[0] is paper or found[0] == paper):
             return found[1]
