@@ -730,23 +730,60 @@ class DigestRenderer:
         """The double opt-in email: the confirm link and the interests signed up for.
 
         Sent from [mail] confirm_from, without List-Unsubscribe (there is no
-        subscription yet); its Message-ID is new for every call.
+        subscription yet); its Message-ID is new for every call. DigestError if the
+        address cannot be mailed or the link is not an http(s) URL.
         """
+        return self._transactional(
+            "confirm",
+            subscriber,
+            f"Confirm your subscription to {self._from_name}",
+            preheader="One click to start.",
+            url=confirm_url,
+            now=now,
+        )
+
+    def render_manage_link(
+        self, subscriber: Subscriber, manage_url: str, *, now: datetime | None = None
+    ) -> Message:
+        """The email an already subscribed address gets when it signs up again: its
+        manage link (change interests, pause, unsubscribe), nothing changed meanwhile.
+
+        Sent like the confirmation: from [mail] confirm_from, no List-Unsubscribe.
+        """
+        return self._transactional(
+            "manage_link",
+            subscriber,
+            f"Your subscription to {self._from_name}",
+            preheader="You are already subscribed.",
+            url=manage_url,
+            now=now,
+        )
+
+    def _transactional(
+        self,
+        kind: str,
+        subscriber: Subscriber,
+        subject: str,
+        *,
+        preheader: str,
+        url: str,
+        now: datetime | None,
+    ) -> Message:
+        """A one-off email to one person (not the digest list): templates `email/KIND.*`."""
         recipient = mime.check_address(subscriber.email)
         try:
-            confirm_url = mime.check_url(confirm_url)
+            url = mime.check_url(url)
         except ValueError as error:
-            raise DigestError(f"the confirm link {error}") from None
+            raise DigestError(f"the link for the {kind.replace('_', ' ')} email {error}") from None
         interests = _one_line(subscriber.interests, INTERESTS_CHARS)
-        html_page = {"subject": self._confirm_subject, "preheader": "One click to start.",
-                     "interests": interests, "confirm_url": confirm_url}  # fmt: skip
-        html = self._page_inliner.inline(self._render_page("email/confirm.html", html_page))
-        text = self._render_page("email/confirm.txt", {**html_page, "interests": _wrap(interests)})
-        message_id = f"<confirm.{secrets.token_hex(12)}@{self._domain}>"
+        page = {"subject": subject, "preheader": preheader, "interests": interests, "url": url}
+        html = self._page_inliner.inline(self._render_page(f"email/{kind}.html", page))
+        text = self._render_page(f"email/{kind}.txt", {**page, "interests": _wrap(interests)})
+        message_id = f"<{kind.replace('_', '-')}.{secrets.token_hex(12)}@{self._domain}>"
         headers = [
             self._confirm_from_line,
             mime.header_line("To", [recipient]),
-            mime.header_line("Subject", mime.encode_text(self._confirm_subject)),
+            mime.header_line("Subject", mime.encode_text(subject)),
             _date_header(now),
             b"Message-ID: " + message_id.encode("ascii") + mime.CRLF,
             _AUTO_SUBMITTED,
@@ -760,10 +797,6 @@ class DigestRenderer:
         if self._dkim:
             data = self._dkim.sign(data)
         return Message(self._confirm_address, recipient, message_id, data)
-
-    @property
-    def _confirm_subject(self) -> str:
-        return f"Confirm your subscription to {self._from_name}"
 
     # -- building a digest ---------------------------------------------------------------
 
@@ -1020,3 +1053,15 @@ def render_confirmation(
 ) -> Message:
     """One confirmation message (build a `DigestRenderer` to render many)."""
     return DigestRenderer(settings, secret).render_confirmation(subscriber, confirm_url, now=now)
+
+
+def render_manage_link(
+    settings: Settings,
+    secret: str,
+    subscriber: Subscriber,
+    manage_url: str,
+    *,
+    now: datetime | None = None,
+) -> Message:
+    """One manage-link message (build a `DigestRenderer` to render many)."""
+    return DigestRenderer(settings, secret).render_manage_link(subscriber, manage_url, now=now)

@@ -32,6 +32,7 @@ from digest.render import (
     Message,
     render_confirmation,
     render_digest,
+    render_manage_link,
 )
 
 DAY = date(2026, 6, 12)  # a Friday
@@ -709,9 +710,28 @@ def test_confirmation_email(mail_settings: Any) -> None:
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "https://x.org/a\r\nBcc: v@x.org"])
-def test_confirmation_refuses_a_bad_link(renderer: DigestRenderer, url: str) -> None:
-    with pytest.raises(DigestError, match="confirm link"):
+def test_transactional_emails_refuse_a_bad_link(renderer: DigestRenderer, url: str) -> None:
+    with pytest.raises(DigestError, match="the link for the confirm email must be an http"):
         renderer.render_confirmation(subscriber("x"), url)
+    with pytest.raises(DigestError, match="the link for the manage link email must be an http"):
+        renderer.render_manage_link(subscriber("x"), url)
+
+
+def test_manage_link_email(renderer: DigestRenderer) -> None:
+    reader = subscriber("diffusion, RLHF")
+    url = tokens.link(renderer.settings, SECRET, "manage", reader.id, reader.email)
+    message = renderer.render_manage_link(reader, url, now=NOW)
+    parsed = parse(message)
+    assert list(parsed.keys()) == CONFIRMATION_HEADERS
+    assert parsed["From"].addresses[0].addr_spec == "confirm@example.org"
+    assert parsed["Subject"] == "Your subscription to Paper digest"
+    assert re.fullmatch(r"<manage-link\.[0-9a-f]{24}@example\.org>", message.message_id)
+    document = strictly_parsed_html(html_of(message))
+    assert document.find(".//a[@class='button']").get("href") == url
+    page_text = "".join(document.itertext())
+    assert "You are already subscribed" in page_text and "diffusion, RLHF" in page_text
+    text = text_of(message)
+    assert url in text and "If this wasn't you, ignore this email" in text
 
 
 def test_one_off_functions(mail_settings: Any, papers: list[Paper]) -> None:
@@ -721,3 +741,5 @@ def test_one_off_functions(mail_settings: Any, papers: list[Paper]) -> None:
     assert parse(digest)["Subject"].endswith("new papers on diffusion — Fri 12 Jun")
     confirmation = render_confirmation(settings, SECRET, reader, "https://x.org/confirm/t")
     assert parse(confirmation)["To"] == "reader@example.org"
+    manage = render_manage_link(settings, SECRET, reader, "https://x.org/manage/t")
+    assert parse(manage)["Subject"] == "Your subscription to Paper digest"

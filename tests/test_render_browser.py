@@ -106,6 +106,11 @@ def emails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 reader, "https://digest.example.org/confirm/WzQyLCJhYmMiXQ.token", now=NOW
             )
         ),
+        "manage-link": html_of(
+            renderer.render_manage_link(
+                reader, "https://digest.example.org/manage/WzQyLCJhYmMiXQ.token", now=NOW
+            )
+        ),
     }
 
 
@@ -139,6 +144,7 @@ def screenshot(page: Page, name: str) -> None:
         ("empty", 1000),
         ("confirmation", 375),
         ("confirmation", 1000),
+        ("manage-link", 375),
     ],
 )
 def test_nothing_overflows_and_text_is_readable(
@@ -151,12 +157,11 @@ def test_nothing_overflows_and_text_is_readable(
         assert measured["scroll"] <= measured["inner"], measured
         assert measured["right"] <= width + 0.5, measured
         assert page.evaluate(SMALLEST_TEXT) >= 12
-        if name != "confirmation":
-            # The content column is at most 600 px wide, centred on a wide screen.
-            box = page.locator("table.container").bounding_box()
-            assert box is not None and box["width"] <= 600
-            if width >= 600:
-                assert abs(box["x"] - (width - box["width"]) / 2) <= 1
+        # The content column is at most 600 px wide, centred on a wide screen.
+        box = page.locator("table.container").bounding_box()
+        assert box is not None and box["width"] <= 600
+        if width >= 600:
+            assert abs(box["x"] - (width - box["width"]) / 2) <= 1
     finally:
         page.close()
 
