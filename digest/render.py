@@ -15,7 +15,7 @@ templates, inline the CSS of the whole page, build an `EmailMessage`) manages a 
 hundred a second. So the renderer does the expensive work once and reuses it:
 
 - The page around the cards is rendered and CSS-inlined once per layout variant with
-  placeholders where per-message values go (`_Skeleton`); a message fills them in.
+  placeholders where per-message values go (`digest.skeleton`); a message fills them in.
 - A paper's card is rendered and inlined once per paper, with placeholders for what
   depends on the subscriber's matches (labels, highlighted title and snippet); the
   filled card is kept per (paper, matched interests), already quoted-printable encoded,
@@ -32,13 +32,11 @@ from __future__ import annotations
 import email.policy
 import hmac
 import secrets
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,46 +48,34 @@ from markupsafe import escape as jinja_escape
 
 from digest import mime, tokens
 from digest.config import Settings
+from digest.email_view import (
+    HTML_CARD_FIELDS,
+    INTERESTS_CHARS,
+    TEXT_CARD_FIELDS,
+    HtmlStyle,
+    PaperView,
+    card_context,
+    heading_for,
+    html_fields,
+    long_date,
+    match_view,
+    matched_interests,
+    one_line,
+    paper_view,
+    short_date,
+    text_card_context,
+    text_fields,
+    wrap,
+)
 from digest.errors import ConfigError, DigestError
-from digest.match import Hit, Match, Selection
-from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url
+from digest.match import Match, Selection
+from digest.paper import Paper
 from digest.paths import templates_dir
-from digest.snippet import MAX_MARKS, Excerpt, clean_text, excerpt, highlight
+from digest.skeleton import Skeleton, html_text_escape
 from digest.subscriber import Subscriber
 
-# What a card shows at most; together with [match] max_papers these keep the HTML of the
-# worst case (20 papers, longest everything) under Gmail's clipping size.
-SNIPPET_CHARS = 300
-TITLE_CHARS = 220
-AUTHORS_SHOWN = 3
-AUTHORS_CHARS = 140
-ORGANIZATION_CHARS = 100
-LABELS_SHOWN = 5
-LABEL_CHARS = 32
-HEADING_INTERESTS = 2
-INTERESTS_CHARS = 300
-URL_CHARS = 120
-HTML_LIMIT = 100_000  # bytes; Gmail clips a message whose HTML passes about 102 KB
-TEXT_WIDTH = 72
-INDENT = "    "
 CARD_CACHE_SIZE = 20_000  # filled cards kept per renderer (a few KB each)
 PAPER_CACHE_SIZE = 5_000  # paper card skeletons kept per renderer
-
-_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 _UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 _AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"
 
@@ -108,395 +94,6 @@ class Message:
     recipient: str
     message_id: str
     data: bytes
-
-
-# ---------------------------------------------------------------------------------------
-# Words and dates
-
-
-def short_date(day: date) -> str:
-    """`Thu 12 Jun`, whatever the locale."""
-    return f"{_DAYS[day.weekday()][:3]} {day.day} {_MONTHS[day.month - 1][:3]}"
-
-
-def long_date(day: date) -> str:
-    """`Thursday 12 June 2025`, whatever the locale."""
-    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
-
-
-def _card_date(day: date) -> str:
-    return f"{day.day} {_MONTHS[day.month - 1][:3]} {day.year}"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-@lru_cache(maxsize=4096)  # a pure function called with the same titles and interests
-def _one_line(text: str, limit: int) -> str:
-    """`text` cleaned, on one line, cut at a word to at most about `limit` characters."""
-    return excerpt(mime.header_text(clean_text(text)), limit=limit, follow_marks=False).text
-
-
-_GLUE = "\ue000"  # joins the words of a short phrase that `_wrap` must not break
-
-
-def _unbreakable(phrase: str) -> str:
-    """`phrase` kept on one line by `_wrap` (if it fits on one)."""
-    return phrase.replace(" ", _GLUE) if len(phrase) <= TEXT_WIDTH // 2 else phrase
-
-
-def _wrap(text: str, indent: str = INDENT) -> str:
-    """`text` wrapped at 72 columns for a terminal, every line indented; URLs and long
-    words are never broken. (textwrap does the same, several times slower.)"""
-    rest = " ".join(text.split())
-    room = TEXT_WIDTH - len(indent)
-    lines = []
-    while len(rest) > room:
-        cut = rest.rfind(" ", 0, room + 1)
-        if cut <= 0:  # a word longer than the line: it gets a line of its own
-            cut = rest.find(" ", room)
-            if cut == -1:
-                break
-        lines.append(rest[:cut])
-        rest = rest[cut + 1 :]
-    lines.append(rest)
-    return (indent + ("\n" + indent).join(lines)).replace(_GLUE, " ")
-
-
-def heading_for(named: Sequence[str], others: int, total: int) -> str:
-    """`7 new papers on diffusion, RLHF and 2 more interests`."""
-    if total == 0:
-        return "No new papers matched your interests"
-    if others:
-        topics = ", ".join(named) + " and " + _plural(others, "more interest")
-    elif len(named) > 1:
-        topics = ", ".join(named[:-1]) + " and " + named[-1]
-    else:
-        topics = named[0] if named else "your interests"
-    return f"{_plural(total, 'new paper')} on {topics}"
-
-
-def _matched_interests(matches: Sequence[Match]) -> tuple[list[str], int]:
-    """The first interests of a digest to name (those that matched most papers first),
-    and how many others matched."""
-    counts: dict[str, int] = {}
-    for match in matches:
-        hits = match.hits
-        if len(hits) == 1:
-            interest = hits[0].interest
-            counts[interest] = counts.get(interest, 0) + 1
-            continue
-        for interest in {hit.interest for hit in hits}:
-            counts[interest] = counts.get(interest, 0) + 1
-    ranked = sorted(counts, key=counts.__getitem__, reverse=True)  # ties: first seen first
-    named = [label for label in map(_label, ranked[:HEADING_INTERESTS]) if label]
-    return named, len(ranked) - len(named)
-
-
-def _label(interest: str) -> str:
-    """An interest as a label: cleaned, one line, not too long."""
-    return _one_line(interest, LABEL_CHARS)
-
-
-# ---------------------------------------------------------------------------------------
-# What a card shows
-
-
-@dataclass(frozen=True, slots=True)
-class _Link:
-    label: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class _PaperView:
-    """What a paper's card shows that does not depend on who reads it."""
-
-    url: str
-    date: str
-    upvotes: str
-    links: tuple[_Link, ...]
-    title: str
-    authors: str
-    et_al: bool
-    organization: str
-    abstract: str
-
-
-@dataclass(frozen=True, slots=True)
-class _MatchView:
-    """What a card shows that depends on the subscriber's matched interests."""
-
-    labels: tuple[str, ...]
-    title: Excerpt
-    authors: Excerpt
-    organization: Excerpt
-    snippet: Excerpt
-
-
-def _web_url(url: str | None) -> str | None:
-    """`url` if it is an http(s) link we can put in an href (and not absurdly long: it
-    counts towards the size limit), else None."""
-    if not url or len(url) > URL_CHARS:
-        return None
-    try:
-        return mime.check_url(url.strip())
-    except ValueError:
-        return None
-
-
-def _paper_view(paper: Paper) -> _PaperView:
-    abs_url = _web_url(paper.url_abs) or arxiv_abs_url(paper.id)
-    hf_url = _web_url(paper.url_hf)
-    links = [
-        _Link("Abstract", abs_url),
-        _Link("PDF", _web_url(paper.url_pdf) or arxiv_pdf_url(paper.id)),
-    ]
-    for label, url in (
-        ("Hugging Face", hf_url),
-        ("Code", _web_url(paper.url_code)),
-        ("Project page", _web_url(paper.url_project)),
-    ):
-        if url:
-            links.append(_Link(label, url))
-    day = paper.published or paper.listed
-    return _PaperView(
-        url=hf_url or abs_url,
-        date=_card_date(day) if day else "",
-        upvotes=_plural(paper.upvotes, "upvote") if paper.upvotes else "",
-        links=tuple(links),
-        title=clean_text(paper.title),
-        # Span offsets into "authors" index ", ".join(all authors); the shown ones are
-        # a prefix of that text, so the offsets hold.
-        authors=clean_text(", ".join(paper.authors[:AUTHORS_SHOWN])),
-        et_al=len(paper.authors) > AUTHORS_SHOWN,
-        organization=clean_text(paper.organization or ""),
-        abstract=clean_text(paper.abstract),
-    )
-
-
-def _match_view(paper: _PaperView, hits: Sequence[Hit]) -> _MatchView:
-    ranges: dict[str, list[tuple[int, int]]] = {}
-    for hit in hits:
-        for span in hit.spans:
-            ranges.setdefault(span.field, []).append((span.start, span.end))
-    labels = [label for label in dict.fromkeys(_label(hit.interest) for hit in hits) if label]
-    if len(labels) > LABELS_SHOWN:
-        labels[LABELS_SHOWN - 1 :] = [f"+{len(labels) - LABELS_SHOWN + 1} more"]
-
-    def cut(text: str, field: str, limit: int, marks: int, follow: bool = False) -> Excerpt:
-        return excerpt(text, ranges.get(field, ()), limit, follow_marks=follow, max_marks=marks)
-
-    return _MatchView(
-        labels=tuple(labels),
-        title=cut(paper.title, "title", TITLE_CHARS, 4),
-        authors=cut(paper.authors, "authors", AUTHORS_CHARS, 2),
-        organization=cut(paper.organization, "organization", ORGANIZATION_CHARS, 1),
-        snippet=cut(paper.abstract, "abstract", SNIPPET_CHARS, MAX_MARKS, follow=True),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _HtmlStyle:
-    """How highlighted fields are written: the escaping, and the tags around marks and
-    labels (plain classes for the reference path; already CSS-inlined for the fast one,
-    which never runs them through css-inline)."""
-
-    escape: Callable[[str], str]
-    mark: tuple[str, str]
-    label: tuple[str, str]
-
-
-def _html_fields(paper: _PaperView, match: _MatchView, style: _HtmlStyle) -> dict[str, str]:
-    """The HTML of a card's per-match fields."""
-
-    def marked(part: Excerpt) -> str:
-        return highlight(part.text, part.marks, style.escape, *style.mark)
-
-    open_label, close_label = style.label
-    return {
-        "labels": " ".join(open_label + style.escape(x) + close_label for x in match.labels),
-        "title": marked(match.title),
-        "authors": marked(match.authors) + (style.escape(" et al.") if paper.et_al else ""),
-        "organization": marked(match.organization),
-        "snippet": marked(match.snippet),
-    }
-
-
-def _card_context(paper: _PaperView, fields: dict[str, str]) -> dict[str, Any]:
-    return {
-        "url": paper.url,
-        "date": paper.date.replace(" ", "\xa0"),  # "13 May 2024" stays on one line
-        "upvotes": paper.upvotes.replace(" ", "\xa0"),
-        "links": paper.links,
-        "has_organization": bool(paper.organization),
-        **{name: Markup(value) for name, value in fields.items()},
-    }
-
-
-def _text_card_context(paper: _PaperView, fields: dict[str, str]) -> dict[str, Any]:
-    return {**fields, "links": paper.links}
-
-
-def _text_fields(paper: _PaperView, match: _MatchView) -> dict[str, str]:
-    """The text of a plain-text card's per-match fields, wrapped and indented."""
-    title = _wrap(match.title.text)[len(INDENT) :]  # the first line gets "NN. " instead
-    authors = match.authors.text + (" et al." if paper.et_al else "")
-    parts = (authors, match.organization.text, paper.date, paper.upvotes)
-    meta = " · ".join(_unbreakable(part) for part in parts if part)
-    snippet = highlight(match.snippet.text, match.snippet.marks, str, "*", "*")
-    return {
-        "title": title,
-        "meta": _wrap(meta),
-        "labels": _wrap("Matched: " + ", ".join(match.labels)),
-        "snippet": _wrap(snippet),
-    }
-
-
-# ---------------------------------------------------------------------------------------
-# Escaping as css-inline writes HTML back out (html5ever's serializer), so that a value
-# put into an already-inlined page reads exactly as if it had gone through css-inline.
-
-
-def _text_escape(value: str) -> str:
-    if "&" in value:
-        value = value.replace("&", "&amp;")
-    if "\xa0" in value:
-        value = value.replace("\xa0", "&nbsp;")
-    if "<" in value:
-        value = value.replace("<", "&lt;")
-    if ">" in value:
-        value = value.replace(">", "&gt;")
-    return value
-
-
-def _attribute_escape(value: str) -> str:
-    return value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;")
-
-
-def _identity(value: str) -> str:
-    return value
-
-
-# Static text shorter than this between two lines with holes is encoded with them, for
-# each message: cheaper than one more encoding call.
-_SHORT_STATIC = 400
-
-
-def _is_static(parts: Sequence[str | _Hole]) -> bool:
-    return all(isinstance(part, str) for part in parts)
-
-
-@dataclass(frozen=True, slots=True)
-class _Hole:
-    name: str
-    escape: Callable[[str], str]
-
-
-@dataclass(frozen=True, slots=True)
-class _Block:
-    name: str
-
-
-class _Skeleton:
-    """A rendered (and CSS-inlined) template with holes, split once so that filling it is
-    string joins and encoding it touches only the lines that hold a hole.
-
-    Holes are placeholders `@@NONCE:name@@` rendered where per-message values go; with
-    `escape_by_context`, a value is escaped for the attribute or the text it lands in,
-    otherwise it goes in as it is (HTML already, or plain text). `@@NONCE:block:name@@`
-    alone on a line takes a run of whole lines, given already encoded.
-    """
-
-    def __init__(self, rendered: str, nonce: str, escape_by_context: bool) -> None:
-        if not rendered.endswith("\n"):
-            rendered += "\n"
-        self._lines: list[list[str | _Hole | _Block]] = []
-        hole = f"@@{nonce}:"
-        position = 0
-        for line_text in rendered.splitlines(keepends=True):
-            line: list[str | _Hole | _Block] = []
-            cursor = 0
-            if line_text.startswith(hole + "block:") and line_text.endswith("@@\n"):
-                self._lines.append([_Block(line_text[len(hole) + 6 : -3])])
-                cursor = len(line_text) - 1  # the line break after a block starts a line
-            while (start := line_text.find(hole, cursor)) != -1:
-                end = line_text.index("@@", start + len(hole))
-                line.append(line_text[cursor:start])
-                escape = _identity
-                if escape_by_context:
-                    at = position + start
-                    in_tag = rendered.rfind("<", 0, at) > rendered.rfind(">", 0, at)
-                    escape = _attribute_escape if in_tag else _text_escape
-                line.append(_Hole(line_text[start + len(hole) : end], escape))
-                cursor = end + 2
-            line.append(line_text[cursor:])
-            self._lines.append(line)
-            position += len(line_text)
-        self._segments = self._encode_static()
-        self._pieces = self._merge_static()
-
-    def _encode_static(self) -> list[bytes | list[str | _Hole] | _Block]:
-        """Long runs of lines without holes encoded once; lines with holes, and the short
-        static runs between them, kept together to be encoded in one go by `encode`."""
-        runs: list[list[str] | list[str | _Hole] | _Block] = []
-        for line in self._lines:
-            kind = "block" if isinstance(line[0], _Block) else "static" if len(line) == 1 else ""
-            if kind == "block":
-                runs.append(line[0])  # type: ignore[arg-type]
-            elif runs and isinstance(runs[-1], list) and _is_static(runs[-1]) == (kind != ""):
-                runs[-1].extend(line)
-            else:
-                runs.append(list(line))  # type: ignore[arg-type]
-        segments: list[bytes | list[str | _Hole] | _Block] = []
-        for run in runs:
-            if isinstance(run, _Block):
-                segments.append(run)
-            elif _is_static(run) and sum(map(len, run)) >= _SHORT_STATIC:  # type: ignore[arg-type]
-                segments.append(mime.encode_lines("".join(run)))  # type: ignore[arg-type]
-            elif segments and isinstance(segments[-1], list):
-                segments[-1].extend(run)
-            else:
-                segments.append(list(run))
-        return segments
-
-    def _merge_static(self) -> list[str | _Hole | _Block]:
-        """All parts in order, runs of static text joined into one string."""
-        pieces: list[str | _Hole | _Block] = []
-        for part in (part for line in self._lines for part in line):
-            if isinstance(part, str) and pieces and isinstance(pieces[-1], str):
-                pieces[-1] += part
-            else:
-                pieces.append(part)
-        return pieces
-
-    def fill(self, values: dict[str, str]) -> str:
-        """The text with every hole filled (blocks too, from `values`)."""
-        return "".join(
-            part
-            if isinstance(part, str)
-            else values[part.name]
-            if isinstance(part, _Block)
-            else part.escape(values[part.name])
-            for part in self._pieces
-        )
-
-    def encode(self, values: dict[str, str], blocks: dict[str, list[bytes]]) -> list[bytes]:
-        """The filled text, quoted-printable encoded, as pieces to join."""
-        out: list[bytes] = []
-        for segment in self._segments:
-            if isinstance(segment, bytes):
-                out.append(segment)
-            elif isinstance(segment, _Block):
-                out.extend(blocks[segment.name])
-            else:
-                text = "".join(
-                    part if isinstance(part, str) else part.escape(values[part.name])
-                    for part in segment
-                )
-                out.append(mime.encode_lines(text))
-        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -532,8 +129,6 @@ _PAGE_VALUES = (
 )
 
 
-_HTML_CARD_FIELDS = ("labels", "title", "authors", "organization", "snippet")
-_TEXT_CARD_FIELDS = ("title", "meta", "labels", "snippet")
 _SPAN = attrgetter("field", "start", "end")
 
 
@@ -542,9 +137,9 @@ class _PaperCard:
     """A paper's card with holes for the per-match fields, HTML and text."""
 
     paper: Paper
-    view: _PaperView
-    html: _Skeleton
-    text: _Skeleton
+    view: PaperView
+    html: Skeleton
+    text: Skeleton
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,17 +224,17 @@ class DigestRenderer:
         )  # fmt: skip
         self._card_inliner = css_inline.CSSInliner(minify_css=True, load_remote_stylesheets=False)
         self._nonce = secrets.token_hex(8)
-        self._plain_style = _HtmlStyle(
+        self._plain_style = HtmlStyle(
             escape=lambda value: str(jinja_escape(value)),
             mark=("<mark>", "</mark>"),
             label=('<span class="label">', "</span>"),
         )
-        self._inlined_style = _HtmlStyle(
-            escape=_text_escape,
+        self._inlined_style = HtmlStyle(
+            escape=html_text_escape,
             mark=self._inlined_tags(self._plain_style.mark),
             label=self._inlined_tags(self._plain_style.label),
         )
-        self._page_skeletons: dict[tuple[str, bool, bool], _Skeleton] = {}
+        self._page_skeletons: dict[tuple[str, bool, bool], Skeleton] = {}
         self._papers: dict[str, _PaperCard] = {}
         self._cards: dict[tuple[str, tuple[Any, ...]], tuple[Paper, _CardParts]] = {}
 
@@ -696,14 +291,12 @@ class DigestRenderer:
         text_card_template = self._environment.get_template("email/_card.txt")
         html_cards, text_cards = [], []
         for match in digest.shown:
-            paper = _paper_view(match.paper)
-            view = _match_view(paper, match.hits)
-            fields = _html_fields(paper, view, self._plain_style)
-            html_cards.append(card_template.render(card=_card_context(paper, fields)))
-            text_fields = _text_fields(paper, view)
-            text_cards.append(
-                text_card_template.render(card=_text_card_context(paper, text_fields))
-            )
+            paper = paper_view(match.paper)
+            view = match_view(paper, match.hits)
+            fields = html_fields(paper, view, self._plain_style)
+            html_cards.append(card_template.render(card=card_context(paper, fields)))
+            text_context = text_card_context(paper, text_fields(paper, view))
+            text_cards.append(text_card_template.render(card=text_context))
         numbered = (self._number(i) + card for i, card in enumerate(text_cards, 1))
         html_page = replace(digest.html_page, cards=Markup("".join(html_cards)))
         text_page = replace(digest.text_page, cards="\n".join(numbered))
@@ -775,10 +368,10 @@ class DigestRenderer:
             url = mime.check_url(url)
         except ValueError as error:
             raise DigestError(f"the link for the {kind.replace('_', ' ')} email {error}") from None
-        interests = _one_line(subscriber.interests, INTERESTS_CHARS)
+        interests = one_line(subscriber.interests, INTERESTS_CHARS)
         page = {"subject": subject, "preheader": preheader, "interests": interests, "url": url}
         html = self._page_inliner.inline(self._render_page(f"email/{kind}.html", page))
-        text = self._render_page(f"email/{kind}.txt", {**page, "interests": _wrap(interests)})
+        text = self._render_page(f"email/{kind}.txt", {**page, "interests": wrap(interests)})
         message_id = f"<{kind.replace('_', '-')}.{secrets.token_hex(12)}@{self._domain}>"
         headers = [
             self._confirm_from_line,
@@ -804,19 +397,19 @@ class DigestRenderer:
         recipient = mime.check_address(subscriber.email)
         shown = tuple(selection.matches[: self._max_papers])
         more = max(0, selection.more) + len(selection.matches) - len(shown)
-        heading = heading_for(*_matched_interests(shown), len(shown) + more)
+        heading = heading_for(*matched_interests(shown), len(shown) + more)
         subject = f"{heading} — {short_date(day)}"
         tag = hmac.new(
             self._secret, f"{subscriber.id}\n{recipient}\n{day.isoformat()}".encode(), "sha256"
         ).hexdigest()[:20]
         more_text = f"…and {more} more matched. Refine your interests" if more else ""
-        interests = _one_line(subscriber.interests, INTERESTS_CHARS)
+        interests = one_line(subscriber.interests, INTERESTS_CHARS)
         reason = (
             f"You get this email because you subscribed to {self._from_name} at {self._site} "
             f"with these interests: {interests}"
         )
         if shown:
-            preheader = " · ".join(_one_line(m.paper.title, 80) for m in shown[:2])
+            preheader = " · ".join(one_line(m.paper.title, 80) for m in shown[:2])
         else:
             preheader = "Nothing new matched today."
         html_page = _DigestPage(
@@ -833,7 +426,7 @@ class DigestRenderer:
             has_more=bool(more),
         )
         text_page = replace(
-            html_page, heading=_wrap(heading, ""), more=more_text, reason=_wrap(reason, "")
+            html_page, heading=wrap(heading, ""), more=more_text, reason=wrap(reason, "")
         )
         return _Digest(
             recipient=recipient,
@@ -895,7 +488,7 @@ class DigestRenderer:
     def _page_values(self, page: _DigestPage) -> dict[str, str]:
         return {name: getattr(page, name) for name in _PAGE_VALUES}
 
-    def _page_skeleton(self, kind: str, page: _DigestPage) -> _Skeleton:
+    def _page_skeleton(self, kind: str, page: _DigestPage) -> Skeleton:
         """The digest page of this layout variant, rendered (and inlined) once."""
         key = (kind, page.has_matches, page.has_more)
         skeleton = self._page_skeletons.get(key)
@@ -905,7 +498,7 @@ class DigestRenderer:
             rendered = self._render_page(f"email/digest.{kind}", blank)
             if kind == "html":
                 rendered = self._page_inliner.inline(rendered)
-            skeleton = _Skeleton(rendered, self._nonce, escape_by_context=kind == "html")
+            skeleton = Skeleton(rendered, self._nonce, escape_by_context=kind == "html")
             self._page_skeletons[key] = skeleton
         return skeleton
 
@@ -921,21 +514,21 @@ class DigestRenderer:
         depends on the matches."""
         found = self._papers.get(paper.id)
         if found is None or (found.paper is not paper and found.paper != paper):
-            view = _paper_view(paper)
-            html_holes = {name: self._placeholder(name) for name in _HTML_CARD_FIELDS}
+            view = paper_view(paper)
+            html_holes = {name: self._placeholder(name) for name in HTML_CARD_FIELDS}
             html = self._environment.get_template("email/_card.html").render(
-                card=_card_context(view, html_holes)
+                card=card_context(view, html_holes)
             )
             inlined = self._card_inliner.inline_fragment(html, self._css)
-            text_holes = {name: self._placeholder(name) for name in _TEXT_CARD_FIELDS}
+            text_holes = {name: self._placeholder(name) for name in TEXT_CARD_FIELDS}
             text = self._environment.get_template("email/_card.txt").render(
-                card=_text_card_context(view, text_holes)
+                card=text_card_context(view, text_holes)
             )
             found = _PaperCard(
                 paper=paper,
                 view=view,
-                html=_Skeleton(inlined, self._nonce, escape_by_context=False),
-                text=_Skeleton(text, self._nonce, escape_by_context=False),
+                html=Skeleton(inlined, self._nonce, escape_by_context=False),
+                text=Skeleton(text, self._nonce, escape_by_context=False),
             )
             _bounded_put(self._papers, paper.id, found, PAPER_CACHE_SIZE)
         return found
@@ -955,10 +548,10 @@ class DigestRenderer:
         if found is not None and (found[0] is paper or found[0] == paper):
             return found[1]
         skeletons = self._paper_card(paper)
-        view = _match_view(skeletons.view, match.hits)
-        html = skeletons.html.encode(_html_fields(skeletons.view, view, self._inlined_style), {})
+        view = match_view(skeletons.view, match.hits)
+        html = skeletons.html.encode(html_fields(skeletons.view, view, self._inlined_style), {})
         slot = self._number(0)
-        text = skeletons.text.fill(_text_fields(skeletons.view, view))
+        text = skeletons.text.fill(text_fields(skeletons.view, view))
         card = _CardParts(html=b"".join(html), text=mime.encode_lines(slot + text)[len(slot) :])
         _bounded_put(self._cards, key, (paper, card), CARD_CACHE_SIZE)
         return card

@@ -22,12 +22,11 @@ import pytest
 from render_samples import find_spans, load_papers, select, subscriber
 
 from digest import tokens
+from digest.email_view import HTML_LIMIT, URL_CHARS
 from digest.errors import ConfigError, DigestError
 from digest.match import Hit, Match, Selection, Span
 from digest.paper import Paper
 from digest.render import (
-    HTML_LIMIT,
-    URL_CHARS,
     DigestRenderer,
     Message,
     render_confirmation,
