@@ -32,7 +32,7 @@ from __future__ import annotations
 import email.policy
 import hmac
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -117,15 +117,10 @@ class _DigestPage:
     has_more: bool
 
 
-_PAGE_VALUES = (
-    "subject",
-    "preheader",
-    "date",
-    "heading",
-    "more",
-    "reason",
-    "manage_url",
-    "unsubscribe_url",
+# The page's text values, each a hole in the prebuilt page (the cards are a block, the
+# flags choose the layout variant).
+_PAGE_VALUES = tuple(
+    field.name for field in fields(_DigestPage) if field.type == "str" and field.name != "cards"
 )
 
 
@@ -270,7 +265,7 @@ class DigestRenderer:
         )
         headers = self._digest_headers(digest, _date_header(now))
         data = mime.assemble_alternative(headers, text, html, digest.boundary)
-        return self._message(self._from_address, digest, data)
+        return self._finish(self._from_address, digest.recipient, digest.message_id, data)
 
     def reference_digest(
         self,
@@ -315,7 +310,7 @@ class DigestRenderer:
         message.set_content(_ending_newline(text), cte="quoted-printable")
         message.add_alternative(_ending_newline(html), subtype="html", cte="quoted-printable")
         data = message.as_bytes(policy=email.policy.SMTP)
-        return self._message(self._from_address, digest, data)
+        return self._finish(self._from_address, digest.recipient, digest.message_id, data)
 
     def render_confirmation(
         self, subscriber: Subscriber, confirm_url: str, *, now: datetime | None = None
@@ -387,9 +382,7 @@ class DigestRenderer:
             [mime.encode_lines(_ending_newline(html))],
             mime.boundary_for(secrets.token_hex(8)),
         )
-        if self._dkim:
-            data = self._dkim.sign(data)
-        return Message(self._confirm_address, recipient, message_id, data)
+        return self._finish(self._confirm_address, recipient, message_id, data)
 
     # -- building a digest ---------------------------------------------------------------
 
@@ -461,10 +454,11 @@ class DigestRenderer:
             _AUTO_SUBMITTED,
         ]
 
-    def _message(self, sender: str, digest: _Digest, data: bytes) -> Message:
+    def _finish(self, sender: str, recipient: str, message_id: str, data: bytes) -> Message:
+        """The message, DKIM-signed when that is set up."""
         if self._dkim:
             data = self._dkim.sign(data)
-        return Message(sender, digest.recipient, digest.message_id, data)
+        return Message(sender, recipient, message_id, data)
 
     # -- templates and the fast path's caches ----------------------------------------------
 
