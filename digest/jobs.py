@@ -101,11 +101,11 @@ def save_preview(preview: Preview, folder: Path) -> list[Path]:
     parsed = message_from_bytes(message.data, policy=email_policy.default)
     who = "interests" if preview.synthetic else f"subscriber-{preview.subscriber.id}"
     stem = f"digest-{preview.day.isoformat()}-{who}"
-    contents = {
-        ".eml": message.data,
-        ".html": parsed.get_body(("html",)).get_content().encode("utf-8"),
-        ".txt": parsed.get_body(("plain",)).get_content().encode("utf-8"),
-    }
+    contents = {".eml": message.data}
+    for suffix, kind in ((".html", "html"), (".txt", "plain")):
+        part = parsed.get_body((kind,))
+        assert part is not None, f"a digest always has a {kind} part"
+        contents[suffix] = part.get_content().replace("\r\n", "\n").encode("utf-8")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         paths = []

@@ -256,6 +256,7 @@ class DkimSigner:
     """Signs messages with one RSA key (dkimpy, relaxed/relaxed canonicalization)."""
 
     def __init__(self, selector: str, domain: str, key: bytes) -> None:
+        # Imported here: most installations leave signing to their mail server.
         import dkim
         from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 

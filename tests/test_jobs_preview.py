@@ -108,6 +108,7 @@ def test_save_preview_writes_eml_html_and_text(settings: Settings, tmp_path: Pat
     assert paths[0].read_bytes() == message.data
     assert paths[1].read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert paths[2].read_text(encoding="utf-8").startswith("13 new papers on diffusion\n")
+    assert b"\r" not in paths[1].read_bytes() + paths[2].read_bytes()  # files for people
 
 
 @needs_matcher
