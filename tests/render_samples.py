@@ -1,5 +1,8 @@
 """Realistic inputs for the render stage, built from real papers (tests/data/papers.jsonl).
 
+Also the hardest inputs (`worst_case`, `nasty_selection`) and helpers that read a
+rendered message back with the standard library (`parse`, `html_of`, `text_of`).
+
 The matcher is a separate stage, so tests and the render benchmark make its output
 themselves: a `Match` per paper whose title or abstract contains an interest (a plain
 case-insensitive `str.find`), with a `Span` for every occurrence.
@@ -9,12 +12,19 @@ organisations are drawn from the real ones of a saved Hugging Face listing.
 
 from __future__ import annotations
 
+import dataclasses
+import email
+import email.policy
 import json
 from datetime import UTC, date, datetime
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
+from digest.email_view import URL_CHARS
 from digest.match import Hit, Match, Selection, Span
 from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url, hf_paper_url
+from digest.render import Message
 from digest.subscriber import Subscriber
 
 DATA = Path(__file__).parent / "data"
@@ -128,3 +138,83 @@ def subscriber(
         created_at=created,
         confirmed_at=created,
     )
+
+
+def worst_case(papers: list[Paper]) -> tuple[Any, Selection]:
+    """20 of the longest abstracts, with the longest title, 27 long author names, a long
+    organisation, every link at the longest URL allowed, 8 long interests and dense
+    highlights everywhere."""
+    longest = sorted(papers, key=lambda paper: len(paper.abstract), reverse=True)[:20]
+    longest_title = max((paper.title for paper in papers), key=len)
+    interests = [f"interest number {n} about something rather specific" for n in range(8)]
+    matches = []
+    for number, paper in enumerate(longest):
+        worst = dataclasses.replace(
+            paper,
+            title=f"{longest_title} {longest_title} Unbreakable{'x' * 90}",
+            authors=tuple(f"Maximiliana Alexandra {n} von Habsburg-Lothringen" for n in range(27)),
+            organization="The Extremely Long Institute for Advanced Studies of " * 4,
+            upvotes=12345,
+            **{  # every link as long as the renderer accepts
+                f"url_{kind}": f"https://{kind}.example.org/{paper.id}/".ljust(URL_CHARS, "x")
+                for kind in ("abs", "pdf", "hf", "code", "project")
+            },
+        )
+        # Every word of every field highlighted, as an interest matching "e" would do.
+        words = (
+            find_spans(worst.title, "title", "e")
+            + find_spans(worst.abstract, "abstract", "e")
+            + find_spans(", ".join(worst.authors), "authors", "e")
+            + find_spans(worst.organization or "", "organization", "e")
+        )
+        hits = [Hit(interest, words) for interest in interests]
+        matches.append(Match(worst, 100.0 - number, tuple(hits)))
+    return subscriber(", ".join(interests) * 5), Selection(tuple(matches), more=123)
+
+
+NASTY_TITLE = "<script>alert('x')</script> & Q&A: <b>bold</b> claims 🚀 — \"quoted\""
+NASTY_ABSTRACT = (
+    "We study $\\alpha < \\beta$ & $x_{i}^{2} > 0$ with <img src=x onerror=alert(1)> and "
+    "emoji 🤖🧪 in a diffusion model. Non-breaking\u00a0space, tab\tand an &amp; entity. "
+    + "Filler sentence about nothing in particular. "
+    * 10
+)
+
+
+def nasty_selection(papers: list[Paper]) -> Selection:
+    paper = dataclasses.replace(
+        papers[0],
+        title=NASTY_TITLE,
+        abstract=NASTY_ABSTRACT,
+        authors=("Zoë <Müller>", "O'Brien & Sons", "李明", "Fourth Author"),
+        organization="Lab <i>of</i> Things & Co",
+        url_code="javascript:alert(1)",
+        url_project='https://example.org/"><script>alert(1)</script>',
+    )
+    hits = (
+        Hit("diffusion", find_spans(paper.abstract, "abstract", "diffusion")),
+        Hit("<b>bold</b> & co", find_spans(paper.title, "title", "<b>bold</b>")),
+        Hit("alpha", find_spans(paper.abstract, "abstract", "$\\alpha < \\beta$")),
+    )
+    return Selection((Match(paper, 3.0, hits),), more=0)
+
+
+# Reading a rendered message back
+
+
+def parse(message: Message) -> EmailMessage:
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    assert not parsed.defects
+    return parsed  # type: ignore[return-value]
+
+
+def html_of(message: Message) -> str:
+    """The HTML part, decoded, with its lines ending in \\n."""
+    part = parse(message).get_body(("html",))
+    return part.get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+
+
+def text_of(message: Message) -> str:
+    """The plain-text part, decoded, with its lines ending in \\n."""
+    part = parse(message).get_body(("plain",))
+    return part.get_content().replace("\r\n", "\n")  # type: ignore[union-attr]

@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import email
-import email.policy
 import re
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import dkim
 import html5lib
 import pytest
-from render_samples import find_spans, load_papers, select, subscriber
+from render_samples import (
+    NASTY_TITLE,
+    find_spans,
+    html_of,
+    load_papers,
+    nasty_selection,
+    parse,
+    select,
+    subscriber,
+    text_of,
+    worst_case,
+)
 
 from digest import tokens
-from digest.email_view import HTML_LIMIT, URL_CHARS
+from digest.email_view import HTML_LIMIT
 from digest.errors import ConfigError, DigestError
 from digest.match import Hit, Match, Selection, Span
 from digest.paper import Paper
@@ -94,24 +102,6 @@ def renderer(mail_settings: Any) -> DigestRenderer:
     return DigestRenderer(mail_settings(), SECRET)
 
 
-def parse(message: Message) -> EmailMessage:
-    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
-    assert not parsed.defects
-    return parsed  # type: ignore[return-value]
-
-
-def html_of(message: Message) -> str:
-    """The HTML part, decoded, with its lines ending in \\n."""
-    part = parse(message).get_body(("html",))
-    return part.get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
-
-
-def text_of(message: Message) -> str:
-    """The plain-text part, decoded, with its lines ending in \\n."""
-    part = parse(message).get_body(("plain",))
-    return part.get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
-
-
 def digest_for(
     renderer: DigestRenderer, papers: list[Paper], interests: list[str] = INTERESTS, **kw: Any
 ) -> Message:
@@ -138,65 +128,6 @@ def check_tokens(text: str, reader: Any) -> str:
 def strictly_parsed_html(html: str) -> Any:
     """The HTML parsed by html5lib in strict mode: any parse error fails the test."""
     return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(html)
-
-
-def worst_case(papers: list[Paper]) -> tuple[Any, Selection]:
-    """20 of the longest abstracts, with the longest title, 27 long author names, a long
-    organisation, every link at the longest URL allowed, 8 long interests and dense
-    highlights everywhere."""
-    longest = sorted(papers, key=lambda paper: len(paper.abstract), reverse=True)[:20]
-    longest_title = max((paper.title for paper in papers), key=len)
-    interests = [f"interest number {n} about something rather specific" for n in range(8)]
-    matches = []
-    for number, paper in enumerate(longest):
-        worst = dataclasses.replace(
-            paper,
-            title=f"{longest_title} {longest_title} Unbreakable{'x' * 90}",
-            authors=tuple(f"Maximiliana Alexandra {n} von Habsburg-Lothringen" for n in range(27)),
-            organization="The Extremely Long Institute for Advanced Studies of " * 4,
-            upvotes=12345,
-            **{  # every link as long as the renderer accepts
-                f"url_{kind}": f"https://{kind}.example.org/{paper.id}/".ljust(URL_CHARS, "x")
-                for kind in ("abs", "pdf", "hf", "code", "project")
-            },
-        )
-        # Every word of every field highlighted, as an interest matching "e" would do.
-        words = (
-            find_spans(worst.title, "title", "e")
-            + find_spans(worst.abstract, "abstract", "e")
-            + find_spans(", ".join(worst.authors), "authors", "e")
-            + find_spans(worst.organization or "", "organization", "e")
-        )
-        hits = [Hit(interest, words) for interest in interests]
-        matches.append(Match(worst, 100.0 - number, tuple(hits)))
-    return subscriber(", ".join(interests) * 5), Selection(tuple(matches), more=123)
-
-
-NASTY_TITLE = "<script>alert('x')</script> & Q&A: <b>bold</b> claims 🚀 — \"quoted\""
-NASTY_ABSTRACT = (
-    "We study $\\alpha < \\beta$ & $x_{i}^{2} > 0$ with <img src=x onerror=alert(1)> and "
-    "emoji 🤖🧪 in a diffusion model. Non-breaking\u00a0space, tab\tand an &amp; entity. "
-    + "Filler sentence about nothing in particular. "
-    * 10
-)
-
-
-def nasty_selection(papers: list[Paper]) -> Selection:
-    paper = dataclasses.replace(
-        papers[0],
-        title=NASTY_TITLE,
-        abstract=NASTY_ABSTRACT,
-        authors=("Zoë <Müller>", "O'Brien & Sons", "李明", "Fourth Author"),
-        organization="Lab <i>of</i> Things & Co",
-        url_code="javascript:alert(1)",
-        url_project='https://example.org/"><script>alert(1)</script>',
-    )
-    hits = (
-        Hit("diffusion", find_spans(paper.abstract, "abstract", "diffusion")),
-        Hit("<b>bold</b> & co", find_spans(paper.title, "title", "<b>bold</b>")),
-        Hit("alpha", find_spans(paper.abstract, "abstract", "$\\alpha < \\beta$")),
-    )
-    return Selection((Match(paper, 3.0, hits),), more=0)
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from render_samples import load_papers, select, subscriber
-from test_render import DAY, NOW, POSTAL, SECRET, html_of, nasty_selection, worst_case
+from render_samples import html_of, load_papers, nasty_selection, select, subscriber, worst_case
+from test_render import DAY, NOW, POSTAL, SECRET
 
 from digest.config import load_settings
 from digest.match import Selection
