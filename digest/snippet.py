@@ -13,7 +13,7 @@ out-of-range, empty, reversed or overlapping ranges are clipped and merged, neve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 ELLIPSIS = "…"
@@ -68,7 +68,7 @@ def merge_ranges(ranges: Iterable[tuple[int, int]], length: int) -> list[tuple[i
 
 def excerpt(
     text: str,
-    ranges: Iterable[tuple[int, int]] = (),
+    ranges: Sequence[tuple[int, int]] = (),
     limit: int = 300,
     *,
     follow_marks: bool = True,
@@ -82,6 +82,8 @@ def excerpt(
     start), so the reader sees why the paper matched. A cut end gets an ellipsis. At
     most `max_marks` ranges are kept, the first ones.
     """
+    if not ranges and len(text) <= limit:  # the usual author list or organisation
+        return Excerpt(text)
     marks = merge_ranges(ranges, len(text))
     if len(text) <= limit:
         return Excerpt(text, tuple(marks[:max_marks]))
