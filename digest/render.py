@@ -38,6 +38,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -601,15 +602,17 @@ def _list_id(settings: Settings, from_name: str, domain: str) -> tuple[str, str]
 def _dkim_signer(settings: Settings) -> mime.DkimSigner | None:
     """The DKIM signer when [dkim] is set up; ConfigError if it is only half set up."""
     dkim = settings.dkim
-    # An empty key_file reaches us as a folder (the config's own), never a key file.
-    given = {"selector": dkim.selector, "key_file": not dkim.key_file.is_dir(),
+    # key_file is a string, or a Path that an empty setting resolved to a folder (the
+    # config's own): a folder is never a key file, so it counts as not set.
+    key_file = Path(dkim.key_file) if str(dkim.key_file) else None
+    given = {"selector": dkim.selector, "key_file": key_file and not key_file.is_dir(),
              "domain": dkim.domain}  # fmt: skip
     missing = [name for name, value in given.items() if not value]
     if len(missing) == len(given):
         return None
-    if missing:
+    if missing or key_file is None:  # (the second only tells the type checker)
         raise ConfigError(f"[dkim] {', '.join(missing)} must be set too to sign mail")
-    return mime.DkimSigner.from_files(dkim.selector, dkim.domain, dkim.key_file)
+    return mime.DkimSigner.from_files(dkim.selector, dkim.domain, key_file)
 
 
 # ---------------------------------------------------------------------------------------
