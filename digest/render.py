@@ -77,6 +77,7 @@ from digest.subscriber import Subscriber
 
 CARD_CACHE_SIZE = 20_000  # filled cards kept per renderer (a few KB each)
 PAPER_CACHE_SIZE = 5_000  # paper card skeletons kept per renderer
+SUBJECT_CACHE_SIZE = 5_000  # encoded Subject headers kept per renderer
 _UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 _AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"
 
@@ -233,6 +234,8 @@ class DigestRenderer:
         self._page_skeletons: dict[tuple[str, bool, bool], Skeleton] = {}
         self._papers: dict[str, _PaperCard] = {}
         self._cards: dict[tuple[str, tuple[Any, ...]], tuple[Paper, _CardParts]] = {}
+        self._subject_lines: dict[str, bytes] = {}
+        self._date: tuple[datetime | None, bytes] = (None, b"")
 
     # -- public ------------------------------------------------------------------------
 
@@ -264,7 +267,7 @@ class DigestRenderer:
         text = self._page_skeleton("txt", digest.text_page).encode(
             self._page_values(digest.text_page), {"cards": text_cards}
         )
-        headers = self._digest_headers(digest, _date_header(now))
+        headers = self._digest_headers(digest, self._date_line(now))
         data = mime.assemble_alternative(headers, text, html, digest.boundary)
         return self._finish(self._from_address, digest.recipient, digest.message_id, data)
 
@@ -373,7 +376,7 @@ class DigestRenderer:
             self._confirm_from_line,
             mime.header_line("To", [recipient]),
             mime.header_line("Subject", mime.encode_text(subject)),
-            _date_header(now),
+            self._date_line(now),
             b"Message-ID: " + message_id.encode("ascii") + mime.CRLF,
             _AUTO_SUBMITTED,
         ]
@@ -443,10 +446,15 @@ class DigestRenderer:
 
     def _digest_headers(self, digest: _Digest, date_line: bytes) -> list[bytes]:
         targets = self._unsubscribe_targets(digest)
+        subject = digest.html_page.subject
+        subject_line = self._subject_lines.get(subject)
+        if subject_line is None:  # many subscribers share a subject: encode it once
+            subject_line = mime.header_line("Subject", mime.encode_text(subject))
+            _bounded_put(self._subject_lines, subject, subject_line, SUBJECT_CACHE_SIZE)
         return [
             self._from_line,
             mime.header_line("To", [digest.recipient]),
-            mime.header_line("Subject", mime.encode_text(digest.html_page.subject)),
+            subject_line,
             date_line,
             b"Message-ID: " + digest.message_id.encode("ascii") + mime.CRLF,
             self._list_id_line,
@@ -454,6 +462,14 @@ class DigestRenderer:
             _UNSUBSCRIBE_POST,
             _AUTO_SUBMITTED,
         ]
+
+    def _date_line(self, now: datetime | None) -> bytes:
+        """The Date header of a message made at `now` (default: the current time); the
+        header shows whole seconds, so it is made again only when the second changes."""
+        second = (now or datetime.now(UTC)).replace(microsecond=0)
+        if second != self._date[0]:
+            self._date = (second, b"Date: " + format_datetime(second).encode("ascii") + mime.CRLF)
+        return self._date[1]
 
     def _finish(self, sender: str, recipient: str, message_id: str, data: bytes) -> Message:
         """The message, DKIM-signed when that is set up."""
@@ -561,10 +577,6 @@ def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None
 
 def _ending_newline(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
-
-
-def _date_header(now: datetime | None) -> bytes:
-    return b"Date: " + format_datetime(now or datetime.now(UTC)).encode("ascii") + mime.CRLF
 
 
 def _config_address(address: str, key: str) -> str:
