@@ -171,3 +171,55 @@ def papers(app: AppContext, since: Any, as_json: bool) -> None:
         click.echo(f"{shown_day:<10}  {paper.id:<12}  {upvotes:>5}  {paper.title}")
     if not found and not as_json:
         click.echo("no papers stored" + (" since then" if since is not None else ""), err=True)
+
+
+# --- render: preview ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--email", "address", metavar="ADDRESS", help="Preview this subscriber's digest.")
+@click.option("--interests", help='Preview ad-hoc interests instead, e.g. "diffusion, RLHF".')
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Use the papers first seen on this day, UTC (default: today).",
+)
+@click.option(
+    "--out",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for the .eml, .html and .txt files.",
+)
+@pass_app
+def preview(
+    app: AppContext, address: str | None, interests: str | None, day: Any, folder: Path
+) -> None:
+    """Render a digest without sending it, to look at before anything goes out."""
+    from datetime import UTC, datetime
+
+    from digest.jobs import preview_digest, save_preview
+
+    if (address is None) == (interests is None):
+        raise click.UsageError("give either --email ADDRESS or --interests TEXT")
+    result = preview_digest(
+        app.settings,
+        app.database(),
+        email=address,
+        interests=interests,
+        day=day.date() if day else None,
+        now=datetime.now(UTC),
+    )
+    paths = save_preview(result, folder)
+    if result.synthetic:
+        address = result.subscriber.email
+        who = f"the interests {interests!r} (a synthetic subscriber: id 0, {address})"
+    else:
+        who = f"{result.subscriber.email} (subscriber {result.subscriber.id})"
+    click.echo(f"Digest for {who} on {result.day.isoformat()}:")
+    click.echo(f"{result.matched} of {result.papers} papers first seen that day matched.")
+    for path in paths:
+        click.echo(f"  {path}")
+    click.echo("Nothing was sent.")

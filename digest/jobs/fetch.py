@@ -1,4 +1,4 @@
-"""Operations that combine stages: what the CLI, the scheduler and the web app call.
+"""Fetch: sources -> store.
 
 `fetch_sources` runs sources -> store: it fetches each source (or reads a saved file),
 parses the whole listing first, then stores its papers, the response's cache validators

@@ -1,0 +1,670 @@
+"""Render a subscriber's matches into a complete email message.
+
+`DigestRenderer(settings, secret)` is built once per run (templates loaded, CSS read,
+DKIM key read and checked) and then makes one `Message` per subscriber:
+`render_digest(subscriber, selection, digest_date)` for the daily digest and
+`render_confirmation(subscriber, confirm_url)` for the double opt-in email. The
+functions of the same names do the same for a single message.
+
+The email is Jinja templates (`templates/email/`): an HTML part laid out in tables with
+its CSS inlined into `style` attributes by css-inline, and a plain-text part with the
+same content. Everything a paper supplies is escaped.
+
+Speed: a run renders thousands of digests, and the straightforward way (render the
+templates, inline the CSS of the whole page, build an `EmailMessage`) manages a few
+hundred a second. So the renderer does the expensive work once and reuses it:
+
+- The page around the cards is rendered and CSS-inlined once per layout variant with
+  placeholders where per-message values go (`digest.skeleton`); a message fills them in.
+- A paper's card is rendered and inlined once per paper, with placeholders for what
+  depends on the subscriber's matches (labels, highlighted title and snippet); the
+  filled card is kept per (paper, matched interests), already quoted-printable encoded,
+  so subscribers with the same matches share it.
+- The message is written as bytes by `digest.mime` instead of through `EmailMessage`.
+
+`reference_digest` builds the same message the straightforward way; the tests check the
+two against each other (same headers, same HTML and text), and `bench/render_bench.py`
+measures one against the other.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hmac
+import secrets
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, date, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from markupsafe import escape as jinja_escape
+
+from digest import tokens
+from digest.config import Settings
+from digest.errors import ConfigError, DigestError
+from digest.match import Match, Selection
+from digest.paper import Paper
+from digest.paths import templates_dir
+from digest.render import mime
+from digest.render.skeleton import Skeleton, html_text_escape
+from digest.render.view import (
+    HTML_CARD_FIELDS,
+    INTERESTS_CHARS,
+    TEXT_CARD_FIELDS,
+    HtmlStyle,
+    PaperView,
+    card_context,
+    heading_for,
+    html_fields,
+    long_date,
+    match_view,
+    matched_interests,
+    one_line,
+    paper_view,
+    short_date,
+    text_card_context,
+    text_fields,
+    wrap,
+)
+from digest.subscriber import Subscriber
+
+CARD_CACHE_SIZE = 20_000  # filled cards kept per renderer (a few KB each)
+PAPER_CACHE_SIZE = 5_000  # paper card skeletons kept per renderer
+SUBJECT_CACHE_SIZE = 5_000  # encoded Subject headers kept per renderer
+_UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+_AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A complete email, ready for any delivery backend.
+
+    `sender` and `recipient` are the bare envelope addresses (MAIL FROM / RCPT TO);
+    `message_id` is the Message-ID header's value including the angle brackets, stable
+    for the same subscriber and digest date; `data` is the whole message as it goes
+    over the wire after DATA: headers and body, CRLF line endings, no dot-stuffing.
+    """
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+# ---------------------------------------------------------------------------------------
+# Pages
+
+
+@dataclass(frozen=True, slots=True)
+class _DigestPage:
+    """The per-message values of a digest page (the same names in HTML and text)."""
+
+    subject: str
+    preheader: str
+    date: str
+    heading: str
+    more: str
+    reason: str
+    manage_url: str
+    unsubscribe_url: str
+    cards: str
+    has_matches: bool
+    has_more: bool
+
+
+# The page's text values, each a hole in the prebuilt page (the cards are a block, the
+# flags choose the layout variant).
+_PAGE_VALUES = tuple(
+    field.name for field in fields(_DigestPage) if field.type == "str" and field.name != "cards"
+)
+
+
+_SPAN = attrgetter("field", "start", "end")
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperCard:
+    """A paper's card with holes for the per-match fields, HTML and text."""
+
+    paper: Paper
+    view: PaperView
+    html: Skeleton
+    text: Skeleton
+
+
+@dataclass(frozen=True, slots=True)
+class _CardParts:
+    """A filled card, ready to join into a message (quoted-printable, whole lines).
+
+    The text card was encoded with a placeholder number in front ("00. ", as wide as
+    the largest number), then the placeholder cut off: its encoding is itself, so the
+    card's number takes its place as it is.
+    """
+
+    html: bytes
+    text: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Digest:
+    """Everything a digest message needs, before it is written out."""
+
+    recipient: str
+    message_id: str
+    boundary: str
+    shown: tuple[Match, ...]
+    html_page: _DigestPage
+    text_page: _DigestPage
+
+
+class DigestRenderer:
+    """Renders digests and confirmation emails; build one per run and reuse it.
+
+    `secret` signs the manage/unsubscribe links and keys the Message-IDs: pass
+    `digest.tokens.secret_key(settings)`. Raises ConfigError for settings that cannot make
+    a valid message (sender address, base URL, list id, DKIM key).
+    """
+
+    def __init__(self, settings: Settings, secret: str) -> None:
+        self.settings = settings
+        self._secret = secret.encode()
+        self._from_name = mime.header_text(settings.mail.from_name)
+        self._from_address = _config_address(settings.mail.from_address, "from_address")
+        self._confirm_address = _config_address(settings.confirm_from, "confirm_from")
+        self._domain = _config_domain(settings.mail_domain)
+        try:
+            self._base_url = mime.check_url(settings.service.base_url.rstrip("/"))
+        except ValueError as error:
+            raise ConfigError(f"[service] base_url {error}") from None
+        self._site = urlsplit(self._base_url).netloc
+        self._unsubscribe_mailto = (
+            _config_address(settings.mail.unsubscribe_mailto, "unsubscribe_mailto")
+            if settings.mail.unsubscribe_mailto
+            else ""
+        )
+        self._list_name, self._list_address = _list_id(settings, self._from_name, self._domain)
+        self._postal_address = mime.header_text(settings.mail.postal_address)
+        self._max_papers = settings.match.max_papers
+        self._number_width = max(2, len(str(self._max_papers)))
+        self._numbers = [self._number(i).encode("ascii") for i in range(self._max_papers + 1)]
+        self._dkim = _dkim_signer(settings)
+        self._from_line = mime.header_line(
+            "From", mime.address_tokens(self._from_name, self._from_address)
+        )
+        self._confirm_from_line = mime.header_line(
+            "From", mime.address_tokens(self._from_name, self._confirm_address)
+        )
+        list_name = mime.encode_phrase(self._list_name) if self._list_name else []
+        self._list_id_line = mime.header_line("List-Id", [*list_name, f"<{self._list_address}>"])
+        self._environment = Environment(
+            loader=FileSystemLoader(templates_dir()),
+            autoescape=select_autoescape(["html"], default_for_string=False, default=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            undefined=StrictUndefined,
+            auto_reload=False,  # templates are read once per renderer
+        )
+        self._css = (templates_dir() / "email" / "style.css").read_text(encoding="utf-8")
+        # The page keeps its <style data-css-inline="ignore"> block (dark mode, small
+        # screens); the main stylesheet is given to the inliner and never sent.
+        self._page_inliner = css_inline.CSSInliner(
+            minify_css=True, keep_style_tags=True, extra_css=self._css,
+            load_remote_stylesheets=False,
+        )  # fmt: skip
+        self._card_inliner = css_inline.CSSInliner(minify_css=True, load_remote_stylesheets=False)
+        self._nonce = secrets.token_hex(8)
+        self._plain_style = HtmlStyle(
+            escape=lambda value: str(jinja_escape(value)),
+            mark=("<mark>", "</mark>"),
+            label=('<span class="label">', "</span>"),
+        )
+        self._inlined_style = HtmlStyle(
+            escape=html_text_escape,
+            mark=self._inlined_tags(self._plain_style.mark),
+            label=self._inlined_tags(self._plain_style.label),
+        )
+        self._page_skeletons: dict[tuple[str, bool, bool], Skeleton] = {}
+        self._papers: dict[str, _PaperCard] = {}
+        self._cards: dict[tuple[str, tuple[Any, ...]], tuple[Paper, _CardParts]] = {}
+        self._subject_lines: dict[str, bytes] = {}
+        self._date: tuple[datetime | None, bytes] = (None, b"")
+
+    # -- public ------------------------------------------------------------------------
+
+    def render_digest(
+        self,
+        subscriber: Subscriber,
+        selection: Selection,
+        digest_date: date,
+        *,
+        now: datetime | None = None,
+    ) -> Message:
+        """The digest email of `selection` for `subscriber`, dated `digest_date`.
+
+        At most [match] max_papers papers are shown (the rest are counted with
+        `selection.more`). The Message-ID is the same for the same subscriber and date.
+        `now` is the Date header (default: the current time). DigestError if the
+        subscriber's address cannot be mailed.
+        """
+        digest = self._prepare(subscriber, selection, digest_date)
+        cards = [self._card(match) for match in digest.shown]
+        html = self._page_skeleton("html", digest.html_page).encode(
+            self._page_values(digest.html_page), {"cards": [card.html for card in cards]}
+        )
+        text_cards: list[bytes] = []
+        for position, card in enumerate(cards, 1):
+            if position > 1:
+                text_cards.append(mime.CRLF)
+            text_cards += (self._numbers[position], card.text)
+        text = self._page_skeleton("txt", digest.text_page).encode(
+            self._page_values(digest.text_page), {"cards": text_cards}
+        )
+        headers = self._digest_headers(digest, self._date_line(now))
+        data = mime.assemble_alternative(headers, text, html, digest.boundary)
+        return self._finish(self._from_address, digest.recipient, digest.message_id, data)
+
+    def reference_digest(
+        self,
+        subscriber: Subscriber,
+        selection: Selection,
+        digest_date: date,
+        *,
+        now: datetime | None = None,
+    ) -> Message:
+        """The same message as `render_digest`, built the straightforward, slow way.
+
+        Every card and the page rendered by Jinja, the whole page CSS-inlined, the
+        message built by `EmailMessage` with the default policy. The tests check that
+        both ways give the same message; bench/render_bench.py measures the difference.
+        """
+        digest = self._prepare(subscriber, selection, digest_date)
+        card_template = self._environment.get_template("email/_card.html")
+        text_card_template = self._environment.get_template("email/_card.txt")
+        html_cards, text_cards = [], []
+        for match in digest.shown:
+            paper = paper_view(match.paper)
+            view = match_view(paper, match.hits)
+            fields = html_fields(paper, view, self._plain_style)
+            html_cards.append(card_template.render(card=card_context(paper, fields)))
+            text_context = text_card_context(paper, text_fields(paper, view))
+            text_cards.append(text_card_template.render(card=text_context))
+        numbered = (self._number(i) + card for i, card in enumerate(text_cards, 1))
+        html_page = replace(digest.html_page, cards=Markup("".join(html_cards)))
+        text_page = replace(digest.text_page, cards="\n".join(numbered))
+        html = self._page_inliner.inline(self._render_page("email/digest.html", html_page))
+        text = self._render_page("email/digest.txt", text_page)
+        message = EmailMessage(policy=email.policy.default)
+        message["From"] = Address(self._from_name, addr_spec=self._from_address)
+        message["To"] = digest.recipient
+        message["Subject"] = digest.html_page.subject
+        message["Date"] = now or datetime.now(UTC)
+        message["Message-ID"] = digest.message_id
+        message["List-Id"] = f"{self._list_name} <{self._list_address}>".strip()
+        message["List-Unsubscribe"] = ", ".join(self._unsubscribe_targets(digest))
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(_ending_newline(text), cte="quoted-printable")
+        message.add_alternative(_ending_newline(html), subtype="html", cte="quoted-printable")
+        data = message.as_bytes(policy=email.policy.SMTP)
+        return self._finish(self._from_address, digest.recipient, digest.message_id, data)
+
+    def render_confirmation(
+        self, subscriber: Subscriber, confirm_url: str, *, now: datetime | None = None
+    ) -> Message:
+        """The double opt-in email: the confirm link and the interests signed up for.
+
+        Sent from [mail] confirm_from, without List-Unsubscribe (there is no
+        subscription yet); its Message-ID is new for every call. DigestError if the
+        address cannot be mailed or the link is not an http(s) URL.
+        """
+        return self._transactional(
+            "confirm",
+            subscriber,
+            f"Confirm your subscription to {self._from_name}",
+            preheader="One click to start.",
+            url=confirm_url,
+            now=now,
+        )
+
+    def render_manage_link(
+        self, subscriber: Subscriber, manage_url: str, *, now: datetime | None = None
+    ) -> Message:
+        """The email an already subscribed address gets when it signs up again: its
+        manage link (change interests, pause, unsubscribe), nothing changed meanwhile.
+
+        Sent like the confirmation: from [mail] confirm_from, no List-Unsubscribe.
+        """
+        return self._transactional(
+            "manage_link",
+            subscriber,
+            f"Your subscription to {self._from_name}",
+            preheader="You are already subscribed.",
+            url=manage_url,
+            now=now,
+        )
+
+    def _transactional(
+        self,
+        kind: str,
+        subscriber: Subscriber,
+        subject: str,
+        *,
+        preheader: str,
+        url: str,
+        now: datetime | None,
+    ) -> Message:
+        """A one-off email to one person (not the digest list): templates `email/KIND.*`."""
+        recipient = mime.check_address(subscriber.email)
+        try:
+            url = mime.check_url(url)
+        except ValueError as error:
+            raise DigestError(f"the link for the {kind.replace('_', ' ')} email {error}") from None
+        interests = one_line(subscriber.interests, INTERESTS_CHARS)
+        page = {"subject": subject, "preheader": preheader, "interests": interests, "url": url}
+        html = self._page_inliner.inline(self._render_page(f"email/{kind}.html", page))
+        text = self._render_page(f"email/{kind}.txt", {**page, "interests": wrap(interests)})
+        message_id = f"<{kind.replace('_', '-')}.{secrets.token_hex(12)}@{self._domain}>"
+        headers = [
+            self._confirm_from_line,
+            mime.header_line("To", [recipient]),
+            mime.header_line("Subject", mime.encode_text(subject)),
+            self._date_line(now),
+            b"Message-ID: " + message_id.encode("ascii") + mime.CRLF,
+            _AUTO_SUBMITTED,
+        ]
+        data = mime.assemble_alternative(
+            headers,
+            [mime.encode_lines(_ending_newline(text))],
+            [mime.encode_lines(_ending_newline(html))],
+            mime.boundary_for(secrets.token_hex(8)),
+        )
+        return self._finish(self._confirm_address, recipient, message_id, data)
+
+    # -- building a digest ---------------------------------------------------------------
+
+    def _prepare(self, subscriber: Subscriber, selection: Selection, day: date) -> _Digest:
+        recipient = mime.check_address(subscriber.email)
+        shown = tuple(selection.matches[: self._max_papers])
+        more = max(0, selection.more) + len(selection.matches) - len(shown)
+        heading = heading_for(*matched_interests(shown), len(shown) + more)
+        subject = f"{heading} — {short_date(day)}"
+        tag = hmac.new(
+            self._secret, f"{subscriber.id}\n{recipient}\n{day.isoformat()}".encode(), "sha256"
+        ).hexdigest()[:20]
+        more_text = f"…and {more} more matched. Refine your interests" if more else ""
+        interests = one_line(subscriber.interests, INTERESTS_CHARS)
+        reason = (
+            f"You get this email because you subscribed to {self._from_name} at {self._site} "
+            f"with these interests: {interests}"
+        )
+        if shown:
+            preheader = " · ".join(one_line(m.paper.title, 80) for m in shown[:2])
+        else:
+            preheader = "Nothing new matched today."
+        html_page = _DigestPage(
+            subject=subject,
+            preheader=preheader,
+            date=long_date(day),
+            heading=heading,
+            more=more_text + " →" if more else "",
+            reason=reason,
+            manage_url=self._link("manage", subscriber),
+            unsubscribe_url=self._link("unsubscribe", subscriber),
+            cards="",
+            has_matches=bool(shown),
+            has_more=bool(more),
+        )
+        text_page = replace(
+            html_page, heading=wrap(heading, ""), more=more_text, reason=wrap(reason, "")
+        )
+        return _Digest(
+            recipient=recipient,
+            message_id=f"<digest.{day:%Y%m%d}.{subscriber.id}.{tag}@{self._domain}>",
+            boundary=mime.boundary_for(tag),
+            shown=shown,
+            html_page=html_page,
+            text_page=text_page,
+        )
+
+    def _link(self, purpose: str, subscriber: Subscriber) -> str:
+        return tokens.link(self.settings, self._secret.decode(), purpose, subscriber.id,
+                           subscriber.email)  # fmt: skip
+
+    def _unsubscribe_targets(self, digest: _Digest) -> list[str]:
+        targets = [f"<{digest.html_page.unsubscribe_url}>"]
+        if self._unsubscribe_mailto:
+            targets.append(f"<mailto:{self._unsubscribe_mailto}?subject=unsubscribe>")
+        return targets
+
+    def _digest_headers(self, digest: _Digest, date_line: bytes) -> list[bytes]:
+        targets = self._unsubscribe_targets(digest)
+        subject = digest.html_page.subject
+        subject_line = self._subject_lines.get(subject)
+        if subject_line is None:  # many subscribers share a subject: encode it once
+            subject_line = mime.header_line("Subject", mime.encode_text(subject))
+            _bounded_put(self._subject_lines, subject, subject_line, SUBJECT_CACHE_SIZE)
+        return [
+            self._from_line,
+            mime.header_line("To", [digest.recipient]),
+            subject_line,
+            date_line,
+            b"Message-ID: " + digest.message_id.encode("ascii") + mime.CRLF,
+            self._list_id_line,
+            mime.header_line("List-Unsubscribe", [t + "," for t in targets[:-1]] + targets[-1:]),
+            _UNSUBSCRIBE_POST,
+            _AUTO_SUBMITTED,
+        ]
+
+    def _date_line(self, now: datetime | None) -> bytes:
+        """The Date header of a message made at `now` (default: the current time); the
+        header shows whole seconds, so it is made again only when the second changes."""
+        second = (now or datetime.now(UTC)).replace(microsecond=0)
+        if second != self._date[0]:
+            self._date = (second, b"Date: " + format_datetime(second).encode("ascii") + mime.CRLF)
+        return self._date[1]
+
+    def _finish(self, sender: str, recipient: str, message_id: str, data: bytes) -> Message:
+        """The message, DKIM-signed when that is set up."""
+        if self._dkim:
+            data = self._dkim.sign(data)
+        return Message(sender, recipient, message_id, data)
+
+    # -- templates and the fast path's caches ----------------------------------------------
+
+    def _render_page(self, name: str, page: Any) -> str:
+        return self._environment.get_template(name).render(
+            page=page,
+            sender_name=self._from_name,
+            site=self._site,
+            postal_address=self._postal_address,
+        )
+
+    def _number(self, position: int) -> str:
+        """A text card's number, as wide as the largest: `" 7. "`; 0 gives the slot `"00. "`."""
+        if position == 0:
+            return "0" * self._number_width + ". "
+        return f"{position:>{self._number_width}}. "
+
+    def _placeholder(self, name: str) -> str:
+        return f"@@{self._nonce}:{name}@@"
+
+    def _page_values(self, page: _DigestPage) -> dict[str, str]:
+        return {name: getattr(page, name) for name in _PAGE_VALUES}
+
+    def _page_skeleton(self, kind: str, page: _DigestPage) -> Skeleton:
+        """The digest page of this layout variant, rendered (and inlined) once."""
+        key = (kind, page.has_matches, page.has_more)
+        skeleton = self._page_skeletons.get(key)
+        if skeleton is None:
+            holes = {name: self._placeholder(name) for name in _PAGE_VALUES}
+            blank = replace(page, cards=Markup(self._placeholder("block:cards")), **holes)
+            rendered = self._render_page(f"email/digest.{kind}", blank)
+            if kind == "html":
+                rendered = self._page_inliner.inline(rendered)
+            skeleton = Skeleton(rendered, self._nonce, escape_by_context=kind == "html")
+            self._page_skeletons[key] = skeleton
+        return skeleton
+
+    def _inlined_tags(self, tags: tuple[str, str]) -> tuple[str, str]:
+        """An element's opening and closing tags with its CSS inlined."""
+        hole = self._placeholder("x")
+        inlined = self._card_inliner.inline_fragment(tags[0] + hole + tags[1], self._css)
+        before, _, after = inlined.partition(hole)
+        return before, after
+
+    def _paper_card(self, paper: Paper) -> _PaperCard:
+        """A paper's card, HTML (CSS inlined) and text, rendered once with holes for what
+        depends on the matches."""
+        found = self._papers.get(paper.id)
+        if found is None or (found.paper is not paper and found.paper != paper):
+            view = paper_view(paper)
+            html_holes = {name: self._placeholder(name) for name in HTML_CARD_FIELDS}
+            html = self._environment.get_template("email/_card.html").render(
+                card=card_context(view, html_holes)
+            )
+            inlined = self._card_inliner.inline_fragment(html, self._css)
+            text_holes = {name: self._placeholder(name) for name in TEXT_CARD_FIELDS}
+            text = self._environment.get_template("email/_card.txt").render(
+                card=text_card_context(view, text_holes)
+            )
+            found = _PaperCard(
+                paper=paper,
+                view=view,
+                html=Skeleton(inlined, self._nonce, escape_by_context=False),
+                text=Skeleton(text, self._nonce, escape_by_context=False),
+            )
+            _bounded_put(self._papers, paper.id, found, PAPER_CACHE_SIZE)
+        return found
+
+    def _card(self, match: Match) -> _CardParts:
+        """A match's card, filled and encoded once per (paper, matched interests).
+
+        The key is made of plain tuples: hashing the dataclasses themselves (through
+        their generated __hash__ and __eq__) cost more than all the rest of a lookup.
+        """
+        paper, hits = match.paper, match.hits
+        if len(hits) == 1:  # the usual case, without the comprehension's cost
+            key = (paper.id, ((hits[0].interest, tuple(map(_SPAN, hits[0].spans))),))
+        else:
+            key = (paper.id, tuple([(hit.interest, tuple(map(_SPAN, hit.spans))) for hit in hits]))
+        found = self._cards.get(key)
+        if found is not None and (found[0] is paper or found[0] == paper):
+            return found[1]
+        skeletons = self._paper_card(paper)
+        view = match_view(skeletons.view, match.hits)
+        html = skeletons.html.encode(html_fields(skeletons.view, view, self._inlined_style), {})
+        slot = self._number(0)
+        text = skeletons.text.fill(text_fields(skeletons.view, view))
+        card = _CardParts(html=b"".join(html), text=mime.encode_lines(slot + text)[len(slot) :])
+        _bounded_put(self._cards, key, (paper, card), CARD_CACHE_SIZE)
+        return card
+
+
+def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Keep at most `size` entries, dropping the oldest (a run rarely gets there)."""
+    if len(cache) >= size:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
+def _ending_newline(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _config_address(address: str, key: str) -> str:
+    try:
+        return mime.check_address(address)
+    except DigestError:
+        raise ConfigError(f"[mail] {key} {mime.shown(address)} is not a valid address") from None
+
+
+def _config_domain(domain: str) -> str:
+    try:
+        return mime.check_domain(domain)
+    except ValueError as error:
+        raise ConfigError(f"[mail] from_address: {error}") from None
+
+
+def _list_id(settings: Settings, from_name: str, domain: str) -> tuple[str, str]:
+    """The List-Id's name and its `label.domain` (RFC 2919)."""
+    configured = mime.header_text(settings.mail.list_id)
+    if not configured:
+        return from_name, f"digest.{domain}"
+    name, _, rest = configured.rpartition("<")
+    list_address = rest.removesuffix(">") if rest.endswith(">") else configured
+    name = name.strip() if rest.endswith(">") else ""
+    try:
+        mime.check_domain(list_address)
+    except ValueError:
+        raise ConfigError(
+            f"[mail] list_id {mime.shown(settings.mail.list_id)} must look like "
+            '"Name <label.example.org>"'
+        ) from None
+    return name, list_address
+
+
+def _dkim_signer(settings: Settings) -> mime.DkimSigner | None:
+    """The DKIM signer when [dkim] is set up; ConfigError if it is only half set up."""
+    dkim = settings.dkim
+    # key_file is a string, or a Path that an empty setting resolved to a folder (the
+    # config's own): a folder is never a key file, so it counts as not set.
+    key_file = Path(dkim.key_file) if str(dkim.key_file) else None
+    given = {"selector": dkim.selector, "key_file": key_file and not key_file.is_dir(),
+             "domain": dkim.domain}  # fmt: skip
+    missing = [name for name, value in given.items() if not value]
+    if len(missing) == len(given):
+        return None
+    if missing or key_file is None:  # (the second only tells the type checker)
+        raise ConfigError(f"[dkim] {', '.join(missing)} must be set too to sign mail")
+    return mime.DkimSigner.from_files(dkim.selector, dkim.domain, key_file)
+
+
+# ---------------------------------------------------------------------------------------
+# One-off convenience
+
+
+def render_digest(
+    settings: Settings,
+    secret: str,
+    subscriber: Subscriber,
+    selection: Selection,
+    digest_date: date,
+    *,
+    now: datetime | None = None,
+) -> Message:
+    """One digest message (build a `DigestRenderer` to render many)."""
+    renderer = DigestRenderer(settings, secret)
+    return renderer.render_digest(subscriber, selection, digest_date, now=now)
+
+
+def render_confirmation(
+    settings: Settings,
+    secret: str,
+    subscriber: Subscriber,
+    confirm_url: str,
+    *,
+    now: datetime | None = None,
+) -> Message:
+    """One confirmation message (build a `DigestRenderer` to render many)."""
+    return DigestRenderer(settings, secret).render_confirmation(subscriber, confirm_url, now=now)
+
+
+def render_manage_link(
+    settings: Settings,
+    secret: str,
+    subscriber: Subscriber,
+    manage_url: str,
+    *,
+    now: datetime | None = None,
+) -> Message:
+    """One manage-link message (build a `DigestRenderer` to render many)."""
+    return DigestRenderer(settings, secret).render_manage_link(subscriber, manage_url, now=now)

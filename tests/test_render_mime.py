@@ -1,0 +1,186 @@
+"""Message building blocks, checked by parsing their output with the standard library."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import quopri
+from email.header import decode_header, make_header
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digest.errors import ConfigError, DigestError
+from digest.render import mime
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("reader@example.org", "reader@example.org"),
+        ("first.last+digest@Example.ORG", "first.last+digest@example.org"),
+        ("o'brien@mail.example.co.uk", "o'brien@mail.example.co.uk"),
+        ("leser@bücher.de", "leser@xn--bcher-kva.de"),
+        ("dev@localhost", "dev@localhost"),
+    ],
+)
+def test_valid_addresses(address: str, expected: str) -> None:
+    assert mime.check_address(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "reader",
+        "reader@",
+        "@example.org",
+        "a@b@example.org",
+        "reader@exa mple.org",
+        "reader@-example.org",
+        "reader@example..org",
+        "two..dots@example.org",
+        ".start@example.org",
+        '"quoted local"@example.org',
+        "Reader <reader@example.org>",
+        "reader@example.org\r\nBcc: victim@example.net",
+        "reader@example.org\nBcc: victim@example.net",
+        "reader\r@example.org",
+        "名前@example.org",
+        "x" * 65 + "@example.org",
+        "reader@" + "a" * 64 + ".org",
+    ],
+)
+def test_invalid_addresses_are_refused(address: str) -> None:
+    with pytest.raises(DigestError, match="cannot mail"):
+        mime.check_address(address)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://digest.example.org/x",
+        "http://127.0.0.1:8000/unsubscribe/WzQyLCJhYmMiXQ.abc_-",
+    ],
+)
+def test_valid_urls(url: str) -> None:
+    assert mime.check_url(url) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "ftp://example.org/",
+        "https://example.org/a b",
+        "https://example.org/\r\nBcc: x@y.org",
+        'https://example.org/"onmouseover="x',
+        "https://example.org/>",
+        "https://exämple.org/",
+    ],
+)
+def test_invalid_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        mime.check_url(url)
+
+
+def test_header_text_removes_every_line_break() -> None:
+    assert mime.header_text(" a\r\nBcc: b\rc\nd\x00e\u2028f\tg  ") == "a Bcc: b c d e f g"
+
+
+def header_value(name: str, tokens: list[str]) -> tuple[bytes, str]:
+    line = mime.header_line(name, tokens)
+    return line, str(parse(line + b"\r\nbody\r\n")[name])
+
+
+@given(st.text(max_size=300))
+def test_any_subject_round_trips(text: str) -> None:
+    line, value = header_value("Subject", mime.encode_text(text))
+    assert value == mime.header_text(text)
+    assert line.isascii()
+    assert all(len(part) <= 78 for part in line.split(b"\r\n"))
+    assert line.count(b"\r\n") == len(line.splitlines())  # every line ends with CRLF
+
+
+@given(st.text(max_size=120))
+def test_any_display_name_round_trips(name: str) -> None:
+    line, _ = header_value("From", mime.address_tokens(name, "digest@example.org"))
+    parsed = parse(line + b"\r\nbody\r\n")["From"].addresses
+    assert len(parsed) == 1
+    assert parsed[0].addr_spec == "digest@example.org"
+    # Decoded as RFC 2047 says: the space between two encoded-words is not part of the
+    # name. (The default policy's address parser keeps it, even for names that
+    # EmailMessage itself folded into several encoded-words.)
+    raw = email.message_from_bytes(line + b"\r\n")["From"]
+    phrase, address = email.utils.parseaddr(raw)
+    assert address == "digest@example.org"
+    assert str(make_header(decode_header(phrase))) == mime.header_text(name)
+    assert all(len(part) <= 78 for part in line.split(b"\r\n"))
+
+
+def test_plain_words_stay_readable_in_headers() -> None:
+    assert mime.encode_text("7 new papers on RLHF — Thu 12 Jun") == [
+        "7", "new", "papers", "on", "RLHF", "=?utf-8?q?=E2=80=94?=", "Thu", "12", "Jun",
+    ]  # fmt: skip
+    assert mime.encode_phrase("Paper digest") == ["Paper", "digest"]
+    assert mime.encode_phrase('The "best" digest') == ['"The \\"best\\" digest"']
+    # Text that looks like an encoded-word is encoded, so it shows as written.
+    _, value = header_value("Subject", mime.encode_text("=?utf-8?q?Bcc:_x?= hi"))
+    assert value == "=?utf-8?q?Bcc:_x?= hi"
+
+
+LINE_TEXT = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\r"), max_size=200
+)
+
+
+@given(st.lists(LINE_TEXT.map(lambda text: text + "\n"), max_size=8))
+def test_quoted_printable_pieces_concatenate(pieces: list[str]) -> None:
+    whole = "".join(pieces)
+    joined = b"".join(mime.encode_lines(piece) for piece in pieces)
+    assert joined == (mime.encode_lines(whole) if whole else b"")
+    assert quopri.decodestring(joined).decode("utf-8") == whole.replace("\n", "\r\n")
+    assert joined.isascii()
+    assert all(len(line) <= 76 for line in joined.split(b"\r\n"))
+
+
+def test_assembled_message_parses_into_two_parts() -> None:
+    headers = [
+        mime.header_line("From", mime.address_tokens("Paper digest", "digest@example.org")),
+        mime.header_line("To", ["reader@example.org"]),
+        mime.header_line("Subject", mime.encode_text("Héllo")),
+    ]
+    text = "Plain text – with a dash\n.\nFrom the start\n" + "x" * 200 + "\n"
+    html = "<p>Ünïcode &amp; more</p>\n"
+    data = mime.assemble_alternative(
+        headers, [mime.encode_lines(text)], [mime.encode_lines(html)], mime.boundary_for("abc")
+    )
+    message = parse(data)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == [
+        "text/plain",
+        "text/html",
+    ]
+    assert message.get_body(("plain",)).get_content() == text.replace("\n", "\r\n")
+    assert message.get_body(("html",)).get_content() == html.replace("\n", "\r\n")
+    assert message["Subject"] == "Héllo"
+    assert not message.defects
+    assert all(not part.defects for part in message.walk())
+    assert data.isascii()
+    assert b"\n" not in data.replace(b"\r\n", b"")  # no bare line feeds
+
+
+def test_dkim_signer_refuses_a_bad_key(tmp_path: Path) -> None:
+    key = tmp_path / "dkim.pem"
+    key.write_text("-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError, match="not a PEM RSA private key"):
+        mime.DkimSigner.from_files("mail", "example.org", key)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        mime.DkimSigner.from_files("mail", "example.org", tmp_path / "missing.pem")
