@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -63,6 +64,7 @@ def _address_tag(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
 
 
+@lru_cache(maxsize=16)  # one per (secret, purpose); building one costs as much as a signature
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
