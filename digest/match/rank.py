@@ -84,7 +84,7 @@ class Matcher:
         self._seen = [p.first_seen_at for p in self.papers]
         self._known_from = sum(1 for seen in self._seen if seen is None)
         by_rank = sorted(
-            range(self.count), key=lambda i: (-(self.papers[i].upvotes or 0), self.papers[i].id)
+            range(self.count), key=lambda i: (-max(self.papers[i].upvotes or 0, 0), self.papers[i].id)
         )
         # tie[p]: higher for more upvotes, then lower id; unique, so keys never tie.
         self.tie = np.empty(self.count, dtype=np.int64)
@@ -172,7 +172,9 @@ class Matcher:
         self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
     ) -> Iterator[tuple[K, Selection]]:
         n = self.count
-        if n == 0 or max_papers <= 0:
+        if max_papers < 1:
+            raise ValueError(f"max_papers must be at least 1, got {max_papers}")
+        if n == 0:
             for key, _, _ in block:
                 yield key, Selection((), 0)
             return
