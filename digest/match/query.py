@@ -210,7 +210,10 @@ def parse_entry(raw: str) -> Interest:
         raise _EntryError("backslashes cannot be matched; leave them out")
     if body.count('"') % 2:
         raise _EntryError('a quote is not closed: put a " at the end of the phrase')
-    clauses = tuple(_parse_clause(part.strip()) for part in _split_and(body))
+    parts = [part.strip() for part in _split_and(body)]
+    if len(parts) > 1 and not all(parts):
+        raise _EntryError("has an empty term: write a word or phrase on each side of AND")
+    clauses = tuple(_parse_clause(part) for part in parts)
     return Interest(label, clauses, exclude)
 
 
@@ -228,7 +231,7 @@ def _split_and(body: str) -> list[str]:
 
 def _parse_clause(text: str) -> Clause:
     if not text:
-        raise _EntryError("has an empty term: write a word or phrase on each side of AND")
+        raise _EntryError("has nothing to match: write a word or phrase with letters or digits")
     if text.startswith("-"):
         raise _EntryError("an exclusion (-) goes at the start of the entry, before any AND")
     fields = DEFAULT_FIELDS
@@ -264,6 +267,8 @@ def _clause_words(text: str, fields: tuple[str, ...], exact: bool) -> Clause:
     previous_end = None
     for found in TOKEN.finditer(folded):
         prefix = folded.startswith("*", found.end())
+        if prefix and folded[found.end() + 1 : found.end() + 2].isalnum():
+            raise _EntryError("a * goes at the end of a word, to match words that start with it")
         if prefix:
             stars += 1
             if len(found.group()) < MIN_PREFIX:

@@ -84,7 +84,8 @@ class Matcher:
         self._seen = [p.first_seen_at for p in self.papers]
         self._known_from = sum(1 for seen in self._seen if seen is None)
         by_rank = sorted(
-            range(self.count), key=lambda i: (-max(self.papers[i].upvotes or 0, 0), self.papers[i].id)
+            range(self.count),
+            key=lambda i: (-max(self.papers[i].upvotes or 0, 0), self.papers[i].id),
         )
         # tie[p]: higher for more upvotes, then lower id; unique, so keys never tie.
         self.tie = np.empty(self.count, dtype=np.int64)

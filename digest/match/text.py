@@ -8,9 +8,10 @@ baseline, so that all three agree on what "the same word" means:
   original offsets, so matches can be reported as spans of the text as stored.
 - A token is a run of letters and digits (`TOKEN`) that does not directly follow a
   backslash: `\\alpha` or `\\times` in a LaTeX abstract is a command, not a word.
-- The gap between two tokens is either a JOIN (only spaces and hyphens: `fine-tuning`
-  and `fine tuning` are the same words), a punctuation key (the gap without its
-  whitespace: "," or "." or "&"), or BREAK (a LaTeX command sits in it; never matches).
+- The gap between two tokens is either a JOIN (only spaces, hyphens, and LaTeX's `$`,
+  `{`, `}`: `fine-tuning` and `fine tuning` are the same words), a punctuation key (the
+  gap without its whitespace: "," or "." or "&"), or BREAK (a LaTeX command sits in it;
+  never matches).
   In names (authors, organisation), dots and apostrophes also join: "R. Michael".
 - `stem` is a light English stemmer (plurals, -ing, -ed, a final -e, a doubled final
   consonant) and `inflections` is its exact inverse, used by the regex baseline.
@@ -25,8 +26,9 @@ from functools import lru_cache
 # Letters and digits (not underscore); a token directly after a backslash is a LaTeX command.
 WORD_CLASS = r"[^\W_]"
 TOKEN = re.compile(r"[^\W_]+")
-# Characters that join two words: whitespace, hyphen-minus, Unicode hyphens, en dash, minus.
-JOIN_CHARS = r"\s\-\u2010\u2011\u2012\u2013\u2212"
+# Characters that join two words: whitespace, hyphen-minus, Unicode hyphens, en dash, minus,
+# and LaTeX's math dollars and braces, which are formatting ("$f$-divergence", "{no-regret}").
+JOIN_CHARS = r"\s\-\u2010\u2011\u2012\u2013\u2212${}"
 # In names, dots and apostrophes join as well ("R. Michael Alvarez", "O'Neil").
 NAME_JOIN_CHARS = JOIN_CHARS + r".'\u2019"
 _JOIN_GAP = re.compile(f"[{JOIN_CHARS}]+")
