@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from digest.match.query import EXACT, PREFIX, STEM, Clause, Word
+from digest.match.results import Span
 from digest.match.text import BREAK, JOIN, NAMES, PROSE, fold, gap_key, original_span, stem, tokens
 from digest.paper import Paper
 
@@ -141,14 +142,36 @@ class FieldStream:
         return self.form_ids[low:high]
 
 
-@dataclass(frozen=True, slots=True)
 class Found:
-    """Where a clause matched in one field: per match, the paper and character range."""
+    """Where a clause matched in one field: per match, the paper and character range.
 
-    field: str
-    paper: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
+    Matches are in paper order; `spans(paper)` lists one paper's as `Span`s.
+    """
+
+    __slots__ = ("_by_paper", "end", "field", "paper", "start")
+
+    def __init__(self, field: str, paper: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+        self.field = field
+        self.paper = paper.astype(np.int32)
+        self.start = start.astype(np.int32)
+        self.end = end.astype(np.int32)
+        self._by_paper: dict[int, tuple[Span, ...]] | None = None
+
+    def spans(self, paper: int) -> tuple[Span, ...]:
+        """The matches in one paper, in order, overlapping ones merged."""
+        if self._by_paper is None:
+            # Made once, on first use: most clauses are asked about many papers.
+            by_paper: dict[int, list[Span]] = {}
+            for number, start, end in zip(
+                self.paper.tolist(), self.start.tolist(), self.end.tolist(), strict=True
+            ):
+                spans = by_paper.setdefault(number, [])
+                if spans and start < spans[-1].end:
+                    spans[-1] = Span(self.field, spans[-1].start, max(end, spans[-1].end))
+                else:
+                    spans.append(Span(self.field, start, end))
+            self._by_paper = {number: tuple(spans) for number, spans in by_paper.items()}
+        return self._by_paper.get(paper, ())
 
 
 class PaperIndex:

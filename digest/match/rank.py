@@ -28,12 +28,12 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from digest.match.index import FIELD_NAMES, PaperIndex
-from digest.match.query import Interest, Interests
+from digest.match.index import FIELD_NAMES, Found, PaperIndex
+from digest.match.query import MAX_ENTRIES, Clause, Interest, Interests
 from digest.match.results import Hit, Match, Selection, Span
 from digest.paper import Paper
 
@@ -43,8 +43,9 @@ FIELD_WEIGHTS = {"title": 3, "abstract": 1, "authors": 3, "organization": 3}
 """What a match in each field adds to the score (once per interest and field)."""
 
 UPVOTE_DAMPING = 10
+_MAX_ENTRY_WEIGHT = sum(FIELD_WEIGHTS.values())
 _BLOCK = 2048  # subscribers scored together in one NumPy pass
-_MATCH_CACHE_LIMIT = 2_000_000
+_CACHE_LIMIT = 1_000_000  # Match and Hit objects, and plans, kept for reuse (per cache)
 
 
 def upvote_bonus(upvotes: int | None) -> float:
@@ -61,17 +62,35 @@ def seen_order(papers: Sequence[Paper]) -> list[Paper]:
     )
 
 
+class _Plan(NamedTuple):
+    """A subscriber's list as the matcher uses it: wanted entries, their rows, excluded rows."""
+
+    wanted: tuple[_Entry, ...]
+    rows: tuple[int, ...]
+    excluded: tuple[int, ...]
+
+
 class _Entry:
-    """One distinct interest entry, found in the papers: its weights and its hits."""
+    """One distinct interest entry, found in the papers: its row of weights, where it matched."""
 
-    __slots__ = ("clause_found", "hits", "interest", "row", "weights")
+    __slots__ = ("found", "interest", "order", "row")
 
-    def __init__(self, interest: Interest, row: int) -> None:
+    def __init__(self, interest: Interest, row: int, found: list[Found]) -> None:
         self.interest = interest
         self.row = row
-        self.weights: dict[int, int] = {}
-        self.clause_found: list[dict[int, list[Span]]] = []
-        self.hits: dict[int, Hit] = {}
+        self.found = found  # every clause's matches (spans are made when needed)
+        self.order = (interest.label.casefold(), interest.label)  # among hits of equal weight
+
+
+# The weight of a match in each set of fields, as a table indexed by a bit mask of fields.
+_FIELD_BITS = {name: 1 << i for i, name in enumerate(FIELD_NAMES)}
+_WEIGHT_OF_FIELDS = np.array(
+    [
+        sum(FIELD_WEIGHTS[name] for name, bit in _FIELD_BITS.items() if mask & bit)
+        for mask in range(1 << len(FIELD_NAMES))
+    ],
+    dtype=np.uint8,
+)
 
 
 class Matcher:
@@ -88,61 +107,68 @@ class Matcher:
             key=lambda i: (-max(self.papers[i].upvotes or 0, 0), self.papers[i].id),
         )
         # tie[p]: higher for more upvotes, then lower id; unique, so keys never tie.
-        self.tie = np.empty(self.count, dtype=np.int64)
+        self.tie = np.empty(self.count, dtype=np.uint64)
         self.tie[by_rank] = np.arange(self.count - 1, -1, -1)
         self._bonus = [upvote_bonus(p.upvotes) for p in self.papers]
-        self._clauses: dict[object, dict[int, list[Span]]] = {}
+        self._clauses: dict[Clause, tuple[list[Found], np.ndarray]] = {}
         self._entries: dict[Interest, _Entry] = {}
         # Row 0 is all zeros: it pads blocks of subscribers with fewer entries.
         self._weights = np.zeros((64, max(self.count, 1)), dtype=np.uint8)
         self._rows = 1
-        self._matches: dict[tuple[int, object], Match] = {}
+        self._matches: dict[object, Match] = {}
+        self._plans: dict[Interests, _Plan] = {}
+        self._windows: dict[datetime | None, int] = {}
+        self._tie_bits = max(1, (self.count - 1).bit_length())
+        self._row_limit = 1 << 20  # two-entry Match keys need fewer rows than this
+        big = (_MAX_ENTRY_WEIGHT * MAX_ENTRIES) << self._tie_bits >= 1 << 32
+        self._key_type = np.uint64 if big else np.uint32
+        self.tie = self.tie.astype(self._key_type)
+        self._hits: dict[tuple[int, int], Hit] = {}
 
     # --- per entry, once -------------------------------------------------------------
 
-    def _clause(self, clause: object) -> dict[int, list[Span]]:
-        found = self._clauses.get(clause)
-        if found is None:
-            found = {}
-            for where in self.index.find(clause):  # type: ignore[arg-type]
-                for paper, start, end in zip(
-                    where.paper.tolist(), where.start.tolist(), where.end.tolist(), strict=True
-                ):
-                    found.setdefault(paper, []).append(Span(where.field, start, end))
-            self._clauses[clause] = found
-        return found
+    def _clause(self, clause: Clause) -> tuple[list[Found], np.ndarray]:
+        """Where a clause matches, and per paper a bit mask of the fields it matches in."""
+        known = self._clauses.get(clause)
+        if known is None:
+            found = self.index.find(clause)
+            fields = np.zeros(self.count, dtype=np.uint8)
+            for where in found:
+                fields[where.paper] |= _FIELD_BITS[where.field]
+            known = self._clauses[clause] = (found, fields)
+        return known
 
     def entry(self, interest: Interest) -> _Entry:
-        """The entry's matches and weights, computed on first use."""
+        """The entry's row of weights (and where it matched), computed on first use."""
         entry = self._entries.get(interest)
         if entry is not None:
             return entry
-        entry = _Entry(interest, self._rows)
-        entry.clause_found = [self._clause(clause) for clause in interest.clauses]
-        papers = set(entry.clause_found[0])
-        for found in entry.clause_found[1:]:
-            papers &= found.keys()
-        for paper in papers:
-            fields = {span.field for found in entry.clause_found for span in found.get(paper, ())}
-            entry.weights[paper] = sum(FIELD_WEIGHTS[name] for name in fields)
+        clauses = [self._clause(clause) for clause in interest.clauses]
+        every = np.logical_and.reduce([fields > 0 for _, fields in clauses])
+        fields = np.bitwise_or.reduce([f for _, f in clauses]) * every
         if self._rows == len(self._weights):
             grown = np.zeros((2 * self._rows, self._weights.shape[1]), dtype=np.uint8)
             grown[: self._rows] = self._weights
             self._weights = grown
-        if entry.weights:
-            columns = np.fromiter(entry.weights.keys(), dtype=np.int64)
-            values = np.fromiter(entry.weights.values(), dtype=np.int64)
-            self._weights[self._rows, columns] = np.minimum(values, 255)
+        self._weights[self._rows, : self.count] = _WEIGHT_OF_FIELDS[fields]
+        entry = _Entry(interest, self._rows, [where for found, _ in clauses for where in found])
         self._rows += 1
         self._entries[interest] = entry
         return entry
 
     def _hit(self, entry: _Entry, paper: int) -> Hit:
-        hit = entry.hits.get(paper)
+        key = (entry.row, paper)
+        hit = self._hits.get(key)
         if hit is None:
-            spans = {span for found in entry.clause_found for span in found.get(paper, ())}
-            hit = Hit(entry.interest.label, merge_spans(spans))
-            entry.hits[paper] = hit
+            if len(entry.interest.clauses) == 1:
+                # One clause: its fields come in order and each field's spans are merged.
+                spans = tuple(span for where in entry.found for span in where.spans(paper))
+            else:
+                spans = merge_spans(span for where in entry.found for span in where.spans(paper))
+            hit = Hit(entry.interest.label, spans)
+            if len(self._hits) >= _CACHE_LIMIT:
+                self._hits.clear()  # bounded memory; popular hits come straight back
+            self._hits[key] = hit
         return hit
 
     # --- per subscriber --------------------------------------------------------------
@@ -169,6 +195,22 @@ class Matcher:
         while block := list(islice(iterator, _BLOCK)):
             yield from self._select_block(block, max_papers)
 
+    def _plan(self, interests: Interests) -> _Plan:
+        """A list's entries (found on first use), split into wanted and excluded."""
+        plan = self._plans.get(interests)
+        if plan is None:
+            entries = [self.entry(interest) for interest in interests.entries]
+            wanted = tuple(e for e in entries if not e.interest.exclude)
+            plan = _Plan(
+                wanted,
+                tuple(e.row for e in wanted) or (0,),  # row 0 (zeros) if nothing is wanted
+                tuple(e.row for e in entries if e.interest.exclude),
+            )
+            if len(self._plans) >= _CACHE_LIMIT:
+                self._plans.clear()
+            self._plans[interests] = plan
+        return plan
+
     def _select_block(
         self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
     ) -> Iterator[tuple[K, Selection]]:
@@ -179,92 +221,114 @@ class Matcher:
             for key, _, _ in block:
                 yield key, Selection((), 0)
             return
-        wanted: list[list[_Entry]] = []
-        unwanted: list[list[int]] = []
-        starts: list[int] = []
-        for _, interests, watermark in block:
-            entries = [self.entry(interest) for interest in interests.entries]
-            wanted.append([e for e in entries if not e.interest.exclude])
-            unwanted.append([e.row for e in entries if e.interest.exclude])
-            starts.append(self.window_start(watermark))
-        scores = self._scores(wanted, unwanted, starts)
-        matched = scores > 0
-        counts = matched.sum(axis=1).tolist()
-        keys = np.where(matched, scores.astype(np.int64) * n + self.tie, -1)
+        plans = [self._plan(interests) for _, interests, _ in block]
+        starts = [self._window(watermark) for _, _, watermark in block]
+        scores, groups = self._scores(plans, starts)
+        counts = np.count_nonzero(scores, axis=1).tolist()
+        # One sortable key per paper: score, then the tie-break rank in the low bits.
+        keys = (scores.astype(self._key_type) << self._tie_bits) | self.tie
         take = min(max_papers, n)
-        if take < n:
-            top = np.argpartition(keys, n - take, axis=1)[:, n - take :]
-        else:
-            top = np.broadcast_to(np.arange(n), keys.shape)
+        top = np.argpartition(keys, n - take, axis=1)[:, n - take :]
         top_keys = np.take_along_axis(keys, top, axis=1)
-        order = np.argsort(-top_keys, axis=1, kind="stable")
+        order = np.argsort(top_keys, axis=1)[:, ::-1]  # keys are unique: no ties to break
         top = np.take_along_axis(top, order, axis=1)
-        reasons = self._reasons(wanted, top)
-        top_list = top.tolist()
-        base_list = (np.take_along_axis(top_keys, order, axis=1) // n).tolist()
+        bases = (np.take_along_axis(top_keys, order, axis=1) >> self._tie_bits).tolist()
+        reasons = self._reasons(groups, top, len(block)).tolist()
+        papers = top.tolist()
+        cached = self._matches.get
         for row, (key, _, _) in enumerate(block):
             chosen = min(counts[row], take)
-            entries = wanted[row]
-            matches = tuple(
-                self._match(paper, entries, bits, base)
-                for paper, bits, base in zip(
-                    top_list[row][:chosen],
-                    reasons[row][:chosen],
-                    base_list[row][:chosen],
-                    strict=True,
-                )
-            )
-            yield key, Selection(matches, counts[row] - chosen)
+            matches = [cached(reason) for reason in reasons[row][:chosen]]
+            if None in matches:
+                plan = plans[row]
+                for i, match in enumerate(matches):
+                    if match is None:
+                        matches[i] = self._match(papers[row][i], plan, bases[row][i])
+            yield key, Selection(tuple(matches), counts[row] - chosen)
+
+    def _window(self, watermark: datetime | None) -> int:
+        start = self._windows.get(watermark)
+        if start is None:
+            start = self._windows[watermark] = self.window_start(watermark)
+        return start
 
     def _scores(
-        self, wanted: list[list[_Entry]], unwanted: list[list[int]], starts: list[int]
+        self, plans: list[_Plan], starts: list[int]
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """(subscribers x papers) whole-number scores, zero where a paper is not chosen.
+
+        Subscribers are summed in groups of equal entry counts (a reshape and a sum is
+        far quicker than a ragged reduction); the groups are returned for `_reasons`.
+        """
+        weights = self._weights
+        scores = np.zeros((len(plans), self.count), dtype=np.uint16)
+        by_width: dict[int, list[int]] = {}
+        for row, plan in enumerate(plans):
+            by_width.setdefault(len(plan.rows), []).append(row)
+        groups = []
+        for width, members in by_width.items():
+            rows = np.array([plans[m].rows for m in members], dtype=np.int64)
+            gathered = weights[rows.ravel(), : self.count].reshape(len(members), width, -1)
+            dtype = np.uint8 if width * _MAX_ENTRY_WEIGHT < 256 else np.uint16
+            index = np.array(members)
+            scores[index] = gathered.sum(axis=1, dtype=dtype)
+            groups.append((index, rows, gathered))
+        for row, plan in enumerate(plans):
+            if plan.excluded:
+                scores[row, weights[list(plan.excluded), : self.count].any(axis=0)] = 0
+        by_start: dict[int, list[int]] = {}
+        for row, start in enumerate(starts):
+            if start:
+                by_start.setdefault(start, []).append(row)
+        for start, members in by_start.items():
+            scores[members, :start] = 0
+        return scores, groups
+
+    def _reasons(
+        self, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], top: np.ndarray, size: int
     ) -> np.ndarray:
-        """(subscribers x papers) whole-number scores, zero where a paper is not chosen."""
-        weights = self._weights[: self._rows]
-        # A list without wanted entries (not one `parse_interests` makes) sums row 0: zeros.
-        rows = np.fromiter(
-            (row for entries in wanted for row in ([e.row for e in entries] or [0])), np.int64
-        )
-        offsets = np.cumsum([0] + [max(len(entries), 1) for entries in wanted[:-1]])
-        scores = np.add.reduceat(weights[rows], offsets, axis=0, dtype=np.uint16)
-        for row, excluded in enumerate(unwanted):
-            if excluded:
-                scores[row, weights[excluded].any(axis=0)] = 0
-        if any(starts):
-            before = np.arange(self.count)[None, :] < np.array(starts)[:, None]
-            scores[before] = 0
-        return scores
+        """For each chosen paper, the key of its Match in the cache, from the entries that
+        chose it: row * papers + paper for one entry, a negative key for two, 0 for more."""
+        n = self.count
+        reasons = np.zeros(top.shape, dtype=np.int64)
+        for index, rows, gathered in groups:
+            members, width = rows.shape
+            chosen = np.take_along_axis(gathered, top[index][:, None, :], axis=2) > 0
+            count = chosen.sum(axis=1)
+            first = rows[np.arange(members)[:, None], chosen.argmax(axis=1)]
+            last = rows[np.arange(members)[:, None], width - 1 - chosen[:, ::-1].argmax(axis=1)]
+            paper = top[index]
+            one = first * n + paper
+            two = -((first * self._row_limit + last) * n + paper) - 1
+            if self._rows >= self._row_limit or n >= 1 << 22:
+                two[:] = 0  # the key would overflow: take the slow path
+            reasons[index] = np.where(count == 1, one, np.where(count == 2, two, 0))
+        return reasons
 
-    def _reasons(self, wanted: list[list[_Entry]], top: np.ndarray) -> list[list[int]]:
-        """For each chosen paper, a bit mask of which of the subscriber's entries chose it."""
-        width = max(1, max(len(entries) for entries in wanted))
-        rows = np.zeros((len(wanted), width), dtype=np.int64)
-        for row, entries in enumerate(wanted):
-            rows[row, : len(entries)] = [e.row for e in entries]
-        chose = self._weights[rows[:, :, None], top[:, None, :]] > 0
-        bits = (chose.astype(np.int64) << np.arange(width, dtype=np.int64)[None, :, None]).sum(1)
-        return bits.tolist()
-
-    def _match(self, paper: int, entries: list[_Entry], bits: int, base: int) -> Match:
-        if bits & (bits - 1) == 0:
-            reason: object = entries[bits.bit_length() - 1].row
+    def _match(self, paper: int, plan: _Plan, base: int) -> Match:
+        """The Match for a paper (and the subscriber's entries that chose it), cached."""
+        chosen = [e for e in plan.wanted if self._weights[e.row, paper]]
+        if len(chosen) == 1:
+            key: object = chosen[0].row * self.count + paper
+        elif len(chosen) == 2 and self._rows < self._row_limit and self.count < 1 << 22:
+            key = -((chosen[0].row * self._row_limit + chosen[1].row) * self.count + paper) - 1
         else:
-            reason = tuple(e.row for i, e in enumerate(entries) if bits >> i & 1)
-        match = self._matches.get((paper, reason))
+            key = (paper, *sorted(e.row for e in chosen))
+        match = self._matches.get(key)
         if match is None:
-            chosen = [e for i, e in enumerate(entries) if bits >> i & 1]
-            hits = sorted(
-                ((e.weights[paper], self._hit(e, paper)) for e in chosen),
-                key=lambda wh: (-wh[0], wh[1].interest.casefold(), wh[1].interest),
-            )
-            match = Match(
-                self.papers[paper],
-                base + self._bonus[paper],
-                tuple(hit for _, hit in hits),
-            )
-            if len(self._matches) < _MATCH_CACHE_LIMIT:
-                self._matches[(paper, reason)] = match
+            weights = self._weights[[e.row for e in chosen], paper].tolist()
+            ranked = sorted(zip(weights, chosen, strict=True), key=_best_first)
+            hits = tuple(self._hit(e, paper) for _, e in ranked)
+            match = Match(self.papers[paper], base + self._bonus[paper], hits)
+            if len(self._matches) >= _CACHE_LIMIT:
+                self._matches.clear()  # bounded memory; popular matches come straight back
+            self._matches[key] = match
         return match
+
+
+def _best_first(weighted: tuple[int, _Entry]) -> tuple[int, str, str]:
+    weight, entry = weighted
+    return (-weight, *entry.order)
 
 
 def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
