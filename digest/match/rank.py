@@ -45,7 +45,12 @@ FIELD_WEIGHTS = {"title": 3, "abstract": 1, "authors": 3, "organization": 3}
 UPVOTE_DAMPING = 10
 _MAX_ENTRY_WEIGHT = sum(FIELD_WEIGHTS.values())
 _BLOCK = 2048  # subscribers scored together in one NumPy pass
-_CACHE_LIMIT = 1_000_000  # Match and Hit objects, and plans, kept for reuse (per cache)
+# Objects kept for reuse, at most: Matches of papers chosen by one entry (these also hold
+# the Hits), Matches chosen by several (rarely shared), and parsed lists' plans. When a
+# cache is full it is emptied: what is popular comes straight back.
+_SINGLES_LIMIT = 1_500_000
+_MULTIS_LIMIT = 200_000
+_PLANS_LIMIT = 500_000
 
 
 def upvote_bonus(upvotes: int | None) -> float:
@@ -116,6 +121,8 @@ class Matcher:
         self._weights = np.zeros((64, max(self.count, 1)), dtype=np.uint8)
         self._rows = 1
         self._matches: dict[object, Match] = {}
+        self._by_row: list[_Entry | None] = [None]
+        self._row_weights: list[bytes] = [bytes(self.count)]  # rows as bytes: quick to index
         self._plans: dict[Interests, _Plan] = {}
         self._windows: dict[datetime | None, int] = {}
         self._tie_bits = max(1, (self.count - 1).bit_length())
@@ -123,7 +130,7 @@ class Matcher:
         big = (_MAX_ENTRY_WEIGHT * MAX_ENTRIES) << self._tie_bits >= 1 << 32
         self._key_type = np.uint64 if big else np.uint32
         self.tie = self.tie.astype(self._key_type)
-        self._hits: dict[tuple[int, int], Hit] = {}
+        self._multis: dict[object, Match] = {}
 
     # --- per entry, once -------------------------------------------------------------
 
@@ -151,25 +158,37 @@ class Matcher:
             grown[: self._rows] = self._weights
             self._weights = grown
         self._weights[self._rows, : self.count] = _WEIGHT_OF_FIELDS[fields]
+        self._row_weights.append(self._weights[self._rows, : self.count].tobytes())
         entry = _Entry(interest, self._rows, [where for found, _ in clauses for where in found])
         self._rows += 1
         self._entries[interest] = entry
+        self._by_row.append(entry)
         return entry
 
-    def _hit(self, entry: _Entry, paper: int) -> Hit:
-        key = (entry.row, paper)
-        hit = self._hits.get(key)
-        if hit is None:
+    def _single(self, key: int) -> Match:
+        """The Match of a paper chosen by one entry; `key` is row * papers + paper.
+
+        Also where every Hit comes from: a paper chosen by several entries reuses theirs.
+        """
+        match = self._matches.get(key)
+        if match is None:
+            row, paper = divmod(key, self.count)
+            entry = self._by_row[row]
             if len(entry.interest.clauses) == 1:
                 # One clause: its fields come in order and each field's spans are merged.
                 spans = tuple(span for where in entry.found for span in where.spans(paper))
             else:
                 spans = merge_spans(span for where in entry.found for span in where.spans(paper))
-            hit = Hit(entry.interest.label, spans)
-            if len(self._hits) >= _CACHE_LIMIT:
-                self._hits.clear()  # bounded memory; popular hits come straight back
-            self._hits[key] = hit
-        return hit
+            score = self._row_weights[row][paper] + self._bonus[paper]
+            match = Match(self.papers[paper], score, (Hit(entry.interest.label, spans),))
+            self._remember(self._matches, _SINGLES_LIMIT, key, match)
+        return match
+
+    @staticmethod
+    def _remember(cache: dict[object, Match], limit: int, key: object, match: Match) -> None:
+        if len(cache) >= limit:
+            cache.clear()
+        cache[key] = match
 
     # --- per subscriber --------------------------------------------------------------
 
@@ -206,7 +225,7 @@ class Matcher:
                 tuple(e.row for e in wanted) or (0,),  # row 0 (zeros) if nothing is wanted
                 tuple(e.row for e in entries if e.interest.exclude),
             )
-            if len(self._plans) >= _CACHE_LIMIT:
+            if len(self._plans) >= _PLANS_LIMIT:
                 self._plans.clear()
             self._plans[interests] = plan
         return plan
@@ -235,15 +254,19 @@ class Matcher:
         bases = (np.take_along_axis(top_keys, order, axis=1) >> self._tie_bits).tolist()
         reasons = self._reasons(groups, top, len(block)).tolist()
         papers = top.tolist()
-        cached = self._matches.get
+        singles, multis = self._matches.get, self._multis.get
         for row, (key, _, _) in enumerate(block):
             chosen = min(counts[row], take)
-            matches = [cached(reason) for reason in reasons[row][:chosen]]
+            matches = [singles(r) if r > 0 else multis(r) for r in reasons[row][:chosen]]
             if None in matches:
-                plan = plans[row]
                 for i, match in enumerate(matches):
                     if match is None:
-                        matches[i] = self._match(papers[row][i], plan, bases[row][i])
+                        reason = reasons[row][i]
+                        matches[i] = (
+                            self._single(reason)
+                            if reason > 0
+                            else self._match(papers[row][i], plans[row], bases[row][i])
+                        )
             yield key, Selection(tuple(matches), counts[row] - chosen)
 
     def _window(self, watermark: datetime | None) -> int:
@@ -306,29 +329,23 @@ class Matcher:
         return reasons
 
     def _match(self, paper: int, plan: _Plan, base: int) -> Match:
-        """The Match for a paper (and the subscriber's entries that chose it), cached."""
-        chosen = [e for e in plan.wanted if self._weights[e.row, paper]]
+        """The Match of a paper chosen by several of the subscriber's entries, cached."""
+        n = self.count
+        chosen = [e for e in plan.wanted if self._row_weights[e.row][paper]]
         if len(chosen) == 1:
-            key: object = chosen[0].row * self.count + paper
-        elif len(chosen) == 2 and self._rows < self._row_limit and self.count < 1 << 22:
-            key = -((chosen[0].row * self._row_limit + chosen[1].row) * self.count + paper) - 1
+            return self._single(chosen[0].row * n + paper)
+        if len(chosen) == 2 and self._rows < self._row_limit and n < 1 << 22:
+            key: object = -((chosen[0].row * self._row_limit + chosen[1].row) * n + paper) - 1
         else:
             key = (paper, *sorted(e.row for e in chosen))
-        match = self._matches.get(key)
+        match = self._multis.get(key)
         if match is None:
-            weights = self._weights[[e.row for e in chosen], paper].tolist()
-            ranked = sorted(zip(weights, chosen, strict=True), key=_best_first)
-            hits = tuple(self._hit(e, paper) for _, e in ranked)
+            rows = self._row_weights
+            ranked = sorted(chosen, key=lambda e: (-rows[e.row][paper], *e.order))
+            hits = tuple(self._single(e.row * n + paper).hits[0] for e in ranked)
             match = Match(self.papers[paper], base + self._bonus[paper], hits)
-            if len(self._matches) >= _CACHE_LIMIT:
-                self._matches.clear()  # bounded memory; popular matches come straight back
-            self._matches[key] = match
+            self._remember(self._multis, _MULTIS_LIMIT, key, match)
         return match
-
-
-def _best_first(weighted: tuple[int, _Entry]) -> tuple[int, str, str]:
-    weight, entry = weighted
-    return (-weight, *entry.order)
 
 
 def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
