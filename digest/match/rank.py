@@ -24,6 +24,7 @@ only, and shared between subscribers whose interests chose a paper for the same 
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -212,7 +213,16 @@ class Matcher:
         """Each subscriber's selection, in the order given, computed a block at a time."""
         iterator = iter(subscribers)
         while block := list(islice(iterator, _BLOCK)):
-            yield from self._select_block(block, max_papers)
+            # The cyclic garbage collector is paused while a block is built: it would walk
+            # the millions of (acyclic) Match objects again and again, for nothing.
+            paused = gc.isenabled()
+            gc.disable()
+            try:
+                selections = list(self._select_block(block, max_papers))
+            finally:
+                if paused:
+                    gc.enable()
+            yield from selections
 
     def _plan(self, interests: Interests) -> _Plan:
         """A list's entries (found on first use), split into wanted and excluded."""
@@ -265,7 +275,7 @@ class Matcher:
                         matches[i] = (
                             self._single(reason)
                             if reason > 0
-                            else self._match(papers[row][i], plans[row], bases[row][i])
+                            else self._match(reason, papers[row][i], plans[row], bases[row][i])
                         )
             yield key, Selection(tuple(matches), counts[row] - chosen)
 
@@ -328,21 +338,33 @@ class Matcher:
             reasons[index] = np.where(count == 1, one, np.where(count == 2, two, 0))
         return reasons
 
-    def _match(self, paper: int, plan: _Plan, base: int) -> Match:
-        """The Match of a paper chosen by several of the subscriber's entries, cached."""
-        n = self.count
-        chosen = [e for e in plan.wanted if self._row_weights[e.row][paper]]
-        if len(chosen) == 1:
-            return self._single(chosen[0].row * n + paper)
-        if len(chosen) == 2 and self._rows < self._row_limit and n < 1 << 22:
-            key: object = -((chosen[0].row * self._row_limit + chosen[1].row) * n + paper) - 1
+    def _match(self, reason: int, paper: int, plan: _Plan, base: int) -> Match:
+        """The Match of a paper chosen by several of the subscriber's entries, cached.
+
+        `reason` is the key `_reasons` made: for two entries it names both rows.
+        """
+        n, rows = self.count, self._row_weights
+        if reason < 0:
+            pair, _ = divmod(-reason - 1, n)
+            chosen = [self._by_row[pair // self._row_limit], self._by_row[pair % self._row_limit]]
+            key: object = reason
         else:
+            chosen = [e for e in plan.wanted if rows[e.row][paper]]
             key = (paper, *sorted(e.row for e in chosen))
         match = self._multis.get(key)
         if match is None:
-            rows = self._row_weights
-            ranked = sorted(chosen, key=lambda e: (-rows[e.row][paper], *e.order))
-            hits = tuple(self._single(e.row * n + paper).hits[0] for e in ranked)
+            if len(chosen) == 2:
+                first, second = chosen
+                one, other = rows[first.row][paper], rows[second.row][paper]
+                if other > one or (other == one and second.order < first.order):
+                    chosen = [second, first]
+            else:
+                chosen.sort(key=lambda e: (-rows[e.row][paper], *e.order))
+            singles = self._matches
+            hits = tuple(
+                (singles.get(e.row * n + paper) or self._single(e.row * n + paper)).hits[0]
+                for e in chosen
+            )
             match = Match(self.papers[paper], base + self._bonus[paper], hits)
             self._remember(self._multis, _MULTIS_LIMIT, key, match)
         return match
