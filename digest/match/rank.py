@@ -16,7 +16,8 @@ How it scales (`Matcher`): the papers are indexed once (`index.PaperIndex`); eac
 distinct clause is found once and each distinct entry scored once, into one row of a
 matrix of weights (entries x papers). A subscriber's scores are then the sum of the rows
 of their entries, computed for a block of subscribers at a time with NumPy, and the top
-`max_papers` of each row are picked with `argpartition`. Papers are kept in order of
+`max_papers` of each row are picked with `argpartition`; subscribers with the same list
+and window share one selection. Papers are kept in order of
 `first_seen_at`, so a subscriber's window (papers first seen after their watermark) is
 a suffix of the columns. The `Match` and `Hit` objects are built for the chosen papers
 only, and shared between subscribers whose interests chose a paper for the same reasons.
@@ -52,6 +53,7 @@ _BLOCK = 2048  # subscribers scored together in one NumPy pass
 _SINGLES_LIMIT = 1_500_000
 _MULTIS_LIMIT = 200_000
 _PLANS_LIMIT = 500_000
+_SELECTIONS_LIMIT = 300_000
 
 
 def upvote_bonus(upvotes: int | None) -> float:
@@ -132,6 +134,7 @@ class Matcher:
         self._key_type = np.uint64 if big else np.uint32
         self.tie = self.tie.astype(self._key_type)
         self._multis: dict[object, Match] = {}
+        self._selections: dict[tuple[Interests, int, int], Selection] = {}
 
     # --- per entry, once -------------------------------------------------------------
 
@@ -250,6 +253,23 @@ class Matcher:
             for key, _, _ in block:
                 yield key, Selection((), 0)
             return
+        # People who wrote the same list and share a window get the same selection.
+        known = [self._selections.get((i, self._window(w), max_papers)) for _, i, w in block]
+        todo = [row for row, selection in enumerate(known) if selection is None]
+        fresh = self._select_rows([block[row] for row in todo], max_papers) if todo else ()
+        for row, selection in zip(todo, fresh, strict=True):
+            known[row] = selection
+            _, interests, watermark = block[row]
+            if len(self._selections) >= _SELECTIONS_LIMIT:
+                self._selections.clear()
+            self._selections[interests, self._window(watermark), max_papers] = selection
+        for (key, _, _), selection in zip(block, known, strict=True):
+            yield key, selection  # type: ignore[misc]
+
+    def _select_rows(
+        self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
+    ) -> Iterator[Selection]:
+        n = self.count
         plans = [self._plan(interests) for _, interests, _ in block]
         starts = [self._window(watermark) for _, _, watermark in block]
         scores, groups = self._scores(plans, starts)
@@ -265,7 +285,7 @@ class Matcher:
         reasons = self._reasons(groups, top, len(block)).tolist()
         papers = top.tolist()
         singles, multis = self._matches.get, self._multis.get
-        for row, (key, _, _) in enumerate(block):
+        for row in range(len(block)):
             chosen = min(counts[row], take)
             matches = [singles(r) if r > 0 else multis(r) for r in reasons[row][:chosen]]
             if None in matches:
@@ -277,7 +297,7 @@ class Matcher:
                             if reason > 0
                             else self._match(reason, papers[row][i], plans[row], bases[row][i])
                         )
-            yield key, Selection(tuple(matches), counts[row] - chosen)
+            yield Selection(tuple(matches), counts[row] - chosen)
 
     def _window(self, watermark: datetime | None) -> int:
         start = self._windows.get(watermark)
