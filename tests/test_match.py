@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from digest.cli import cli
 from digest.match import (
     INTEREST_EXAMPLES,
     Hit,
@@ -53,3 +56,13 @@ def test_a_real_day_end_to_end(data_dir: Path) -> None:
 def test_examples_are_one_line_each() -> None:
     assert len(INTEREST_EXAMPLES) >= 8
     assert all("\n" not in example + explanation for example, explanation in INTEREST_EXAMPLES)
+
+
+def test_the_cli_checks_an_interest_list() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["check-interests", "diffusion,  title:agents\n-survey"])
+    assert result.exit_code == 0
+    assert result.output == "diffusion\ntitle:agents\n-survey\n"
+    result = runner.invoke(cli, ["check-interests", 'diffusion, "world model'])
+    assert result.exit_code == 1
+    assert 'digest: entry 2 ""world model": a quote is not closed' in result.output
