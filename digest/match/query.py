@@ -78,7 +78,7 @@ class Clause:
     gaps: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Interest:
     """One entry of a list: its label as written, its clauses (all must match), and
     whether it excludes."""
@@ -96,7 +96,7 @@ class Interest:
         return self._hash
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Interests:
     """A parsed interest list: entries in the order written, duplicates dropped."""
 

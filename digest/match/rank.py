@@ -50,7 +50,7 @@ _BLOCK = 2048  # subscribers scored together in one NumPy pass
 # Objects kept for reuse, at most: Matches of papers chosen by one entry (these also hold
 # the Hits), Matches chosen by several (rarely shared), and parsed lists' plans. When a
 # cache is full it is emptied: what is popular comes straight back.
-_SINGLES_LIMIT = 1_500_000
+_SINGLES_LIMIT = 2_000_000
 _MULTIS_LIMIT = 200_000
 _PLANS_LIMIT = 500_000
 _SELECTIONS_LIMIT = 300_000
@@ -88,6 +88,15 @@ class _Entry:
         self.row = row
         self.found = found  # every clause's matches (spans are made when needed)
         self.order = (interest.label.casefold(), interest.label)  # among hits of equal weight
+
+    def spans(self, paper: int) -> tuple[Span, ...]:
+        """The entry's spans in a paper, in field order, overlapping ones merged."""
+        if len(self.found) == 1:
+            return self.found[0].spans(paper)
+        if len(self.interest.clauses) == 1:
+            # One clause: its fields come in order and each field's spans are merged.
+            return tuple(span for where in self.found for span in where.spans(paper))
+        return merge_spans(span for where in self.found for span in where.spans(paper))
 
 
 # The weight of a match in each set of fields, as a table indexed by a bit mask of fields.
@@ -178,13 +187,9 @@ class Matcher:
         if match is None:
             row, paper = divmod(key, self.count)
             entry = self._by_row[row]
-            if len(entry.interest.clauses) == 1:
-                # One clause: its fields come in order and each field's spans are merged.
-                spans = tuple(span for where in entry.found for span in where.spans(paper))
-            else:
-                spans = merge_spans(span for where in entry.found for span in where.spans(paper))
+            hit = Hit(entry.interest.label, entry.spans(paper))
             score = self._row_weights[row][paper] + self._bonus[paper]
-            match = Match(self.papers[paper], score, (Hit(entry.interest.label, spans),))
+            match = Match(self.papers[paper], score, (hit,))
             self._remember(self._matches, _SINGLES_LIMIT, key, match)
         return match
 
