@@ -51,7 +51,7 @@ _BLOCK = 2048  # subscribers scored together in one NumPy pass
 # the Hits), Matches chosen by several (rarely shared), and parsed lists' plans. When a
 # cache is full it is emptied: what is popular comes straight back.
 _SINGLES_LIMIT = 2_000_000
-_MULTIS_LIMIT = 200_000
+_MULTIS_LIMIT = 600_000
 _PLANS_LIMIT = 500_000
 _SELECTIONS_LIMIT = 300_000
 
@@ -357,7 +357,8 @@ class Matcher:
             last = rows[np.arange(members)[:, None], width - 1 - chosen[:, ::-1].argmax(axis=1)]
             paper = top[index]
             one = first * n + paper
-            two = -((first * self._row_limit + last) * n + paper) - 1
+            low, high = np.minimum(first, last), np.maximum(first, last)  # any list order
+            two = -((low * self._row_limit + high) * n + paper) - 1
             if self._rows >= self._row_limit or n >= 1 << 22:
                 two[:] = 0  # the key would overflow: take the slow path
             reasons[index] = np.where(count == 1, one, np.where(count == 2, two, 0))
