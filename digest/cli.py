@@ -223,3 +223,19 @@ def preview(
     for path in paths:
         click.echo(f"  {path}")
     click.echo("Nothing was sent.")
+
+
+# --- match -------------------------------------------------------------------------------
+
+
+@cli.command("check-interests")
+@click.argument("text")
+def check_interests(text: str) -> None:
+    """Check an interest list (as on the signup form) and print it one entry per line.
+
+    TEXT is the list, one entry per line or comma-separated. A mistake is reported
+    with the entry at fault.
+    """
+    from digest.match import parse_interests  # here: NumPy loads only when needed
+
+    click.echo(parse_interests(text).text)

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 from render_samples import load_papers, select, subscriber
 
-import digest.match
 from digest.cli import cli
 from digest.config import Settings, load_settings
 from digest.errors import DigestError
@@ -24,10 +23,6 @@ from digest.store.subscribers import create_subscriber
 
 DAY = datetime(2026, 6, 12, tzinfo=UTC).date()
 NOW = datetime(2026, 6, 12, 18, 0, tzinfo=UTC)
-needs_matcher = pytest.mark.skipif(
-    not hasattr(digest.match, "match_subscriber"),
-    reason="the matcher (digest.match.match_subscriber) is not on this branch yet",
-)
 
 
 @pytest.fixture
@@ -111,7 +106,6 @@ def test_save_preview_writes_eml_html_and_text(settings: Settings, tmp_path: Pat
     assert b"\r" not in paths[1].read_bytes() + paths[2].read_bytes()  # files for people
 
 
-@needs_matcher
 def test_preview_a_subscriber(config_file: Path, stocked: Database, tmp_path: Path) -> None:
     out = tmp_path / "preview"
     code, output = run(
@@ -130,7 +124,6 @@ def test_preview_a_subscriber(config_file: Path, stocked: Database, tmp_path: Pa
     assert heading == str(message["Subject"]).rpartition(" — ")[0]
 
 
-@needs_matcher
 def test_preview_ad_hoc_interests(config_file: Path, stocked: Database, tmp_path: Path) -> None:
     code, output = run(
         config_file, "--interests", "video", "--date", "2026-06-12", "--out", str(tmp_path)
@@ -141,7 +134,6 @@ def test_preview_ad_hoc_interests(config_file: Path, stocked: Database, tmp_path
     assert "video" in text.split("\n", 1)[0]
 
 
-@needs_matcher
 def test_preview_of_a_day_without_papers(
     config_file: Path, stocked: Database, tmp_path: Path
 ) -> None:

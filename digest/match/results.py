@@ -1,8 +1,4 @@
-"""Match papers to subscribers' interests: which papers, in what order, and why.
-
-(The result types are fixed here first so `render` can be built against them; the
-parser, index and ranking are added by the match issue.)
-"""
+"""What `match` hands to `render`: the chosen papers, their scores, and why they matched."""
 
 from __future__ import annotations
 

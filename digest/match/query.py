@@ -1,0 +1,291 @@
+"""Parse a subscriber's interest list: the one parser for the web form, the CLI and the matcher.
+
+A list is entries, one per line or comma-separated; blank entries are skipped, and a line
+starting with a list bullet ("- ", "* ", "• ") keeps its text. A comma inside double
+quotes does not split: the quotes keep it in the phrase, where it must then appear in the
+text too (`"Where, What, Why"`). Smart quotes count as quotes. Each entry is:
+
+    [-] clause [AND clause ...]        - excludes; AND (in capitals) needs every clause
+    clause := [field:] term            fields: title: abstract: author: org:
+    term   := words | "exact words"    a word ending in * is a prefix (3+ letters)
+
+Case never matters. Plain words are light-stemmed and may be written joined, hyphenated or
+spaced (see `digest.match.text`); quoted words and names (author:, org:) are compared
+as written. The result, `Interests`, is immutable and hashable so that the matcher can
+look each distinct entry up once however many subscribers hold it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from digest.errors import InterestSyntaxError
+from digest.match.text import NAMES, PROSE, TOKEN, fold, gap_key
+
+MAX_ENTRIES = 50
+MAX_CHARS = 2000
+MAX_WORDS = 12
+MIN_PREFIX = 3
+
+STEM = "stem"
+EXACT = "exact"
+PREFIX = "prefix"
+
+# Field prefixes a person may write, and the `Paper` fields (Span.field names) they search.
+FIELDS: dict[str, tuple[str, ...]] = {
+    "title": ("title",),
+    "abstract": ("abstract",),
+    "author": ("authors",),
+    "org": ("organization",),
+}
+DEFAULT_FIELDS = ("title", "abstract")
+NAME_FIELDS = frozenset({"authors", "organization"})
+
+INTEREST_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("diffusion", "a word, in the title or abstract; plurals and -ing/-ed forms match too"),
+    ("large language model", "a phrase: the words in this order (also 'large language models')"),
+    ("fine-tuning", "hyphens, spaces and joined forms are alike: also 'fine tuning', 'finetuning'"),
+    ('"world model"', "in quotes: exactly these words, no other forms"),
+    ("quantiz*", "a prefix: quantize, quantized, quantization, ..."),
+    ("title:agents", "only in the title (also abstract:)"),
+    ("rlhf AND reward model", "both must appear, anywhere in the paper (AND in capitals)"),
+    ("-survey", "never send a paper that matches this"),
+    ("author:Colin Raffel", "papers by an author; org:MiniMax for an organisation"),
+)
+"""One line per form of the interest syntax: (example, what it does), for forms and docs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One word of a clause, folded; `kind` is STEM, EXACT or PREFIX."""
+
+    text: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """Consecutive words to find in some fields of a paper.
+
+    `gaps[i]` is the gap key between `words[i]` and `words[i + 1]` (`text.JOIN` for
+    spaces and hyphens, else the punctuation the text must show there).
+    """
+
+    fields: tuple[str, ...]
+    words: tuple[Word, ...]
+    gaps: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Interest:
+    """One entry of a list: its label as written, its clauses (all must match), and
+    whether it excludes."""
+
+    label: str
+    clauses: tuple[Clause, ...]
+    exclude: bool = False
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Hashed once: the matcher looks entries up for every subscriber.
+        object.__setattr__(self, "_hash", hash((self.label, self.clauses, self.exclude)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+@dataclass(frozen=True, slots=True)
+class Interests:
+    """A parsed interest list: entries in the order written, duplicates dropped."""
+
+    entries: tuple[Interest, ...]
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self.entries))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def wanted(self) -> tuple[Interest, ...]:
+        """The entries that select papers."""
+        return tuple(entry for entry in self.entries if not entry.exclude)
+
+    @property
+    def excluded(self) -> tuple[Interest, ...]:
+        """The entries that veto papers."""
+        return tuple(entry for entry in self.entries if entry.exclude)
+
+    @property
+    def text(self) -> str:
+        """The list in canonical form, one entry per line; parses back to an equal list."""
+        return "\n".join(entry.label for entry in self.entries)
+
+
+class _EntryError(Exception):
+    """A problem with one entry; `parse_interests` adds which entry."""
+
+
+def parse_interests(text: str) -> Interests:
+    """Parse an interest list; raise InterestSyntaxError naming the entry at fault."""
+    if len(text) > MAX_CHARS:
+        raise InterestSyntaxError(
+            f"the list is {len(text):,} characters long; shorten it to at most {MAX_CHARS:,}"
+        )
+    raw_entries = split_entries(text)
+    if not raw_entries:
+        raise InterestSyntaxError(
+            "the list is empty: write at least one interest, one per line or comma-separated"
+        )
+    if len(raw_entries) > MAX_ENTRIES:
+        raise InterestSyntaxError(
+            f"too many interests: at most {MAX_ENTRIES}; remove some from here on",
+            entry=MAX_ENTRIES + 1,
+            text=raw_entries[MAX_ENTRIES],
+        )
+    entries: list[Interest] = []
+    seen: set[tuple[bool, tuple[Clause, ...]]] = set()
+    for number, raw in enumerate(raw_entries, start=1):
+        try:
+            entry = parse_entry(raw)
+        except _EntryError as error:
+            raise InterestSyntaxError(str(error), entry=number, text=raw) from None
+        key = (entry.exclude, entry.clauses)
+        if key not in seen:
+            seen.add(key)
+            entries.append(entry)
+    if all(entry.exclude for entry in entries):
+        raise InterestSyntaxError(
+            "the list has only exclusions (entries starting with -); "
+            "add at least one interest to match"
+        )
+    return Interests(tuple(entries))
+
+
+_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"'})
+_BULLET = re.compile(r"^(?:[-*\u2022]\s+)")
+
+
+def split_entries(text: str) -> list[str]:
+    """Split a list into entry texts: lines, then commas outside quotes; blanks dropped."""
+    entries: list[str] = []
+    for line in text.translate(_QUOTES).splitlines():
+        line = _BULLET.sub("", line.strip())
+        current: list[str] = []
+        quoted = False
+        for char in line:
+            if char == '"':
+                quoted = not quoted
+            if char == "," and not quoted:
+                entries.append("".join(current))
+                current = []
+            else:
+                current.append(char)
+        entries.append("".join(current))
+    return [" ".join(entry.split()) for entry in entries if entry.strip()]
+
+
+_AND = re.compile(r"(?<!\S)AND(?!\S)")
+_FIELD = re.compile(r"^([^\W\d_]+)\s*:\s*(.*)$", re.DOTALL)
+
+
+@lru_cache(maxsize=65536)
+def parse_entry(raw: str) -> Interest:
+    """Parse one entry (already split from its list); cached, as many people share entries."""
+    label = " ".join(raw.translate(_QUOTES).split())
+    body = label
+    exclude = body.startswith("-")
+    if exclude:
+        body = body[1:].strip()
+    if "\\" in body:
+        raise _EntryError("backslashes cannot be matched; leave them out")
+    if body.count('"') % 2:
+        raise _EntryError('a quote is not closed: put a " at the end of the phrase')
+    parts = [part.strip() for part in _split_and(body)]
+    if len(parts) > 1 and not all(parts):
+        raise _EntryError("has an empty term: write a word or phrase on each side of AND")
+    clauses = tuple(_parse_clause(part) for part in parts)
+    return Interest(label, clauses, exclude)
+
+
+def _split_and(body: str) -> list[str]:
+    """Split at AND (in capitals) outside quotes."""
+    parts: list[str] = []
+    start = 0
+    for found in _AND.finditer(body):
+        if body.count('"', 0, found.start()) % 2 == 0:
+            parts.append(body[start : found.start()])
+            start = found.end()
+    parts.append(body[start:])
+    return parts
+
+
+def _parse_clause(text: str) -> Clause:
+    if not text:
+        raise _EntryError("has nothing to match: write a word or phrase with letters or digits")
+    if text.startswith("-"):
+        raise _EntryError("an exclusion (-) goes at the start of the entry, before any AND")
+    fields = DEFAULT_FIELDS
+    found = _FIELD.match(text)
+    if found and '"' not in text[: found.start(2)]:
+        name = found.group(1).casefold()
+        if name not in FIELDS:
+            known = ", ".join(f"{known}:" for known in FIELDS)
+            raise _EntryError(
+                f'"{found.group(1)}:" is not a known field; the fields are {known} '
+                "(to match a colon, put the phrase in quotes)"
+            )
+        fields = FIELDS[name]
+        text = found.group(2).strip()
+        if not text:
+            raise _EntryError(f"has an empty term: write a word or phrase after {name}:")
+    exact = False
+    if '"' in text:
+        quoted = re.fullmatch(r'"([^"]*)"', text)
+        if quoted is None:
+            raise _EntryError('quotes go around the whole phrase, as in "world model"')
+        exact = True
+        text = quoted.group(1)
+    return _clause_words(text, fields, exact)
+
+
+def _clause_words(text: str, fields: tuple[str, ...], exact: bool) -> Clause:
+    folded, _ = fold(text)
+    names = bool(NAME_FIELDS.intersection(fields))
+    words: list[Word] = []
+    gaps: list[str] = []
+    stars = 0
+    previous_end = None
+    for found in TOKEN.finditer(folded):
+        prefix = folded.startswith("*", found.end())
+        if prefix and folded[found.end() + 1 : found.end() + 2].isalnum():
+            raise _EntryError("a * goes at the end of a word, to match words that start with it")
+        if prefix:
+            stars += 1
+            if len(found.group()) < MIN_PREFIX:
+                raise _EntryError(
+                    f"a prefix needs at least {MIN_PREFIX} letters before the *, "
+                    f'as in quantiz* (got "{found.group()}*")'
+                )
+        if previous_end is not None:
+            gap = folded[previous_end : found.start()].replace("*", "", 1)
+            gaps.append(gap_key(gap, NAMES if names else PROSE))
+        kind = PREFIX if prefix else EXACT if exact or names else STEM
+        words.append(Word(found.group(), kind))
+        previous_end = found.end()
+    if stars != folded.count("*"):
+        raise _EntryError("a * goes at the end of a word, to match words that start with it")
+    if not words:
+        raise _EntryError("has nothing to match: write a word or phrase with letters or digits")
+    if len(words) > MAX_WORDS:
+        raise _EntryError(f"is too long: a phrase has at most {MAX_WORDS} words")
+    return Clause(fields, tuple(words), tuple(gaps))

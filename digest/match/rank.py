@@ -1,0 +1,428 @@
+"""Choose, order and explain each subscriber's papers, for one subscriber or a million.
+
+Score of a paper for one subscriber (higher first):
+
+    score = sum over the subscriber's interests that match the paper of
+                3 if it matches in the title  (or, for author:/org:, the names)
+              + 1 if it matches in the abstract
+          + upvotes / (upvotes + 10)
+
+The first part is a whole number, so title matches count more than abstract matches and
+every further interest adds to it; the upvote part is below 1, so community signal only
+orders papers that tie on interests. Papers equal on both come in paper id order.
+A paper that matches any exclusion (-entry) is never chosen.
+
+How it scales (`Matcher`): the papers are indexed once (`index.PaperIndex`); each
+distinct clause is found once and each distinct entry scored once, into one row of a
+matrix of weights (entries x papers). A subscriber's scores are then the sum of the rows
+of their entries, computed for a block of subscribers at a time with NumPy, and the top
+`max_papers` of each row are picked with `argpartition`; subscribers with the same list
+and window share one selection. Papers are kept in order of
+`first_seen_at`, so a subscriber's window (papers first seen after their watermark) is
+a suffix of the columns. The `Match` and `Hit` objects are built for the chosen papers
+only, and shared between subscribers whose interests chose a paper for the same reasons.
+"""
+
+from __future__ import annotations
+
+import gc
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from itertools import islice
+from typing import NamedTuple, TypeVar
+
+import numpy as np
+
+from digest.match.index import FIELD_NAMES, Found, PaperIndex
+from digest.match.query import MAX_ENTRIES, Clause, Interest, Interests
+from digest.match.results import Hit, Match, Selection, Span
+from digest.paper import Paper
+
+K = TypeVar("K")
+
+FIELD_WEIGHTS = {"title": 3, "abstract": 1, "authors": 3, "organization": 3}
+"""What a match in each field adds to the score (once per interest and field)."""
+
+UPVOTE_DAMPING = 10
+_MAX_ENTRY_WEIGHT = sum(FIELD_WEIGHTS.values())
+_BLOCK = 2048  # subscribers scored together in one NumPy pass
+# Objects kept for reuse, at most: Matches of papers chosen by one entry (these also hold
+# the Hits), Matches chosen by several (rarely shared), and parsed lists' plans. When a
+# cache is full it is emptied: what is popular comes straight back.
+_SINGLES_LIMIT = 2_000_000
+_MULTIS_LIMIT = 600_000
+_PLANS_LIMIT = 500_000
+_SELECTIONS_LIMIT = 300_000
+
+
+def upvote_bonus(upvotes: int | None) -> float:
+    """The tie-breaking part of the score: in [0, 1), growing with upvotes."""
+    votes = max(upvotes or 0, 0)
+    return votes / (votes + UPVOTE_DAMPING)
+
+
+def seen_order(papers: Sequence[Paper]) -> list[Paper]:
+    """Papers by `first_seen_at` (unknown first), then id: windows become suffixes."""
+    return sorted(
+        papers,
+        key=lambda p: (p.first_seen_at is not None, p.first_seen_at or datetime.min, p.id),
+    )
+
+
+class _Plan(NamedTuple):
+    """A subscriber's list as the matcher uses it: wanted entries, their rows, excluded rows."""
+
+    wanted: tuple[_Entry, ...]
+    rows: tuple[int, ...]
+    excluded: tuple[int, ...]
+
+
+class _Entry:
+    """One distinct interest entry, found in the papers: its row of weights, where it matched."""
+
+    __slots__ = ("found", "interest", "order", "row")
+
+    def __init__(self, interest: Interest, row: int, found: list[Found]) -> None:
+        self.interest = interest
+        self.row = row
+        self.found = found  # every clause's matches (spans are made when needed)
+        self.order = (interest.label.casefold(), interest.label)  # among hits of equal weight
+
+    def spans(self, paper: int) -> tuple[Span, ...]:
+        """The entry's spans in a paper, in field order, overlapping ones merged."""
+        if len(self.found) == 1:
+            return self.found[0].spans(paper)
+        if len(self.interest.clauses) == 1:
+            # One clause: its fields come in order and each field's spans are merged.
+            return tuple(span for where in self.found for span in where.spans(paper))
+        return merge_spans(span for where in self.found for span in where.spans(paper))
+
+
+# The weight of a match in each set of fields, as a table indexed by a bit mask of fields.
+_FIELD_BITS = {name: 1 << i for i, name in enumerate(FIELD_NAMES)}
+_WEIGHT_OF_FIELDS = np.array(
+    [
+        sum(FIELD_WEIGHTS[name] for name, bit in _FIELD_BITS.items() if mask & bit)
+        for mask in range(1 << len(FIELD_NAMES))
+    ],
+    dtype=np.uint8,
+)
+
+
+class Matcher:
+    """The day's papers, indexed once, ready to choose papers for any number of lists."""
+
+    def __init__(self, papers: Sequence[Paper]) -> None:
+        self.papers = seen_order(papers)
+        self.count = len(self.papers)
+        self.index = PaperIndex(self.papers)
+        self._seen = [p.first_seen_at for p in self.papers]
+        self._known_from = sum(1 for seen in self._seen if seen is None)
+        by_rank = sorted(
+            range(self.count),
+            key=lambda i: (-max(self.papers[i].upvotes or 0, 0), self.papers[i].id),
+        )
+        # tie[p]: higher for more upvotes, then lower id; unique, so keys never tie.
+        self.tie = np.empty(self.count, dtype=np.uint64)
+        self.tie[by_rank] = np.arange(self.count - 1, -1, -1)
+        self._bonus = [upvote_bonus(p.upvotes) for p in self.papers]
+        self._clauses: dict[Clause, tuple[list[Found], np.ndarray]] = {}
+        self._entries: dict[Interest, _Entry] = {}
+        # Row 0 is all zeros: it pads blocks of subscribers with fewer entries.
+        self._weights = np.zeros((64, max(self.count, 1)), dtype=np.uint8)
+        self._rows = 1
+        self._matches: dict[object, Match] = {}
+        self._by_row: list[_Entry | None] = [None]
+        self._row_weights: list[bytes] = [bytes(self.count)]  # rows as bytes: quick to index
+        self._plans: dict[Interests, _Plan] = {}
+        self._windows: dict[datetime | None, int] = {}
+        self._tie_bits = max(1, (self.count - 1).bit_length())
+        self._row_limit = 1 << 20  # two-entry Match keys need fewer rows than this
+        big = (_MAX_ENTRY_WEIGHT * MAX_ENTRIES) << self._tie_bits >= 1 << 32
+        self._key_type = np.uint64 if big else np.uint32
+        self.tie = self.tie.astype(self._key_type)
+        self._multis: dict[object, Match] = {}
+        self._selections: dict[tuple[Interests, int, int], Selection] = {}
+
+    # --- per entry, once -------------------------------------------------------------
+
+    def _clause(self, clause: Clause) -> tuple[list[Found], np.ndarray]:
+        """Where a clause matches, and per paper a bit mask of the fields it matches in."""
+        known = self._clauses.get(clause)
+        if known is None:
+            found = self.index.find(clause)
+            fields = np.zeros(self.count, dtype=np.uint8)
+            for where in found:
+                fields[where.paper] |= _FIELD_BITS[where.field]
+            known = self._clauses[clause] = (found, fields)
+        return known
+
+    def entry(self, interest: Interest) -> _Entry:
+        """The entry's row of weights (and where it matched), computed on first use."""
+        entry = self._entries.get(interest)
+        if entry is not None:
+            return entry
+        clauses = [self._clause(clause) for clause in interest.clauses]
+        every = np.logical_and.reduce([fields > 0 for _, fields in clauses])
+        fields = np.bitwise_or.reduce([f for _, f in clauses]) * every
+        if self._rows == len(self._weights):
+            grown = np.zeros((2 * self._rows, self._weights.shape[1]), dtype=np.uint8)
+            grown[: self._rows] = self._weights
+            self._weights = grown
+        self._weights[self._rows, : self.count] = _WEIGHT_OF_FIELDS[fields]
+        self._row_weights.append(self._weights[self._rows, : self.count].tobytes())
+        entry = _Entry(interest, self._rows, [where for found, _ in clauses for where in found])
+        self._rows += 1
+        self._entries[interest] = entry
+        self._by_row.append(entry)
+        return entry
+
+    def _single(self, key: int) -> Match:
+        """The Match of a paper chosen by one entry; `key` is row * papers + paper.
+
+        Also where every Hit comes from: a paper chosen by several entries reuses theirs.
+        """
+        match = self._matches.get(key)
+        if match is None:
+            row, paper = divmod(key, self.count)
+            entry = self._by_row[row]
+            hit = Hit(entry.interest.label, entry.spans(paper))
+            score = self._row_weights[row][paper] + self._bonus[paper]
+            match = Match(self.papers[paper], score, (hit,))
+            self._remember(self._matches, _SINGLES_LIMIT, key, match)
+        return match
+
+    @staticmethod
+    def _remember(cache: dict[object, Match], limit: int, key: object, match: Match) -> None:
+        if len(cache) >= limit:
+            cache.clear()
+        cache[key] = match
+
+    # --- per subscriber --------------------------------------------------------------
+
+    def window_start(self, watermark: datetime | None) -> int:
+        """The first column a subscriber with this watermark may receive."""
+        if watermark is None:
+            return 0
+        return max(self._known_from, bisect_right(self._seen, watermark, lo=self._known_from))
+
+    def select(
+        self, interests: Interests, watermark: datetime | None, max_papers: int
+    ) -> Selection:
+        """One subscriber's selection."""
+        return next(self.select_many([(None, interests, watermark)], max_papers))[1]
+
+    def select_many(
+        self,
+        subscribers: Iterable[tuple[K, Interests, datetime | None]],
+        max_papers: int,
+    ) -> Iterator[tuple[K, Selection]]:
+        """Each subscriber's selection, in the order given, computed a block at a time."""
+        iterator = iter(subscribers)
+        while block := list(islice(iterator, _BLOCK)):
+            # The cyclic garbage collector is paused while a block is built: it would walk
+            # the millions of (acyclic) Match objects again and again, for nothing.
+            paused = gc.isenabled()
+            gc.disable()
+            try:
+                selections = list(self._select_block(block, max_papers))
+            finally:
+                if paused:
+                    gc.enable()
+            yield from selections
+
+    def _plan(self, interests: Interests) -> _Plan:
+        """A list's entries (found on first use), split into wanted and excluded."""
+        plan = self._plans.get(interests)
+        if plan is None:
+            entries = [self.entry(interest) for interest in interests.entries]
+            wanted = tuple(e for e in entries if not e.interest.exclude)
+            plan = _Plan(
+                wanted,
+                tuple(e.row for e in wanted) or (0,),  # row 0 (zeros) if nothing is wanted
+                tuple(e.row for e in entries if e.interest.exclude),
+            )
+            if len(self._plans) >= _PLANS_LIMIT:
+                self._plans.clear()
+            self._plans[interests] = plan
+        return plan
+
+    def _select_block(
+        self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
+    ) -> Iterator[tuple[K, Selection]]:
+        n = self.count
+        if max_papers < 1:
+            raise ValueError(f"max_papers must be at least 1, got {max_papers}")
+        if n == 0:
+            for key, _, _ in block:
+                yield key, Selection((), 0)
+            return
+        # People who wrote the same list and share a window get the same selection.
+        known = [self._selections.get((i, self._window(w), max_papers)) for _, i, w in block]
+        todo = [row for row, selection in enumerate(known) if selection is None]
+        fresh = self._select_rows([block[row] for row in todo], max_papers) if todo else ()
+        for row, selection in zip(todo, fresh, strict=True):
+            known[row] = selection
+            _, interests, watermark = block[row]
+            if len(self._selections) >= _SELECTIONS_LIMIT:
+                self._selections.clear()
+            self._selections[interests, self._window(watermark), max_papers] = selection
+        for (key, _, _), selection in zip(block, known, strict=True):
+            yield key, selection  # type: ignore[misc]
+
+    def _select_rows(
+        self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
+    ) -> Iterator[Selection]:
+        n = self.count
+        plans = [self._plan(interests) for _, interests, _ in block]
+        starts = [self._window(watermark) for _, _, watermark in block]
+        scores, groups = self._scores(plans, starts)
+        counts = np.count_nonzero(scores, axis=1).tolist()
+        # One sortable key per paper: score, then the tie-break rank in the low bits.
+        keys = (scores.astype(self._key_type) << self._tie_bits) | self.tie
+        take = min(max_papers, n)
+        top = np.argpartition(keys, n - take, axis=1)[:, n - take :]
+        top_keys = np.take_along_axis(keys, top, axis=1)
+        order = np.argsort(top_keys, axis=1)[:, ::-1]  # keys are unique: no ties to break
+        top = np.take_along_axis(top, order, axis=1)
+        bases = (np.take_along_axis(top_keys, order, axis=1) >> self._tie_bits).tolist()
+        reasons = self._reasons(groups, top, len(block)).tolist()
+        papers = top.tolist()
+        singles, multis = self._matches.get, self._multis.get
+        for row in range(len(block)):
+            chosen = min(counts[row], take)
+            matches = [singles(r) if r > 0 else multis(r) for r in reasons[row][:chosen]]
+            if None in matches:
+                for i, match in enumerate(matches):
+                    if match is None:
+                        reason = reasons[row][i]
+                        matches[i] = (
+                            self._single(reason)
+                            if reason > 0
+                            else self._match(reason, papers[row][i], plans[row], bases[row][i])
+                        )
+            yield Selection(tuple(matches), counts[row] - chosen)
+
+    def _window(self, watermark: datetime | None) -> int:
+        start = self._windows.get(watermark)
+        if start is None:
+            start = self._windows[watermark] = self.window_start(watermark)
+        return start
+
+    def _scores(
+        self, plans: list[_Plan], starts: list[int]
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """(subscribers x papers) whole-number scores, zero where a paper is not chosen.
+
+        Subscribers are summed in groups of equal entry counts (a reshape and a sum is
+        far quicker than a ragged reduction); the groups are returned for `_reasons`.
+        """
+        weights = self._weights
+        scores = np.zeros((len(plans), self.count), dtype=np.uint16)
+        by_width: dict[int, list[int]] = {}
+        for row, plan in enumerate(plans):
+            by_width.setdefault(len(plan.rows), []).append(row)
+        groups = []
+        for width, members in by_width.items():
+            rows = np.array([plans[m].rows for m in members], dtype=np.int64)
+            gathered = weights[rows.ravel(), : self.count].reshape(len(members), width, -1)
+            dtype = np.uint8 if width * _MAX_ENTRY_WEIGHT < 256 else np.uint16
+            index = np.array(members)
+            scores[index] = gathered.sum(axis=1, dtype=dtype)
+            groups.append((index, rows, gathered))
+        for row, plan in enumerate(plans):
+            if plan.excluded:
+                scores[row, weights[list(plan.excluded), : self.count].any(axis=0)] = 0
+        by_start: dict[int, list[int]] = {}
+        for row, start in enumerate(starts):
+            if start:
+                by_start.setdefault(start, []).append(row)
+        for start, members in by_start.items():
+            scores[members, :start] = 0
+        return scores, groups
+
+    def _reasons(
+        self, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], top: np.ndarray, size: int
+    ) -> np.ndarray:
+        """For each chosen paper, the key of its Match in the cache, from the entries that
+        chose it: row * papers + paper for one entry, a negative key for two, 0 for more."""
+        n = self.count
+        reasons = np.zeros(top.shape, dtype=np.int64)
+        for index, rows, gathered in groups:
+            members, width = rows.shape
+            chosen = np.take_along_axis(gathered, top[index][:, None, :], axis=2) > 0
+            count = chosen.sum(axis=1)
+            first = rows[np.arange(members)[:, None], chosen.argmax(axis=1)]
+            last = rows[np.arange(members)[:, None], width - 1 - chosen[:, ::-1].argmax(axis=1)]
+            paper = top[index]
+            one = first * n + paper
+            low, high = np.minimum(first, last), np.maximum(first, last)  # any list order
+            two = -((low * self._row_limit + high) * n + paper) - 1
+            if self._rows >= self._row_limit or n >= 1 << 22:
+                two[:] = 0  # the key would overflow: take the slow path
+            reasons[index] = np.where(count == 1, one, np.where(count == 2, two, 0))
+        return reasons
+
+    def _match(self, reason: int, paper: int, plan: _Plan, base: int) -> Match:
+        """The Match of a paper chosen by several of the subscriber's entries, cached.
+
+        `reason` is the key `_reasons` made: for two entries it names both rows.
+        """
+        n, rows = self.count, self._row_weights
+        if reason < 0:
+            pair, _ = divmod(-reason - 1, n)
+            chosen = [self._by_row[pair // self._row_limit], self._by_row[pair % self._row_limit]]
+            key: object = reason
+        else:
+            chosen = [e for e in plan.wanted if rows[e.row][paper]]
+            key = (paper, *sorted(e.row for e in chosen))
+        match = self._multis.get(key)
+        if match is None:
+            if len(chosen) == 2:
+                first, second = chosen
+                one, other = rows[first.row][paper], rows[second.row][paper]
+                if other > one or (other == one and second.order < first.order):
+                    chosen = [second, first]
+            else:
+                chosen.sort(key=lambda e: (-rows[e.row][paper], *e.order))
+            singles = self._matches
+            hits = tuple(
+                (singles.get(e.row * n + paper) or self._single(e.row * n + paper)).hits[0]
+                for e in chosen
+            )
+            match = Match(self.papers[paper], base + self._bonus[paper], hits)
+            self._remember(self._multis, _MULTIS_LIMIT, key, match)
+        return match
+
+
+def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
+    """Spans in field order then position, overlapping ones merged."""
+    order = {name: i for i, name in enumerate(FIELD_NAMES)}
+    merged: list[Span] = []
+    for span in sorted(spans, key=lambda s: (order[s.field], s.start, s.end)):
+        last = merged[-1] if merged else None
+        if last is not None and last.field == span.field and span.start < last.end:
+            merged[-1] = Span(last.field, last.start, max(last.end, span.end))
+        else:
+            merged.append(span)
+    return tuple(merged)
+
+
+def match_subscriber(interests: Interests, papers: Sequence[Paper], max_papers: int) -> Selection:
+    """Choose, order and explain the papers for one subscriber (previews, samples)."""
+    return Matcher(papers).select(interests, None, max_papers)
+
+
+def match_many(
+    papers: Sequence[Paper],
+    subscribers: Iterable[tuple[K, Interests, datetime | None]],
+    max_papers: int,
+) -> Iterator[tuple[K, Selection]]:
+    """Each subscriber's selection from the papers first seen after their watermark.
+
+    `subscribers` yields (key, interests, watermark); a watermark of None means every
+    paper, and a paper whose `first_seen_at` is unknown is only offered then. Results
+    come in the order given, one per subscriber, lazily.
+    """
+    return Matcher(papers).select_many(subscribers, max_papers)

@@ -1,0 +1,144 @@
+"""The interest parser: every form of the syntax, and every error pointing at its entry."""
+
+from __future__ import annotations
+
+import pytest
+
+from digest.errors import InterestSyntaxError
+from digest.match import INTEREST_EXAMPLES, parse_interests
+from digest.match.query import EXACT, PREFIX, STEM, split_entries
+
+
+def test_entries_are_lines_or_commas_and_blanks_are_skipped() -> None:
+    text = "diffusion, video\n\n  large   language model ,\n- world models\n• agents\n"
+    assert split_entries(text) == [
+        "diffusion",
+        "video",
+        "large language model",
+        "world models",
+        "agents",
+    ]
+
+
+def test_a_comma_inside_quotes_stays_in_the_phrase() -> None:
+    interests = parse_interests('"Where, What, Why", diffusion')
+    assert [e.label for e in interests] == ['"Where, What, Why"', "diffusion"]
+    clause = interests.entries[0].clauses[0]
+    assert [w.text for w in clause.words] == ["where", "what", "why"]
+    assert clause.gaps == (",", ",")
+
+
+def test_smart_quotes_are_quotes() -> None:
+    (entry,) = parse_interests("\u201cworld model\u201d").entries
+    assert entry.label == '"world model"'
+    assert {w.kind for w in entry.clauses[0].words} == {EXACT}
+
+
+@pytest.mark.parametrize(
+    ("text", "fields", "words", "exclude"),
+    [
+        ("Diffusion", ("title", "abstract"), [("diffusion", STEM)], False),
+        ("fine-tuning", ("title", "abstract"), [("fine", STEM), ("tuning", STEM)], False),
+        ('"exact phrase"', ("title", "abstract"), [("exact", EXACT), ("phrase", EXACT)], False),
+        ("quantiz*", ("title", "abstract"), [("quantiz", PREFIX)], False),
+        ("reward model*", ("title", "abstract"), [("reward", STEM), ("model", PREFIX)], False),
+        ("title:agents", ("title",), [("agents", STEM)], False),
+        ("Title: agents", ("title",), [("agents", STEM)], False),
+        ("abstract:agents", ("abstract",), [("agents", STEM)], False),
+        ('title:"world model"', ("title",), [("world", EXACT), ("model", EXACT)], False),
+        ("author:Colin Raffel", ("authors",), [("colin", EXACT), ("raffel", EXACT)], False),
+        ("org:MiniMax", ("organization",), [("minimax", EXACT)], False),
+        ("-survey", ("title", "abstract"), [("survey", STEM)], True),
+        ("-title:survey", ("title",), [("survey", STEM)], True),
+        ("C++", ("title", "abstract"), [("c", STEM)], False),
+    ],
+)
+def test_each_form_parses(text: str, fields: tuple, words: list, exclude: bool) -> None:
+    interests = parse_interests(f"{text}\nanchor")
+    entry = interests.entries[0]
+    assert entry.label == text
+    assert entry.exclude is exclude
+    (clause,) = entry.clauses
+    assert clause.fields == fields
+    assert [(w.text, w.kind) for w in clause.words] == words
+
+
+def test_and_needs_capitals_and_splits_outside_quotes_only() -> None:
+    (both,) = parse_interests("rlhf AND reward model").entries
+    assert [[w.text for w in c.words] for c in both.clauses] == [["rlhf"], ["reward", "model"]]
+    (phrase,) = parse_interests("search and rescue").entries
+    assert len(phrase.clauses) == 1
+    (quoted,) = parse_interests('"research AND development"').entries
+    assert len(quoted.clauses) == 1
+    (mixed,) = parse_interests("title:agents AND ish AND author:Raffel").entries
+    assert [c.fields for c in mixed.clauses] == [("title",), ("title", "abstract"), ("authors",)]
+
+
+def test_duplicates_are_dropped_whatever_their_case() -> None:
+    interests = parse_interests("Diffusion\ndiffusion\n-survey\n-Survey\nvideo")
+    assert [e.label for e in interests] == ["Diffusion", "-survey", "video"]
+    assert [e.label for e in interests.wanted] == ["Diffusion", "video"]
+    assert [e.label for e in interests.excluded] == ["-survey"]
+
+
+def test_the_canonical_text_parses_back_to_the_same_list() -> None:
+    interests = parse_interests('diffusion,  "world   model", title:agents AND rl, -survey')
+    assert interests.text == 'diffusion\n"world model"\ntitle:agents AND rl\n-survey'
+    assert parse_interests(interests.text) == interests
+    assert hash(parse_interests(interests.text)) == hash(interests)
+
+
+@pytest.mark.parametrize(
+    ("text", "entry", "bad", "message"),
+    [
+        ('diffusion, "world model', 2, '"world model', "quote is not closed"),
+        ("diffusion\ntitle:", 2, "title:", "empty term"),
+        ("rlhf AND", 1, "rlhf AND", "empty term"),
+        ("AND rlhf", 1, "AND rlhf", "empty term"),
+        ('video, ""', 2, '""', "nothing to match"),
+        ("video, -", 2, "-", "nothing to match"),
+        ("video, ***", 2, "***", "* goes at the end of a word"),
+        ("video, quan*tize", 2, "quan*tize", "* goes at the end of a word"),
+        ("video, ai*", 2, "ai*", "at least 3 letters"),
+        ("video, ti:agents", 2, "ti:agents", "title:, abstract:, author:, org:"),
+        ("arXiv:2401.00001", 1, "arXiv:2401.00001", "not a known field"),
+        ('world "model"', 1, 'world "model"', "whole phrase"),
+        ("video AND -survey", 1, "video AND -survey", "start of the entry"),
+        ("\\alpha", 1, "\\alpha", "backslash"),
+        ("one two three four five six seven eight nine ten eleven twelve thirteen", 1, None, "12"),
+    ],
+)
+def test_errors_point_at_the_entry(text: str, entry: int, bad: str | None, message: str) -> None:
+    with pytest.raises(InterestSyntaxError) as raised:
+        parse_interests(text)
+    assert raised.value.entry == entry
+    assert raised.value.text == (bad if bad is not None else text)
+    assert message in str(raised.value)
+    assert str(raised.value).startswith(f"entry {entry} ")
+
+
+def test_a_quoted_colon_is_not_a_field() -> None:
+    (entry,) = parse_interests('"arXiv:2401"').entries
+    assert [w.text for w in entry.clauses[0].words] == ["arxiv", "2401"]
+
+
+def test_list_level_errors() -> None:
+    with pytest.raises(InterestSyntaxError, match="empty") as raised:
+        parse_interests(" \n , \n")
+    assert raised.value.entry == 0
+    with pytest.raises(InterestSyntaxError, match="only exclusions"):
+        parse_interests("-survey, -benchmark")
+    with pytest.raises(InterestSyntaxError, match="at most 2,000") as raised:
+        parse_interests("x" * 2001)
+    assert raised.value.entry == 0
+    many = ", ".join(f"topic{i}" for i in range(51))
+    with pytest.raises(InterestSyntaxError, match="at most 50") as raised:
+        parse_interests(many)
+    assert (raised.value.entry, raised.value.text) == (51, "topic50")
+    assert len(parse_interests(", ".join(f"topic{i}" for i in range(50)))) == 50
+
+
+def test_every_example_parses() -> None:
+    for example, explanation in INTEREST_EXAMPLES:
+        assert explanation
+        assert parse_interests(f"{example}\ndiffusion")
