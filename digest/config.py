@@ -193,6 +193,7 @@ class SmtpSettings:
     timeout: float = checked(30.0, at_least(0.1))
     connections: int = checked(4, between(1, 64))
     rate: float = checked(0.0, at_least(0))
+    ca_file: Path = Path("")
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,9 @@ class Settings:
     @property
     def maildir(self) -> Path:
         """Where the maildir backend writes mail."""
-        return self.delivery.maildir if str(self.delivery.maildir) else self.data_dir / "maildir"
+        return (
+            self.delivery.maildir if _is_set(self.delivery.maildir) else self.data_dir / "maildir"
+        )
 
     @property
     def mail_backend(self) -> str:
@@ -517,6 +520,11 @@ def _as_dict(settings: Any) -> dict[str, Any]:
     return out
 
 
+def _is_set(path: Path) -> bool:
+    """Whether a path setting was given: an empty string becomes Path(""), which is "."."""
+    return path != Path("")
+
+
 def _resolve_paths(settings: Settings, base: Path, config_path: Path | None) -> Settings:
     """Make the data folder and other paths absolute, relative to the config's folder."""
 
@@ -525,10 +533,13 @@ def _resolve_paths(settings: Settings, base: Path, config_path: Path | None) -> 
 
     service = dataclasses.replace(settings.service, data_dir=absolute(settings.service.data_dir))
     delivery = settings.delivery
-    if str(delivery.maildir):
+    if _is_set(delivery.maildir):
         delivery = dataclasses.replace(delivery, maildir=absolute(delivery.maildir))
+    smtp = settings.smtp
+    if _is_set(smtp.ca_file):
+        smtp = dataclasses.replace(smtp, ca_file=absolute(smtp.ca_file))
     dkim = settings.dkim
-    if str(dkim.key_file):
+    if _is_set(dkim.key_file):
         dkim = dataclasses.replace(dkim, key_file=absolute(dkim.key_file))
     database = settings.database
     if database.url.startswith("sqlite:///") and not database.url.startswith("sqlite:////"):
@@ -539,6 +550,7 @@ def _resolve_paths(settings: Settings, base: Path, config_path: Path | None) -> 
         settings,
         service=service,
         delivery=delivery,
+        smtp=smtp,
         dkim=dkim,
         database=database,
         source=config_path.resolve() if config_path else None,
