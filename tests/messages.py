@@ -95,7 +95,12 @@ def queue_digests(
         for n in range(first, first + count):
             email = f"reader{n}@{domain}"
             subscriber = create_subscriber(
-                session, email, "diffusion", send_time="08:00", timezone="UTC", now=now,
+                session,
+                email,
+                "diffusion",
+                send_time="08:00",
+                timezone="UTC",
+                now=now,
                 status=status,
             )
             message = build_digest(subscriber.id, email, day)

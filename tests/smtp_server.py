@@ -15,6 +15,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,13 +63,14 @@ class Received:
     recipients: tuple[str, ...]
     message_id: str
     data: bytes
+    at: float = 0.0  # time.monotonic() when it was accepted
 
 
 class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, smtp: SMTP, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         faults = self.server.faults
@@ -81,7 +83,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(self, smtp: SMTP, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, smtp: SMTP, session: Any, envelope: Any) -> str:
         faults = self.server.faults
         recipient = envelope.rcpt_tos[0]
         content = envelope.original_content
@@ -91,6 +93,7 @@ class _Handler:
             tuple(envelope.rcpt_tos),
             found.group(1).decode() if found else "",
             content,
+            time.monotonic(),
         )
         if recipient in faults.data_552:
             return "552 5.3.4 Message size exceeds fixed limit"
@@ -116,9 +119,10 @@ class _FaultySMTP(SMTP):
             await self.push("421 4.3.2 Service not available, closing transmission channel")
             self.transport.close()
             return
+        self.sink.connections += 1
         await super()._handle_client()
 
-    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's hook name
+    async def smtp_DATA(self, arg: str) -> None:
         recipients = self.envelope.rcpt_tos if self.envelope else []
         if recipients and _take(self.sink.faults.cut_in_data, recipients[0]):
             await self.push("354 End data with <CR><LF>.<CR><LF>")
@@ -157,6 +161,7 @@ class SmtpServer:
         self.received: list[Received] = []
         self.cut_after_dot: list[Received] = []
         self.cut_in_data = 0
+        self.connections = 0  # connections that got past the greeting
         self.logins: list[str] = []
         self._lock = threading.Lock()
         kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": self.port}
@@ -174,10 +179,14 @@ class SmtpServer:
 
     def _authenticator(self, login: tuple[str, str]) -> Any:
         def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
-            ok = isinstance(data, LoginPassword) and (
-                data.login.decode(),
-                data.password.decode(),
-            ) == login
+            ok = (
+                isinstance(data, LoginPassword)
+                and (
+                    data.login.decode(),
+                    data.password.decode(),
+                )
+                == login
+            )
             if ok:
                 self.logins.append(data.login.decode())
             return AuthResult(success=ok)
@@ -187,6 +196,7 @@ class SmtpServer:
     def start(self) -> SmtpServer:
         """Listen (and answer) from now on."""
         self.controller.start()
+        self.connections = 0  # not the controller's own trigger connection
         self.running = True
         return self
 

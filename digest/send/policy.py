@@ -92,7 +92,7 @@ def temporary_failure(
 
 def expired(job: OutboxJob, *, now: datetime, hours: float) -> Result | None:
     """A failed result for a row whose deadline passed before it could be tried again."""
-    if now < deadline(job, hours):
+    if now <= deadline(job, hours):  # a retry set for the deadline itself still goes
         return None
     last = f"; last: {job.reply}" if job.reply else ""
     return Result(

@@ -21,12 +21,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Select, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.render import Message
-from digest.store.models import OutboxRow, SubscriberRow
+from digest.store.models import OutboxRow, SubscriberRow, UTCDateTime
 
 STATES = ("queued", "sending", "retrying", "sent", "failed", "unknown", "skipped")
 DUE_STATES = ("queued", "retrying")
@@ -300,12 +312,16 @@ def record_results(
         .where(_outbox.c.id == bindparam("row_id"))
         .values(
             state=bindparam("new_state"),
-            attempts=_outbox.c.attempts + bindparam("tried"),
-            last_attempt_at=case((bindparam("tried") == 1, now), else_=_outbox.c.last_attempt_at),
-            sent_at=bindparam("sent_at"),
-            next_attempt_at=func.coalesce(bindparam("next_at"), _outbox.c.next_attempt_at),
-            reply_code=func.coalesce(bindparam("code"), _outbox.c.reply_code),
-            reply=func.coalesce(bindparam("text"), _outbox.c.reply),
+            attempts=_outbox.c.attempts + bindparam("tried", type_=Integer),
+            last_attempt_at=func.coalesce(
+                bindparam("last_at", type_=UTCDateTime), _outbox.c.last_attempt_at
+            ),
+            sent_at=bindparam("sent_at", type_=UTCDateTime),
+            next_attempt_at=func.coalesce(
+                bindparam("next_at", type_=UTCDateTime), _outbox.c.next_attempt_at
+            ),
+            reply_code=func.coalesce(bindparam("code", type_=Integer), _outbox.c.reply_code),
+            reply=func.coalesce(bindparam("text", type_=Text), _outbox.c.reply),
             claimed_by=None,
             claimed_at=None,
         ),
@@ -314,6 +330,7 @@ def record_results(
                 "row_id": r.id,
                 "new_state": r.state,
                 "tried": 1 if r.attempted else 0,
+                "last_at": now if r.attempted else None,
                 "sent_at": now if r.state == "sent" else None,
                 "next_at": r.next_attempt_at,
                 "code": r.reply_code,
@@ -427,7 +444,7 @@ def state_counts(session: Session) -> list[tuple[date | None, str, str, int]]:
     rows = session.execute(
         select(_outbox.c.digest_date, _outbox.c.kind, _outbox.c.state, func.count())
         .group_by(_outbox.c.digest_date, _outbox.c.kind, _outbox.c.state)
-        .order_by(_outbox.c.digest_date.desc(), _outbox.c.kind, _outbox.c.state)
+        .order_by(_outbox.c.digest_date.desc().nulls_last(), _outbox.c.kind, _outbox.c.state)
     )
     return [(day, kind, state, count) for day, kind, state, count in rows]
 
