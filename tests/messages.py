@@ -18,8 +18,8 @@ from pathlib import Path
 
 from digest.render import Message
 from digest.store import Database
-from digest.store.outbox import queue_message
-from digest.store.subscribers import create_subscriber
+from digest.store.models import SubscriberRow
+from digest.store.outbox import Outgoing, queue_messages
 
 PAPERS = Path(__file__).parent / "data" / "papers.jsonl"
 SENDER = "digest@example.org"
@@ -79,6 +79,20 @@ def build_digest(
     )
 
 
+@cache
+def _template(day: date, papers: int) -> bytes:
+    return build_digest(0, "reader0@template.invalid", day, papers=papers).data
+
+
+def _from_template(subscriber_id: int, recipient: str, day: date, papers: int) -> Message:
+    """A digest like `build_digest`'s, made by filling in one built message (fast)."""
+    data = _template(day, papers)
+    data = data.replace(b"reader0@template.invalid", recipient.encode(), 1)
+    identifier = message_id(subscriber_id, day)
+    data = data.replace(message_id(0, day).encode(), identifier.encode(), 1)
+    return Message(sender=SENDER, recipient=recipient, message_id=identifier, data=data)
+
+
 def queue_digests(
     database: Database,
     count: int,
@@ -88,29 +102,28 @@ def queue_digests(
     status: str = "active",
     domain: str = "example.net",
     first: int = 0,
+    papers: int = 20,
 ) -> list[Message]:
     """Create `count` subscribers and queue a digest of `day` for each; return the messages."""
-    messages = []
     with database.session() as session:
-        for n in range(first, first + count):
-            email = f"reader{n}@{domain}"
-            subscriber = create_subscriber(
-                session,
-                email,
-                "diffusion",
+        rows = [
+            SubscriberRow(
+                email=f"reader{n}@{domain}",
+                interests="diffusion",
+                status=status,
                 send_time="08:00",
                 timezone="UTC",
-                now=now,
-                status=status,
+                created_at=now,
+                status_changed_at=now,
+                consecutive_failures=0,
             )
-            message = build_digest(subscriber.id, email, day)
-            queue_message(
-                session,
-                subscriber_id=subscriber.id,
-                kind="digest",
-                digest_date=day,
-                message=message,
-                now=now,
-            )
-            messages.append(message)
-    return messages
+            for n in range(first, first + count)
+        ]
+        session.add_all(rows)
+        session.flush()
+        items = [
+            Outgoing(row.id, "digest", day, _from_template(row.id, row.email, day, papers))
+            for row in rows
+        ]
+        queue_messages(session, items, now=now)
+    return [item.message for item in items]

@@ -189,7 +189,7 @@ class SmtpServer:
             )
             if ok:
                 self.logins.append(data.login.decode())
-            return AuthResult(success=ok)
+            return AuthResult(success=ok, handled=False)  # on failure, aiosmtpd says 535
 
         return check
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from digest.store import Database
 from digest.store.models import OutboxRow
 from digest.store.outbox import (
+    Outgoing,
     Result,
     claim_due,
     count_due,
@@ -17,6 +18,7 @@ from digest.store.outbox import (
     get_entry,
     get_message,
     queue_message,
+    queue_messages,
     reactivate_subscriber,
     recent_problems,
     record_results,
@@ -279,3 +281,19 @@ def test_bounced_status_set_elsewhere_is_seen_by_the_claim(database: Database) -
     with database.session() as session:
         (job,) = claim_due(session, now=NOW, limit=5, claimer="h:1:z")
     assert job.subscriber_status == "bounced"
+
+
+def test_queue_messages_in_bulk_skips_digests_already_queued(database: Database) -> None:
+    with database.session() as session:
+        ids = [_subscriber(session, n) for n in range(4)]
+        _queue(session, ids[0])
+        items = [
+            Outgoing(sid, "digest", DAY, build_digest(sid, f"reader{sid}@example.net", papers=2))
+            for sid in ids
+        ]
+        confirm = Outgoing(ids[1], "confirm", None, build_digest(ids[1], "c@example.net", papers=1))
+        assert queue_messages(session, [*items, items[2], confirm], now=NOW) == 4
+        assert queue_messages(session, items, now=NOW) == 0
+        assert count_due(session, now=NOW) == 5
+        with pytest.raises(ValueError, match="digest_date"):
+            queue_messages(session, [Outgoing(ids[0], "digest", None, items[0].message)], now=NOW)

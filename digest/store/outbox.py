@@ -148,7 +148,82 @@ def queue_message(
             raise ValueError("a digest needs its digest_date")
         if _digest_row_id(session, subscriber_id, digest_date) is not None:
             return None
-    values = {
+    values = _row_values(subscriber_id, kind, digest_date, message, now)
+    try:
+        with session.begin_nested():  # a concurrent queue of the same digest loses cleanly
+            result = session.execute(insert(_outbox).values(**values))
+    except IntegrityError:
+        if kind == DIGEST and _digest_row_id(session, subscriber_id, digest_date) is not None:
+            return None
+        raise
+    return int(result.inserted_primary_key[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for `queue_messages`."""
+
+    subscriber_id: int
+    kind: str
+    digest_date: date | None
+    message: Message
+
+
+def queue_messages(session: Session, items: Sequence[Outgoing], *, now: datetime) -> int:
+    """Queue many messages at once (the daily digests); return how many were new.
+
+    Same rules as `queue_message`, in a few statements instead of a few per message:
+    digests already queued for that subscriber and day are left as they are.
+    """
+    wanted = [item for item in items if item.kind != DIGEST or item.digest_date is not None]
+    if len(wanted) != len(items):
+        raise ValueError("a digest needs its digest_date")
+    queued: set[tuple[int, date]] = set()
+    digests = [item for item in wanted if item.kind == DIGEST]
+    for start in range(0, len(digests), 500):
+        chunk = digests[start : start + 500]
+        rows = session.execute(
+            select(_outbox.c.subscriber_id, _outbox.c.digest_date).where(
+                _outbox.c.kind == DIGEST,
+                _outbox.c.subscriber_id.in_({item.subscriber_id for item in chunk}),
+                _outbox.c.digest_date.in_({item.digest_date for item in chunk}),
+            )
+        )
+        queued.update((sid, day) for sid, day in rows)
+    fresh, seen = [], set()
+    for item in wanted:
+        key = (item.subscriber_id, item.digest_date)
+        if item.kind == DIGEST and (key in queued or key in seen):
+            continue
+        seen.add(key)
+        fresh.append(
+            _row_values(item.subscriber_id, item.kind, item.digest_date, item.message, now)
+        )
+    if not fresh:
+        return 0
+    try:
+        with session.begin_nested():
+            session.execute(insert(_outbox), fresh)
+    except IntegrityError:  # another process queued some meanwhile: one by one
+        return sum(
+            queue_message(
+                session,
+                subscriber_id=item.subscriber_id,
+                kind=item.kind,
+                digest_date=item.digest_date,
+                message=item.message,
+                now=now,
+            )
+            is not None
+            for item in wanted
+        )
+    return len(fresh)
+
+
+def _row_values(
+    subscriber_id: int, kind: str, digest_date: date | None, message: Message, now: datetime
+) -> dict[str, object]:
+    return {
         "subscriber_id": subscriber_id,
         "kind": kind,
         "digest_date": digest_date,
@@ -162,14 +237,6 @@ def queue_message(
         "queued_at": now,
         "next_attempt_at": now,
     }
-    try:
-        with session.begin_nested():  # a concurrent queue of the same digest loses cleanly
-            result = session.execute(insert(_outbox).values(**values))
-    except IntegrityError:
-        if kind == DIGEST and _digest_row_id(session, subscriber_id, digest_date) is not None:
-            return None
-        raise
-    return int(result.inserted_primary_key[0])
 
 
 def _digest_row_id(session: Session, subscriber_id: int, digest_date: date) -> int | None:
