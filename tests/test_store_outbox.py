@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from digest.store import Database
-from digest.store.models import OutboxRow
+from digest.store.models import OutboxMessageRow
 from digest.store.outbox import (
     Outgoing,
     Result,
@@ -88,7 +88,9 @@ def test_the_stored_message_is_compressed_and_comes_back_byte_for_byte(
             session, subscriber_id=sid, kind="digest", digest_date=DAY, message=message, now=NOW
         )
     with database.session() as session:
-        stored = session.scalar(select(OutboxRow.data).where(OutboxRow.id == row_id))
+        stored = session.scalar(
+            select(OutboxMessageRow.data).where(OutboxMessageRow.outbox_id == row_id)
+        )
         assert len(stored) < len(message.data) / 2
         assert get_message(session, row_id) == message
         entry = get_entry(session, row_id)

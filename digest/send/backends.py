@@ -11,6 +11,7 @@ actionable sentence, as every `DeliveryError` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,8 +55,14 @@ class BackendMisconfigured(DeliveryError):
 class Connection(Protocol):
     """One open channel to the backend, used by one thread at a time."""
 
-    def deliver(self, message: Message) -> Outcome:
-        """Hand one message over and say what the backend did with it."""
+    def deliver(self, message: Message, before_end: Callable[[], None] | None = None) -> Outcome:
+        """Hand one message over and say what the backend did with it.
+
+        `before_end` is called at the last moment before the backend can accept the
+        message (before the final "." of SMTP DATA): the outbox waits there until the
+        outcome of this connection's previous message is committed, so at most one
+        message per connection is ever accepted but not yet recorded.
+        """
         ...
 
     def close(self) -> None:

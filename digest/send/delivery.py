@@ -5,11 +5,13 @@ How a run goes:
    requeue the rows a dead sender left in state "sending" (see below).
 2. Claim due rows in small chunks (state "sending"), hand them to `[smtp] connections`
    worker threads, each with one persistent connection (one for the maildir).
-3. Each worker sends one message, then waits until the coordinator has committed that
-   outcome before it starts the next. The coordinator commits the outcomes of all
-   workers that are waiting in one transaction (group commit), so the database costs a
-   fraction of a commit per message and every acceptance is on disk before the same
-   connection sends anything else.
+3. Each worker sends one message after another on its connection and hands each
+   outcome to the coordinator, which commits all the outcomes that are waiting in one
+   transaction (group commit: a fraction of a commit per message). A worker may start
+   the next message (MAIL, RCPT, DATA and the text) at once, but it sends that
+   message's final "." only once the previous outcome is committed; so the commit
+   overlaps the next transfer, and every acceptance is on disk before the same
+   connection can get another message accepted.
 4. On a stop request (`stop` event: the service's SIGTERM), workers finish the message
    they are sending, its outcome is recorded, and the claimed rows nobody started are
    handed back.
@@ -20,9 +22,10 @@ Every row exists before its message is sent, and is marked sent in the transacti
 records the server's "250" for it. SMTP has no way to take back or confirm a delivery,
 so one window stays open: the server accepted the message (it said 250 after the final
 ".") and we stopped before that was committed (SIGKILL, power loss, a crash). Because
-each worker waits for the commit before its next message, at most one message per open
-connection can be in that window. After such a stop, those rows are still "sending";
-the next run (which holds the lock, so the old sender is certainly gone) queues them
+no connection sends a final "." before its previous outcome is committed, at most one
+message per open connection can be in that window. After such a stop, those rows are
+still "sending"; the next run (which holds the lock, so the old sender is certainly
+gone) queues them
 again with a note, and sends them: a few people may get the same digest twice, with the
 same Message-ID (stable per subscriber and day), which many mail programs recognise as a
 duplicate. Never a digest lost: the alternative, not resending, could drop digests the
@@ -235,6 +238,9 @@ class _Failure:
     text: str = ""
 
 
+_WAITING = object()  # a worker waits for its previous outcome to be committed
+
+
 @dataclass(frozen=True, slots=True)
 class _Done:
     job: OutboxJob
@@ -268,7 +274,7 @@ class _Run:
         self.report = SendReport()
         self.claimer = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
         self.todo: queue.Queue[OutboxJob | None] = queue.Queue()
-        self.results: queue.Queue[_Done | None] = queue.Queue()
+        self.results: queue.Queue[_Done | object | None] = queue.Queue()
         self.bounced: set[int] = set()  # read by workers: skip subscribers bounced meanwhile
         self.exhausted = False
         self.closing = False
@@ -330,24 +336,44 @@ class _Run:
             return count_due(session, now=self.now, day=self.day) == 0
 
     def _coordinate(self, alive: int) -> None:
+        """Collect outcomes; commit them when a worker needs that, or when many wait.
+
+        Committing on demand (a worker is about to send a final "." and its previous
+        outcome is not yet on disk) makes each commit carry about one outcome per
+        connection, instead of one commit per message.
+        """
+        pending: list[_Done] = []
         while alive:
-            batch: list[_Done] = []
             try:
-                item = self.results.get(timeout=0.2)
-                while True:
-                    if item is None:
-                        alive -= 1
-                    else:
-                        batch.append(item)
-                    item = self.results.get_nowait()
+                items = [self.results.get(timeout=0.2)]
+                flush = False
             except queue.Empty:
-                pass
-            self._record(batch)
+                items, flush = [], True
+            while True:
+                try:
+                    items.append(self.results.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if item is None:
+                    alive -= 1
+                    flush = True
+                elif item is _WAITING:
+                    flush = True
+                else:
+                    pending.append(item)
+            if flush or len(pending) >= self.chunk or self._refill_needed():
+                self._record(pending)
+                pending = []
             if self.stop.is_set() or self.abort or (self.exhausted and self.todo.empty()):
                 self._close_workers()
+        self._record(pending)
+
+    def _refill_needed(self) -> bool:
+        return not (self.exhausted or self.closing) and self.todo.qsize() < self.chunk // 2
 
     def _record(self, batch: list[_Done]) -> None:
-        refill = not (self.exhausted or self.closing) and self.todo.qsize() < self.chunk // 2
+        refill = self._refill_needed()
         if not batch and not refill:
             return
         results, release = [], []
@@ -470,16 +496,24 @@ class _Run:
     # --- the workers -----------------------------------------------------------------
 
     def _worker(self) -> None:
-        ack = threading.Event()
+        previous: threading.Event | None = None  # set when the last outcome is committed
         connection: Connection | None = None
+
+        def previous_recorded() -> None:
+            # Called just before the server can accept the next message (the final "."):
+            # the connection's previous outcome must be on disk first.
+            if previous is None or previous.is_set():
+                return
+            self.results.put(_WAITING)  # ask the coordinator to commit now
+            while not previous.wait(0.5):
+                if self.coordinator_gone:
+                    raise RuntimeError("the outbox coordinator stopped")
+
         try:
             while (job := self.todo.get()) is not None:
-                outcome, connection, last = self._deliver(job, connection)
-                ack.clear()
-                self.results.put(_Done(job, outcome, ack))
-                while not ack.wait(0.5):
-                    if self.coordinator_gone:
-                        return
+                outcome, connection, last = self._deliver(job, connection, previous_recorded)
+                previous = threading.Event()
+                self.results.put(_Done(job, outcome, previous))
                 if last:
                     break
         finally:
@@ -489,7 +523,10 @@ class _Run:
             self.results.put(None)
 
     def _deliver(
-        self, job: OutboxJob, connection: Connection | None
+        self,
+        job: OutboxJob,
+        connection: Connection | None,
+        previous_recorded: Callable[[], None],
     ) -> tuple[Outcome | _Failure, Connection | None, bool]:
         """Deliver one job; return the outcome, the connection, and whether to stop."""
         if job.subscriber_id in self.bounced:
@@ -500,11 +537,13 @@ class _Run:
         try:
             if connection is None:
                 connection = self.backend.open()
-            return connection.deliver(job.message()), connection, False
+            return connection.deliver(job.message(), previous_recorded), connection, False
         except BackendUnavailable as error:
             return _Failure("unavailable", str(error)), connection, True
         except BackendMisconfigured as error:
             return _Failure("misconfigured", str(error)), connection, True
         except Exception as error:  # a bug: keep the row, stop the run, say so
+            if self.coordinator_gone:
+                return _Failure("release"), None, True
             log.exception("unexpected error while sending %s", job.message_id)
             return _Failure("crash", f"internal error while sending: {error!r}"), connection, True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from digest.render import Message
@@ -53,7 +54,7 @@ class MaildirConnection:
         self.path = path
         self.seen_in_cur = seen_in_cur
 
-    def deliver(self, message: Message) -> Outcome:
+    def deliver(self, message: Message, before_end: Callable[[], None] | None = None) -> Outcome:
         """Write the message to new/ atomically, unless it is already in the maildir."""
         name = maildir_name(message.message_id)
         if name in self.seen_in_cur:
@@ -67,6 +68,8 @@ class MaildirConnection:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if before_end is not None:
+                before_end()
             try:
                 os.link(temporary, target)
             except FileExistsError:

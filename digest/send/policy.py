@@ -53,7 +53,14 @@ def result_for(
     """The row update (and effect on the subscriber) for one delivery outcome."""
     code, reply = outcome.code, str(outcome) or None
     if outcome.status == SENT:
-        return Result(job.id, job.subscriber_id, "sent", reply_code=code, reply=reply)
+        return Result(
+            job.id,
+            job.subscriber_id,
+            "sent",
+            reply_code=code,
+            reply=reply,
+            reset_failures=job.subscriber_failures > 0,
+        )
     if outcome.status == UNKNOWN:
         return Result(job.id, job.subscriber_id, "unknown", reply_code=code, reply=reply)
     if outcome.status == PERMANENT:

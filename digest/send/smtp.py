@@ -22,6 +22,7 @@ import select
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 
 from digest.config import SmtpSettings
 from digest.render import Message
@@ -38,14 +39,22 @@ from digest.send.backends import (
 CRLF = b"\r\n"
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """The DATA payload: lines starting with "." get another, then the final CRLF "." CRLF."""
+END_OF_DATA = b".\r\n"
+
+
+def stuff_body(data: bytes) -> bytes:
+    """The message as DATA carries it: lines starting with "." get another, ends in CRLF."""
     data = data.replace(b"\n.", b"\n..")
     if data.startswith(b"."):
         data = b"." + data
     if not data.endswith(CRLF):
         data += CRLF
-    return data + b".\r\n"
+    return data
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """The whole DATA payload: the stuffed message, then the final "." line."""
+    return stuff_body(data) + END_OF_DATA
 
 
 class _Lost(Exception):
@@ -126,6 +135,9 @@ class SmtpBackend:
                 "check [smtp] host and port"
             ) from None
         try:
+            # Commands and the final "." are small writes; without this, Nagle's algorithm
+            # holds them back until the server acknowledges the previous segment.
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._hello(smtp)
             if s.security == "starttls":
                 self._starttls(smtp)
@@ -226,19 +238,19 @@ class SmtpConnection:
         self.used = False  # has it carried a transaction (so it may have gone stale)?
         self.dirty = False  # a transaction was abandoned half-way: RSET before the next
 
-    def deliver(self, message: Message) -> Outcome:
+    def deliver(self, message: Message, before_end: Callable[[], None] | None = None) -> Outcome:
         """Send one message; reconnect once if a reused connection proved dead at MAIL."""
         if self.smtp is None:
             self._open()
         try:
-            return self._transaction(message)
+            return self._transaction(message, before_end)
         except _Lost as lost:
             self._drop()
             if lost.stage == "mail":
                 # Nothing of this message went out: reopen and try it once more now.
                 self._open()
                 try:
-                    return self._transaction(message)
+                    return self._transaction(message, before_end)
                 except _Lost as again:
                     self._drop()
                     return _lost_outcome(again)
@@ -270,7 +282,9 @@ class SmtpConnection:
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             raise _Lost(stage, _why(error)) from None
 
-    def _transaction(self, message: Message) -> Outcome:
+    def _transaction(
+        self, message: Message, before_end: Callable[[], None] | None = None
+    ) -> Outcome:
         smtp = self.smtp
         assert smtp is not None
         if self.dirty:
@@ -290,13 +304,22 @@ class SmtpConnection:
             code, reply = self._command(stage, line)
             if code != wanted and not (stage == "rcpt" and code == 251):
                 return self._refused(stage, code, reply)
-        payload = dot_stuff(message.data)
+        try:
+            smtp.send(stuff_body(message.data))
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            raise _Lost("data", _why(error)) from None
+        if before_end is not None:
+            try:
+                before_end()
+            except BaseException:
+                self._drop()  # mid-DATA: the message must not be completed
+                raise
         if self._server_spoke(smtp):
             # The server closed or spoke out of turn during DATA: the final "." was
             # never sent, so nothing was accepted; safe to retry.
             raise _Lost("data", "the server ended the connection during DATA")
         try:
-            smtp.send(payload)
+            smtp.send(END_OF_DATA)
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             raise _Lost("data", _why(error)) from None
         try:

@@ -129,7 +129,7 @@ class OutboxRow(Base):
 
     `state` moves queued → sending → sent, or through retrying back to sending, or ends
     failed, unknown (the server may have accepted it; see `digest.send`) or skipped.
-    `data` is the complete wire message, zlib-compressed, so a retry sends the same bytes.
+    The message itself is in `OutboxMessageRow`, so a change of state rewrites a small row.
     """
 
     __tablename__ = "outbox"
@@ -157,7 +157,6 @@ class OutboxRow(Base):
     recipient: Mapped[str] = mapped_column(String(254))
     message_id: Mapped[str] = mapped_column(String(255), index=True)
     size: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes | None] = mapped_column(LargeBinary)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -167,3 +166,18 @@ class OutboxRow(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reply_code: Mapped[int | None] = mapped_column(Integer)
     reply: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMessageRow(Base):
+    """The complete wire message of an outbox row, zlib-compressed.
+
+    Kept apart from `OutboxRow`: SQLite rewrites a whole row on every update, and a state
+    change should not rewrite 12 KB of message. A retry sends exactly these bytes.
+    """
+
+    __tablename__ = "outbox_messages"
+
+    outbox_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     insert,
     or_,
@@ -38,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.render import Message
-from digest.store.models import OutboxRow, SubscriberRow, UTCDateTime
+from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow, UTCDateTime
 
 STATES = ("queued", "sending", "retrying", "sent", "failed", "unknown", "skipped")
 DUE_STATES = ("queued", "retrying")
@@ -48,6 +49,7 @@ DIGEST = "digest"
 COMPRESSION_LEVEL = 6
 
 _outbox = OutboxRow.__table__
+_messages = OutboxMessageRow.__table__
 _subscribers = SubscriberRow.__table__
 
 
@@ -77,6 +79,7 @@ class OutboxJob:
     message_id: str
     packed: bytes
     reply: str | None = None
+    subscriber_failures: int = 0
 
     def message(self) -> Message:
         """The message to send, uncompressed."""
@@ -91,7 +94,9 @@ class Result:
     the row back untried). `attempted` says whether a delivery was really tried (it counts
     in `attempts`). `bounce` is "suppress" (the address does not exist: the subscriber is
     bounced at once), "count" (a permanent failure that counts towards the bounce
-    threshold) or "" (no effect on the subscriber).
+    threshold) or "" (no effect on the subscriber). A "sent" result resets the
+    subscriber's count of consecutive failures unless `reset_failures` is False (the
+    sender knows it is already zero: one statement fewer per batch).
     """
 
     id: int
@@ -102,6 +107,7 @@ class Result:
     reply: str | None = None
     next_attempt_at: datetime | None = None
     bounce: str = ""
+    reset_failures: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +158,13 @@ def queue_message(
     try:
         with session.begin_nested():  # a concurrent queue of the same digest loses cleanly
             result = session.execute(insert(_outbox).values(**values))
+            row_id = int(result.inserted_primary_key[0])
+            session.execute(insert(_messages).values(outbox_id=row_id, data=pack(message.data)))
     except IntegrityError:
         if kind == DIGEST and _digest_row_id(session, subscriber_id, digest_date) is not None:
             return None
         raise
-    return int(result.inserted_primary_key[0])
+    return row_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,14 +204,22 @@ def queue_messages(session: Session, items: Sequence[Outgoing], *, now: datetime
         if item.kind == DIGEST and (key in queued or key in seen):
             continue
         seen.add(key)
-        fresh.append(
-            _row_values(item.subscriber_id, item.kind, item.digest_date, item.message, now)
-        )
+        fresh.append(item)
     if not fresh:
         return 0
+    rows = [_row_values(i.subscriber_id, i.kind, i.digest_date, i.message, now) for i in fresh]
     try:
         with session.begin_nested():
-            session.execute(insert(_outbox), fresh)
+            ids = session.scalars(
+                insert(_outbox).returning(_outbox.c.id, sort_by_parameter_order=True), rows
+            ).all()
+            session.execute(
+                insert(_messages),
+                [
+                    {"outbox_id": row_id, "data": pack(item.message.data)}
+                    for row_id, item in zip(ids, fresh, strict=True)
+                ],
+            )
     except IntegrityError:  # another process queued some meanwhile: one by one
         return sum(
             queue_message(
@@ -232,7 +248,6 @@ def _row_values(
         "recipient": message.recipient,
         "message_id": message.message_id,
         "size": len(message.data),
-        "data": pack(message.data),
         "attempts": 0,
         "queued_at": now,
         "next_attempt_at": now,
@@ -304,10 +319,12 @@ def claim_due(
             _outbox.c.sender,
             _outbox.c.recipient,
             _outbox.c.message_id,
-            _outbox.c.data,
+            _messages.c.data,
             _outbox.c.reply,
+            _subscribers.c.consecutive_failures,
         )
         .join(_subscribers, _subscribers.c.id == _outbox.c.subscriber_id)
+        .join(_messages, _messages.c.outbox_id == _outbox.c.id)
         .where(
             _outbox.c.id.in_(ids),
             _outbox.c.state == "sending",
@@ -362,6 +379,42 @@ def recover_interrupted(
     return message_ids
 
 
+# Built once: these run for every few messages sent, and building a statement costs more
+# than running it.
+_RECORD = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("row_id"))
+    .values(
+        state=bindparam("new_state"),
+        attempts=_outbox.c.attempts + bindparam("tried", type_=Integer),
+        last_attempt_at=func.coalesce(
+            bindparam("last_at", type_=UTCDateTime), _outbox.c.last_attempt_at
+        ),
+        sent_at=bindparam("sent_at", type_=UTCDateTime),
+        next_attempt_at=func.coalesce(
+            bindparam("next_at", type_=UTCDateTime), _outbox.c.next_attempt_at
+        ),
+        reply_code=func.coalesce(bindparam("code", type_=Integer), _outbox.c.reply_code),
+        reply=func.coalesce(bindparam("text", type_=Text), _outbox.c.reply),
+        claimed_by=None,
+        claimed_at=None,
+    )
+)
+_RESET_FAILURES = (
+    update(_subscribers)
+    .where(
+        _subscribers.c.id.in_(bindparam("ids", expanding=True)),
+        _subscribers.c.consecutive_failures != 0,
+    )
+    .values(consecutive_failures=0)
+)
+_COUNT_FAILURE = (
+    update(_subscribers)
+    .where(_subscribers.c.id == bindparam("sid"))
+    .values(consecutive_failures=_subscribers.c.consecutive_failures + 1)
+)
+
+
 def record_results(
     session: Session, results: Sequence[Result], *, now: datetime, bounce_threshold: int
 ) -> list[int]:
@@ -375,23 +428,7 @@ def record_results(
     if not results:
         return []
     session.execute(
-        update(_outbox)
-        .where(_outbox.c.id == bindparam("row_id"))
-        .values(
-            state=bindparam("new_state"),
-            attempts=_outbox.c.attempts + bindparam("tried", type_=Integer),
-            last_attempt_at=func.coalesce(
-                bindparam("last_at", type_=UTCDateTime), _outbox.c.last_attempt_at
-            ),
-            sent_at=bindparam("sent_at", type_=UTCDateTime),
-            next_attempt_at=func.coalesce(
-                bindparam("next_at", type_=UTCDateTime), _outbox.c.next_attempt_at
-            ),
-            reply_code=func.coalesce(bindparam("code", type_=Integer), _outbox.c.reply_code),
-            reply=func.coalesce(bindparam("text", type_=Text), _outbox.c.reply),
-            claimed_by=None,
-            claimed_at=None,
-        ),
+        _RECORD,
         [
             {
                 "row_id": r.id,
@@ -412,23 +449,13 @@ def record_results(
 def _apply_to_subscribers(
     session: Session, results: Sequence[Result], *, now: datetime, threshold: int
 ) -> list[int]:
-    delivered = {r.subscriber_id for r in results if r.state == "sent"}
+    delivered = {r.subscriber_id for r in results if r.state == "sent" and r.reset_failures}
     if delivered:
-        session.execute(
-            update(_subscribers)
-            .where(_subscribers.c.id.in_(delivered), _subscribers.c.consecutive_failures != 0)
-            .values(consecutive_failures=0)
-        )
+        session.execute(_RESET_FAILURES, {"ids": sorted(delivered)})
+    counted = [r.subscriber_id for r in results if r.bounce == "count"]
     bounced = {r.subscriber_id for r in results if r.bounce == "suppress"}
-    for result in results:
-        if result.bounce == "count":
-            session.execute(
-                update(_subscribers)
-                .where(_subscribers.c.id == result.subscriber_id)
-                .values(consecutive_failures=_subscribers.c.consecutive_failures + 1)
-            )
-    counted = {r.subscriber_id for r in results if r.bounce == "count"}
     if counted:
+        session.execute(_COUNT_FAILURE, [{"sid": sid} for sid in counted])
         bounced |= set(
             session.scalars(
                 select(_subscribers.c.id).where(
@@ -437,6 +464,8 @@ def _apply_to_subscribers(
                 )
             )
         )
+    if not bounced:
+        return []
     newly = list(
         session.scalars(
             select(_subscribers.c.id).where(
@@ -497,9 +526,9 @@ def get_entry(session: Session, outbox_id: int) -> OutboxEntry | None:
 def get_message(session: Session, outbox_id: int) -> Message | None:
     """The exact message a row holds (what was, or will be, sent)."""
     row = session.execute(
-        select(_outbox.c.sender, _outbox.c.recipient, _outbox.c.message_id, _outbox.c.data).where(
-            _outbox.c.id == outbox_id
-        )
+        select(_outbox.c.sender, _outbox.c.recipient, _outbox.c.message_id, _messages.c.data)
+        .join(_messages, _messages.c.outbox_id == _outbox.c.id)
+        .where(_outbox.c.id == outbox_id)
     ).first()
     if row is None or row.data is None:
         return None
@@ -566,14 +595,9 @@ def drop_old_messages(session: Session, *, before: datetime) -> int:
 
     The rows stay (they are the delivery log); only their message bytes go.
     """
-    result = session.execute(
-        update(_outbox)
-        .where(
-            _outbox.c.state.in_(("sent", "failed", "skipped")),
-            _outbox.c.data.is_not(None),
-            func.coalesce(_outbox.c.sent_at, _outbox.c.last_attempt_at, _outbox.c.queued_at)
-            < before,
-        )
-        .values(data=None)
+    finished = select(_outbox.c.id).where(
+        _outbox.c.state.in_(("sent", "failed", "skipped")),
+        func.coalesce(_outbox.c.sent_at, _outbox.c.last_attempt_at, _outbox.c.queued_at) < before,
     )
+    result = session.execute(delete(_messages).where(_messages.c.outbox_id.in_(finished)))
     return result.rowcount or 0

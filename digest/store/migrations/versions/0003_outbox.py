@@ -1,4 +1,4 @@
-"""The outbox: every message to deliver, with its state, attempts and the server's reply.
+"""The outbox: every message to deliver, its state, attempts, the server's reply, its bytes.
 
 Revision ID: 0003
 Revises: 0002
@@ -33,7 +33,6 @@ def upgrade() -> None:
         sa.Column("recipient", sa.String(254), nullable=False),
         sa.Column("message_id", sa.String(255), nullable=False),
         sa.Column("size", sa.Integer, nullable=False),
-        sa.Column("data", sa.LargeBinary),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("queued_at", UTCDateTime, nullable=False),
         sa.Column("next_attempt_at", UTCDateTime, nullable=False),
@@ -43,6 +42,18 @@ def upgrade() -> None:
         sa.Column("claimed_at", UTCDateTime),
         sa.Column("reply_code", sa.Integer),
         sa.Column("reply", sa.Text),
+    )
+    # The message bytes apart: SQLite rewrites a whole row on update, and state changes
+    # should not rewrite 12 KB of message each.
+    op.create_table(
+        "outbox_messages",
+        sa.Column(
+            "outbox_id",
+            sa.Integer,
+            sa.ForeignKey("outbox.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("data", sa.LargeBinary, nullable=False),
     )
     op.create_index("ix_outbox_subscriber_id", "outbox", ["subscriber_id"])
     op.create_index("ix_outbox_message_id", "outbox", ["message_id"])
@@ -63,4 +74,5 @@ def downgrade() -> None:
     op.drop_index("ix_outbox_due", "outbox")
     op.drop_index("ix_outbox_message_id", "outbox")
     op.drop_index("ix_outbox_subscriber_id", "outbox")
+    op.drop_table("outbox_messages")
     op.drop_table("outbox")
