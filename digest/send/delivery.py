@@ -23,13 +23,16 @@ records the server's "250" for it. SMTP has no way to take back or confirm a del
 so one window stays open: the server accepted the message (it said 250 after the final
 ".") and we stopped before that was committed (SIGKILL, power loss, a crash). Because
 no connection sends a final "." before its previous outcome is committed, at most one
-message per open connection can be in that window. After such a stop, those rows are
-still "sending"; the next run (which holds the lock, so the old sender is certainly
-gone) queues them
-again with a note, and sends them: a few people may get the same digest twice, with the
-same Message-ID (stable per subscriber and day), which many mail programs recognise as a
-duplicate. Never a digest lost: the alternative, not resending, could drop digests the
-server never received.
+message per open connection can be in that window. After such a stop, the rows of the
+dead run are still "sending" (those it had claimed, among them the ones in flight); the
+next run, which holds the lock so the old sender is certainly gone, queues them again
+with a note in `reply`, logs their Message-IDs, and sends them. So at most one person
+per connection may get the same digest twice, with the same Message-ID (stable per
+subscriber and day), which mail programs and servers can recognise as a duplicate. A
+digest is never lost: not resending could drop digests the server never received. (The
+outcomes are committed with SQLite's WAL and synchronous=NORMAL: a killed process loses
+nothing committed; a power cut may lose the last few commits, hence a few more
+duplicates, never a lost digest.)
 
 A close relative: the connection is lost *after* the whole message and the final "."
 were sent, but before the server answered. The server may have accepted it or not. That
