@@ -427,7 +427,8 @@ def record_results(
     """
     if not results:
         return []
-    session.execute(
+    # The session's Core connection: same transaction, without the ORM's per-call work.
+    session.connection().execute(
         _RECORD,
         [
             {
