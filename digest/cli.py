@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from digest.config import Settings, load_settings
-from digest.errors import DigestError
+from digest.errors import DeliveryError, DigestError
 from digest.store import Database, open_database
 
 
@@ -239,3 +239,137 @@ def check_interests(text: str) -> None:
     from digest.match import parse_interests  # here: NumPy loads only when needed
 
     click.echo(parse_interests(text).text)
+
+
+# --- send ------------------------------------------------------------------------------
+
+
+@cli.command("send")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Only digests for this date (YYYY-MM-DD); default: everything due.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what is due without sending anything.")
+@pass_app
+def send_command(app: AppContext, day: Any, dry_run: bool) -> None:
+    """Deliver the messages that are due in the outbox, then print a summary."""
+    import signal
+    import sys
+    import threading
+    from datetime import UTC, datetime
+
+    from digest.send import send_due
+
+    stop = threading.Event()
+    # Ctrl-C or SIGTERM: finish the message being sent, record it, stop.
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    bar = _ProgressBar(enabled=sys.stderr.isatty() and not dry_run)
+    try:
+        report = send_due(
+            app.settings,
+            app.database(),
+            now=datetime.now(UTC),
+            day=day.date() if day else None,
+            dry_run=dry_run,
+            progress=bar.advance,
+            stop=stop,
+        )
+    finally:
+        bar.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo(report.summary())
+    if report.error:
+        raise DeliveryError(report.error)
+
+
+class _ProgressBar:
+    """A click progress bar on stderr, created once the number due is known."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def advance(self, finished: int, due: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=due, label="sending", file=click.get_text_stream("stderr")
+            )
+            self.bar.__enter__()
+        self.bar.update(finished)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@cli.command("outbox")
+@click.option("--failures", default=20, show_default=True, help="How many recent problems to list.")
+@click.option(
+    "--mark-sent",
+    "mark_sent",
+    type=int,
+    metavar="ID",
+    help="Settle an unknown row: it was delivered.",
+)
+@click.option("--resend", type=int, metavar="ID", help="Settle an unknown row: send it again.")
+@pass_app
+def outbox_command(
+    app: AppContext, failures: int, mark_sent: int | None, resend: int | None
+) -> None:
+    """Show the outbox: messages by date and state, and recent failures with the server's reply."""
+    from datetime import UTC, datetime
+
+    from digest.store import outbox
+
+    database = app.database()
+    if mark_sent is not None or resend is not None:
+        outbox_id = mark_sent if mark_sent is not None else resend
+        assert outbox_id is not None
+        with database.session() as session:
+            try:
+                outbox.resolve_unknown(
+                    session, outbox_id, delivered=mark_sent is not None, now=datetime.now(UTC)
+                )
+            except (LookupError, ValueError) as error:
+                raise DeliveryError(f"{error}; see `digest outbox`") from None
+        click.echo(
+            f"outbox row {outbox_id} {'marked sent' if mark_sent is not None else 'queued again'}"
+        )
+        return
+    with database.session() as session:
+        counts = outbox.state_counts(session)
+        problems = outbox.recent_problems(session, failures)
+    click.echo(_format_counts(counts))
+    if problems:
+        click.echo("\nrecent problems:")
+        for entry in problems:
+            when = (
+                entry.last_attempt_at.strftime("%Y-%m-%d %H:%M") if entry.last_attempt_at else "-"
+            )
+            code = f"{entry.reply_code} " if entry.reply_code else ""
+            click.echo(
+                f"  #{entry.id} {entry.state:<8} {when} {entry.recipient} {entry.message_id}\n"
+                f"      {code}{entry.reply or ''}"
+            )
+
+
+def _format_counts(counts: list[tuple[Any, str, str, int]]) -> str:
+    if not counts:
+        return "the outbox is empty"
+    from digest.store.outbox import STATES
+
+    table: dict[tuple[str, str], dict[str, int]] = {}
+    for day, kind, state, count in counts:
+        table.setdefault((day.isoformat() if day else "-", kind), {})[state] = count
+    used = [state for state in STATES if any(state in row for row in table.values())]
+    lines = [f"{'date':<10}  {'kind':<8}" + "".join(f"{s:>9}" for s in used)]
+    for (day, kind), row in table.items():
+        lines.append(f"{day:<10}  {kind:<8}" + "".join(f"{row.get(s, 0):>9}" for s in used))
+    return "\n".join(lines)

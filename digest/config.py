@@ -193,6 +193,7 @@ class SmtpSettings:
     timeout: float = checked(30.0, at_least(0.1))
     connections: int = checked(4, between(1, 64))
     rate: float = checked(0.0, at_least(0))
+    ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -529,6 +530,9 @@ def _resolve_paths(settings: Settings, base: Path, config_path: Path | None) -> 
     delivery = settings.delivery
     if delivery.maildir:
         delivery = dataclasses.replace(delivery, maildir=str(absolute(Path(delivery.maildir))))
+    smtp = settings.smtp
+    if smtp.ca_file:
+        smtp = dataclasses.replace(smtp, ca_file=str(absolute(Path(smtp.ca_file))))
     dkim = settings.dkim
     if dkim.key_file:
         dkim = dataclasses.replace(dkim, key_file=str(absolute(Path(dkim.key_file))))
@@ -541,6 +545,7 @@ def _resolve_paths(settings: Settings, base: Path, config_path: Path | None) -> 
         settings,
         service=service,
         delivery=delivery,
+        smtp=smtp,
         dkim=dkim,
         database=database,
         source=config_path.resolve() if config_path else None,

@@ -121,3 +121,37 @@ class FakeTime:
 def fake_time() -> FakeTime:
     """Injectable `sleep` and `clock` that record every wait instead of waiting."""
     return FakeTime()
+
+
+# --- send: real SMTP servers on loopback ----------------------------------------------
+
+
+@pytest.fixture
+def start_smtp_server() -> Iterator[Any]:
+    """Start aiosmtpd servers (faults injectable); all are stopped after the test."""
+    from tests.smtp_server import SmtpServer
+
+    servers: list[SmtpServer] = []
+
+    def start(port: int | None = None, *, listen: bool = True, **options: Any) -> SmtpServer:
+        server = SmtpServer(port, **options)
+        servers.append(server)
+        return server.start() if listen else server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(start_smtp_server: Any) -> Any:
+    """A plain SMTP server on a free loopback port."""
+    return start_smtp_server()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate (and key) for localhost and 127.0.0.1."""
+    from tests.tls import make_certificate
+
+    return make_certificate(tmp_path_factory.mktemp("tls"))

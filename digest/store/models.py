@@ -11,7 +11,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -110,3 +122,62 @@ class SubscriberRow(Base):
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OutboxRow(Base):
+    """One message to deliver: a digest (unique per subscriber and day) or a transactional one.
+
+    `state` moves queued → sending → sent, or through retrying back to sending, or ends
+    failed, unknown (the server may have accepted it; see `digest.send`) or skipped.
+    The message itself is in `OutboxMessageRow`, so a change of state rewrites a small row.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # One digest per subscriber and day; other kinds (confirmations) may repeat.
+        Index(
+            "ux_outbox_digest",
+            "subscriber_id",
+            "digest_date",
+            unique=True,
+            sqlite_where=text("kind = 'digest'"),
+            postgresql_where=text("kind = 'digest'"),
+        ),
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    digest_date: Mapped[date | None] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(16))
+    sender: Mapped[str] = mapped_column(String(254))
+    recipient: Mapped[str] = mapped_column(String(254))
+    message_id: Mapped[str] = mapped_column(String(255), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reply_code: Mapped[int | None] = mapped_column(Integer)
+    reply: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMessageRow(Base):
+    """The complete wire message of an outbox row, zlib-compressed.
+
+    Kept apart from `OutboxRow`: SQLite rewrites a whole row on every update, and a state
+    change should not rewrite 12 KB of message. A retry sends exactly these bytes.
+    """
+
+    __tablename__ = "outbox_messages"
+
+    outbox_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,549 @@
+"""How fast `digest send` delivers, against the most a local SMTP sink can take.
+
+One run, on loopback, for N digests of realistic size (~45 KB, 20 papers, HTML + text):
+
+1. ceiling: pre-built, pre-dot-stuffed messages blasted over several persistent
+   connections by the leanest clients we could write (raw sockets in threads, and
+   asyncio streams); the better of the two is the ceiling;
+2. naive: `smtplib.SMTP(...).send_message(...)` with a new connection per message;
+3. ours: `digest.send.send_due` on an outbox holding the N messages (queueing them is
+   timed separately), outbox reads and writes included;
+4. render: complete MIME messages built per second per core by `digest.render` (a slot
+   for the lead to wire once the renderer lands; skipped until then).
+
+Also the transports compared on their own (no database): our smtplib-based connection,
+plain `smtplib.sendmail` on persistent connections, and aiosmtplib.
+
+The sink runs in its own process (so client and sink each have a core): `--sink fast`
+is a minimal asyncio SMTP sink that accepts and discards; `--sink aiosmtpd` is aiosmtpd.
+Targets, as ratios from the same run: ours >= 80 % of the ceiling, >= 3x naive.
+
+    python bench/send_bench.py                     # 10,000 digests, both sinks
+    python bench/send_bench.py --count 2000 --sink fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import shutil
+import smtplib
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from email import message_from_bytes, policy
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.config import load_settings  # noqa: E402
+from digest.render import Message  # noqa: E402
+from digest.send import send_due  # noqa: E402
+from digest.send.smtp import SmtpBackend, dot_stuff  # noqa: E402
+from digest.store import open_database  # noqa: E402
+from digest.store.models import SubscriberRow  # noqa: E402
+from digest.store.outbox import Outgoing, queue_messages  # noqa: E402
+from tests.messages import build_digest, message_id  # noqa: E402
+
+DAY = date(2026, 11, 23)
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+# --- sinks (run in a child process) ----------------------------------------------------
+
+
+class FastSink(asyncio.Protocol):
+    """Accepts and discards: the least work an SMTP server can do per message."""
+
+    counter: multiprocessing.sharedctypes.Synchronized  # type: ignore[name-defined]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+        self.in_data = False
+        self.tail = b""
+        self.transport.write(b"220 sink ESMTP\r\n")
+
+    def data_received(self, chunk: bytes) -> None:
+        if self.in_data:
+            hay = self.tail + chunk
+            end = hay.find(b"\r\n.\r\n")
+            if end < 0:
+                self.tail = hay[-4:]
+                return
+            self.in_data, self.tail = False, b""
+            with self.counter.get_lock():
+                self.counter.value += 1
+            self.transport.write(b"250 2.0.0 Ok: queued\r\n")
+            chunk = hay[end + 5 :]
+            if not chunk:
+                return
+        buffer = self.buffer + chunk
+        while (end := buffer.find(b"\r\n")) >= 0:
+            verb, buffer = buffer[:4].upper(), buffer[end + 2 :]
+            if verb == b"DATA":
+                self.transport.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                self.in_data, self.buffer = True, b""
+                if buffer:
+                    self.data_received(buffer)
+                return
+            if verb in (b"EHLO", b"HELO"):
+                self.transport.write(b"250-sink\r\n250-8BITMIME\r\n250 SIZE 52428800\r\n")
+            elif verb == b"QUIT":
+                self.transport.write(b"221 Bye\r\n")
+                self.transport.close()
+                return
+            else:
+                self.transport.write(b"250 Ok\r\n")
+        self.buffer = buffer
+
+
+def run_sink(kind: str, port: int, counter: object, ready: object) -> None:
+    if kind == "fast":
+        FastSink.counter = counter  # type: ignore[assignment]
+
+        async def serve() -> None:
+            server = await asyncio.get_running_loop().create_server(FastSink, "127.0.0.1", port)
+            ready.set()  # type: ignore[attr-defined]
+            await server.serve_forever()
+
+        asyncio.run(serve())
+    else:
+        from aiosmtpd.controller import Controller
+
+        class Count:
+            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+                with counter.get_lock():  # type: ignore[attr-defined]
+                    counter.value += 1  # type: ignore[attr-defined]
+                return "250 2.0.0 Ok: queued"
+
+        controller = Controller(Count(), hostname="127.0.0.1", port=port)
+        controller.start()
+        ready.set()  # type: ignore[attr-defined]
+        threading.Event().wait()
+
+
+class Sink:
+    """The sink in a child process, with its accepted count and CPU time."""
+
+    def __init__(self, kind: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        context = multiprocessing.get_context("fork")
+        self.counter = context.Value("q", 0)
+        ready = context.Event()
+        self.process = context.Process(
+            target=run_sink, args=(kind, self.port, self.counter, ready), daemon=True
+        )
+        self.process.start()
+        ready.wait(30)
+
+    def cpu(self) -> float:
+        with open(f"/proc/{self.process.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(5)
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
+def lean_threads(port: int, wire: list[tuple[bytes, bytes, bytes]], connections: int) -> None:
+    """Raw sockets, one thread per connection, commands in lock-step, nothing else."""
+    pending = list(reversed(wire))
+
+    def reply(sock: socket.socket) -> bytes:
+        data = sock.recv(4096)
+        while not data.endswith(b"\r\n") or (b"\r\n" in data[:-2] and data[-6:-5] == b"-"):
+            data += sock.recv(4096)
+        return data
+
+    def one() -> None:
+        sock = socket.create_connection(("127.0.0.1", port))
+        reply(sock)
+        sock.sendall(b"EHLO bench\r\n")
+        while reply(sock).splitlines()[-1][3:4] != b" ":
+            pass
+        while True:
+            try:
+                mail, rcpt, payload = pending.pop()
+            except IndexError:
+                break
+            sock.sendall(mail)
+            reply(sock)
+            sock.sendall(rcpt)
+            reply(sock)
+            sock.sendall(b"DATA\r\n")
+            reply(sock)
+            sock.sendall(payload)
+            if not reply(sock).startswith(b"250"):
+                raise RuntimeError("sink refused a message")
+        sock.sendall(b"QUIT\r\n")
+        sock.close()
+
+    threads = [threading.Thread(target=one) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def lean_asyncio(port: int, wire: list[tuple[bytes, bytes, bytes]], connections: int) -> None:
+    """asyncio streams, one task per connection, commands in lock-step."""
+    pending = list(reversed(wire))
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.readline()
+        writer.write(b"EHLO bench\r\n")
+        while (await reader.readline())[3:4] != b" ":
+            pass
+        while pending:
+            mail, rcpt, payload = pending.pop()
+            for line in (mail, rcpt, b"DATA\r\n", payload):
+                writer.write(line)
+                await reader.readline()
+        writer.write(b"QUIT\r\n")
+        await reader.readline()
+        writer.close()
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(connections)))
+
+    asyncio.run(main())
+
+
+def naive(port: int, emails: list[object]) -> None:
+    """What a first version would do: a new connection and send_message per digest."""
+    for email in emails:
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            smtp.send_message(email)  # type: ignore[arg-type]
+
+
+def transport_ours(port: int, messages: list[Message], connections: int) -> None:
+    """Our SMTP connection (smtplib setup + lean transaction), threads, no database."""
+    settings = load_settings(
+        environ={}, overrides={"smtp": {"host": "127.0.0.1", "port": port, "security": "none"}}
+    )
+    backend = SmtpBackend(settings.smtp, local_hostname="bench")
+    pending = list(reversed(messages))
+
+    def one() -> None:
+        connection = backend.open()
+        while True:
+            try:
+                message = pending.pop()
+            except IndexError:
+                break
+            if connection.deliver(message).status != "sent":
+                raise RuntimeError("not sent")
+        connection.close()
+
+    _threads(one, connections)
+
+
+def transport_sendmail(port: int, messages: list[Message], connections: int) -> None:
+    """Plain smtplib.sendmail on persistent connections (its regex dot-stuffing included)."""
+    pending = list(reversed(messages))
+
+    def one() -> None:
+        smtp = smtplib.SMTP("127.0.0.1", port, local_hostname="bench")
+        while True:
+            try:
+                message = pending.pop()
+            except IndexError:
+                break
+            smtp.sendmail(message.sender, [message.recipient], message.data)
+        smtp.quit()
+
+    _threads(one, connections)
+
+
+def transport_aiosmtplib(port: int, messages: list[Message], connections: int) -> None:
+    """aiosmtplib on persistent connections, one task per connection."""
+    import aiosmtplib
+
+    pending = list(reversed(messages))
+
+    async def one() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
+        while pending:
+            message = pending.pop()
+            await smtp.sendmail(message.sender, [message.recipient], message.data)
+        await smtp.quit()
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(connections)))
+
+    asyncio.run(main())
+
+
+def _threads(target: Callable[[], None], count: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+# --- the outbox for "ours" ----------------------------------------------------------------
+
+
+def build_messages(count: int) -> list[Message]:
+    """`count` digests of 20 real papers each; 64 distinct bodies, each addressed apart."""
+    templates = [build_digest(n, f"reader{n}@example.net", DAY) for n in range(64)]
+    messages = []
+    for n in range(count):
+        template = templates[n % len(templates)]
+        recipient = f"reader{n}@example.net"
+        identifier = message_id(n, DAY)
+        data = template.data.replace(template.recipient.encode(), recipient.encode(), 1)
+        data = data.replace(template.message_id.encode(), identifier.encode(), 1)
+        messages.append(Message(template.sender, recipient, identifier, data))
+    return messages
+
+
+def queue_outbox(folder: Path, messages: list[Message]) -> float:
+    """Make an outbox database holding the messages; return the queueing rate (msg/s)."""
+    settings = load_settings(environ={}, overrides={"service": {"data_dir": str(folder)}})
+    database = open_database(settings)
+    with database.session() as session:
+        rows = [
+            SubscriberRow(
+                email=m.recipient,
+                interests="x",
+                status="active",
+                send_time="08:00",
+                timezone="UTC",
+                created_at=NOW,
+                status_changed_at=NOW,
+                consecutive_failures=0,
+            )
+            for m in messages
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+    started = time.perf_counter()
+    for start in range(0, len(messages), 1000):
+        with database.session() as session:
+            queue_messages(
+                session,
+                [
+                    Outgoing(sid, "digest", DAY, m)
+                    for sid, m in zip(
+                        ids[start : start + 1000], messages[start : start + 1000], strict=False
+                    )
+                ],
+                now=NOW,
+            )
+    rate = len(messages) / (time.perf_counter() - started)
+    database.dispose()
+    return rate
+
+
+def ours(port: int, template_db: Path, connections: int) -> Callable[[], object]:
+    """`send_due` on a fresh copy of the queued outbox (the copy is made untimed)."""
+    folder = Path(tempfile.mkdtemp(prefix="send-bench-"))
+    shutil.copytree(template_db, folder, dirs_exist_ok=True)
+    settings = load_settings(
+        environ={},
+        overrides={
+            "service": {"data_dir": str(folder)},
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "none",
+                "connections": connections,
+            },
+            "delivery": {"backend": "smtp"},
+        },
+    )
+    database = open_database(settings)
+
+    def run() -> object:
+        report = send_due(settings, database, now=NOW)
+        database.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
+        return report
+
+    return run
+
+
+# --- the render slot ----------------------------------------------------------------------
+
+
+def render_rate(count: int) -> float | None:
+    """Complete MIME digests built per second on one core by `digest.render`.
+
+    >>> RENDER SLOT (for the lead, once digest.render lands): build `count` complete
+    >>> messages with the real renderer here (20 papers each, from the store or
+    >>> tests/data/papers.jsonl) and return count / seconds. Until then: skipped.
+    """
+    import digest.render as render
+
+    if not hasattr(render, "render_digest"):
+        return None
+    raise NotImplementedError("wire digest.render.render_digest into bench/send_bench.py")
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def measure(name: str, sink: Sink, action: Callable[[], object], expected: int) -> dict:
+    before_count, before_sink = sink.counter.value, sink.cpu()
+    before_me = sum(os.times()[:2])
+    started = time.perf_counter()
+    result = action()
+    seconds = time.perf_counter() - started
+    accepted = sink.counter.value - before_count
+    if accepted != expected:
+        raise RuntimeError(f"{name}: the sink accepted {accepted}, expected {expected}")
+    return {
+        "name": name,
+        "rate": accepted / seconds,
+        "sink_cpu": (sink.cpu() - before_sink) / seconds,
+        "client_cpu": (sum(os.times()[:2]) - before_me) / seconds,
+        "result": result,
+    }
+
+
+def run_sink_suite(kind: str, args: argparse.Namespace, data: dict) -> list[dict]:
+    """Every row against one sink; each row `--repeat` times, interleaved, best kept."""
+    sink = Sink(kind)
+    n, conns = args.count, args.connections
+    wire, messages, emails = data["wire"], data["messages"], data["emails"]
+    naive_count = min(n, args.naive_count)
+    rows: list[tuple[str, Callable[[], Callable[[], object]], int]] = [
+        (f"ceiling: raw sockets x{conns}", lambda: lambda: lean_threads(sink.port, wire, conns), n),
+        (f"ceiling: asyncio x{conns}", lambda: lambda: lean_asyncio(sink.port, wire, conns), n),
+        (
+            "naive: send_message, new connection each",
+            lambda: lambda: naive(sink.port, emails[:naive_count]),
+            naive_count,
+        ),
+        (
+            f"ours: send_due x{conns} (outbox included)",
+            lambda: ours(sink.port, data["db"], conns),
+            n,
+        ),
+        (
+            f"transport: our SmtpConnection x{conns}",
+            lambda: lambda: transport_ours(sink.port, messages, conns),
+            n,
+        ),
+        (
+            f"transport: smtplib.sendmail x{conns}",
+            lambda: lambda: transport_sendmail(sink.port, messages, conns),
+            n,
+        ),
+    ]
+    try:
+        import aiosmtplib  # noqa: F401
+
+        rows.append(
+            (
+                f"transport: aiosmtplib x{conns}",
+                lambda: lambda: transport_aiosmtplib(sink.port, messages, conns),
+                n,
+            )
+        )
+    except ImportError:
+        print("  (aiosmtplib not installed: pip install -e '.[bench]' to compare it)")
+    best: dict[str, dict] = {}
+    try:
+        for _ in range(args.repeat):
+            for name, prepare, expected in rows:
+                row = measure(name, sink, prepare(), expected)
+                if name not in best or row["rate"] > best[name]["rate"]:
+                    best[name] = row
+    finally:
+        sink.stop()
+    return [best[name] for name, _, _ in rows]
+
+
+def report(kind: str, rows: list[dict]) -> None:
+    ceiling = max(r["rate"] for r in rows if r["name"].startswith("ceiling"))
+    naive_rate = next(r["rate"] for r in rows if r["name"].startswith("naive"))
+    ours_rate = next(r["rate"] for r in rows if r["name"].startswith("ours"))
+    print(f"\nsink: {kind}")
+    print(f"  {'':<44}{'msg/s':>8}{'/ceiling':>10}{'/naive':>8}{'sink cpu':>10}{'client cpu':>12}")
+    for row in rows:
+        print(
+            f"  {row['name']:<44}{row['rate']:>8.0f}{row['rate'] / ceiling:>10.0%}"
+            f"{row['rate'] / naive_rate:>7.1f}x{row['sink_cpu']:>10.0%}{row['client_cpu']:>12.0%}"
+        )
+    verdict_ceiling = "met" if ours_rate >= 0.8 * ceiling else "NOT met"
+    verdict_naive = "met" if ours_rate >= 3 * naive_rate else "NOT met"
+    print(
+        f"  ours = {ours_rate / ceiling:.0%} of the ceiling (target >= 80 %: {verdict_ceiling}), "
+        f"{ours_rate / naive_rate:.1f}x naive (target >= 3x: {verdict_naive})"
+    )
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--naive-count",
+        type=int,
+        default=2_000,
+        help="messages for the naive baseline (it is slow; its rate does not depend on it)",
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each row; best kept")
+    parser.add_argument("--sink", choices=["fast", "aiosmtpd", "both"], default="both")
+    args = parser.parse_args()
+    print(
+        f"send bench: {args.count} digests ({min(args.count, args.naive_count)} for naive), "
+        f"{args.connections} connections, best of {args.repeat}, {os.cpu_count()} cores, "
+        f"load {load()}"
+    )
+    messages = build_messages(args.count)
+    size = sum(len(m.data) for m in messages) / len(messages)
+    print(f"  messages: {size / 1000:.1f} KB on average")
+    wire = [
+        (
+            f"MAIL FROM:<{m.sender}> SIZE={len(m.data)}\r\n".encode(),
+            f"RCPT TO:<{m.recipient}>\r\n".encode(),
+            dot_stuff(m.data),
+        )
+        for m in messages
+    ]
+    emails = [message_from_bytes(m.data, policy=policy.SMTP) for m in messages[: args.naive_count]]
+    folder = Path(tempfile.mkdtemp(prefix="send-bench-outbox-"))
+    queue_rate = queue_outbox(folder, messages)
+    print(f"  queueing into the outbox (compress + insert): {queue_rate:.0f} msg/s")
+    rendered = render_rate(min(args.count, 2000))
+    if rendered is None:
+        print(
+            "  render: skipped (digest.render has no renderer yet; the lead wires the "
+            "RENDER SLOT in bench/send_bench.py)"
+        )
+    else:
+        print(f"  render: {rendered:.0f} complete digests/s on one core (target >= 1,500)")
+    data = {"wire": wire, "messages": messages, "emails": emails, "db": folder}
+    kinds = ["fast", "aiosmtpd"] if args.sink == "both" else [args.sink]
+    for kind in kinds:
+        report(kind, run_sink_suite(kind, args, data))
+    print(f"\nload at the end: {load()}")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,559 @@
+"""Deliver what is due in the outbox: `send_due`, used by `digest send` and the scheduler.
+
+How a run goes:
+1. Take the host's send lock (`<data_dir>/send.lock`), so one sender runs at a time, and
+   requeue the rows a dead sender left in state "sending" (see below).
+2. Claim due rows in small chunks (state "sending"), hand them to `[smtp] connections`
+   worker threads, each with one persistent connection (one for the maildir).
+3. Each worker sends one message after another on its connection and hands each
+   outcome to the coordinator, which commits all the outcomes that are waiting in one
+   transaction (group commit: a fraction of a commit per message). A worker may start
+   the next message (MAIL, RCPT, DATA and the text) at once, but it sends that
+   message's final "." only once the previous outcome is committed; so the commit
+   overlaps the next transfer, and every acceptance is on disk before the same
+   connection can get another message accepted.
+4. On a stop request (`stop` event: the service's SIGTERM), workers finish the message
+   they are sending, its outcome is recorded, and the claimed rows nobody started are
+   handed back.
+
+Exactly once, and the one window we cannot close
+-------------------------------------------------
+Every row exists before its message is sent, and is marked sent in the transaction that
+records the server's "250" for it. SMTP has no way to take back or confirm a delivery,
+so one window stays open: the server accepted the message (it said 250 after the final
+".") and we stopped before that was committed (SIGKILL, power loss, a crash). Because
+no connection sends a final "." before its previous outcome is committed, at most one
+message per open connection can be in that window. After such a stop, the rows of the
+dead run are still "sending" (those it had claimed, among them the ones in flight); the
+next run, which holds the lock so the old sender is certainly gone, queues them again
+with a note in `reply`, logs their Message-IDs, and sends them. So at most one person
+per connection may get the same digest twice, with the same Message-ID (stable per
+subscriber and day), which mail programs and servers can recognise as a duplicate. A
+digest is never lost: not resending could drop digests the server never received. (The
+outcomes are committed with SQLite's WAL and synchronous=NORMAL: a killed process loses
+nothing committed; a power cut may lose the last few commits, hence a few more
+duplicates, never a lost digest.)
+
+A close relative: the connection is lost *after* the whole message and the final "."
+were sent, but before the server answered. The server may have accepted it or not. That
+row goes to state "unknown" (counted in the report, logged with its Message-ID) and is
+not retried blindly. What the operator does: look the Message-ID up in the mail server's
+log (`grep '<digest....>' /var/log/mail.log`, or the provider's message search), then
+`digest outbox --mark-sent ID` if it went out, or `digest outbox --resend ID` if not.
+Rows claimed on another host (a shared PostgreSQL store) are taken over only once their
+claim is older than `LEASE`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from digest.config import Settings
+from digest.errors import ConfigError, DeliveryError
+from digest.send import policy
+from digest.send.backends import (
+    Backend,
+    BackendMisconfigured,
+    BackendUnavailable,
+    Connection,
+    Outcome,
+)
+from digest.send.maildir import MaildirBackend
+from digest.send.smtp import SmtpBackend
+from digest.store import Database
+from digest.store.outbox import (
+    OutboxJob,
+    Result,
+    claim_due,
+    count_due,
+    record_results,
+    recover_interrupted,
+    release_claims,
+)
+
+log = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
+LEASE = timedelta(hours=1)  # a claim from another host older than this is abandoned
+CHUNK_PER_CONNECTION = 16  # rows claimed at a time, per connection
+GATHER = 0.001  # seconds an outcome may wait for others to share its commit
+
+
+@dataclass
+class SendReport:
+    """What one run did. `unknown_ids` are the Message-IDs of rows now in state "unknown"."""
+
+    due: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    suppressed: int = 0
+    recovered: int = 0
+    stopped: bool = False
+    dry_run: bool = False
+    error: str | None = None
+    unknown_ids: list[str] = field(default_factory=list)
+
+    def add(self, result: Result) -> None:
+        """Count one recorded result."""
+        if result.state in ("sent", "retrying", "failed", "unknown", "skipped"):
+            setattr(self, result.state, getattr(self, result.state) + 1)
+
+    def summary(self) -> str:
+        """One line for people."""
+        if self.dry_run:
+            return f"{self.due} messages due (dry run: nothing sent)"
+        parts = [
+            f"{self.sent} sent",
+            f"{self.retrying} retrying",
+            f"{self.failed} failed",
+            f"{self.suppressed} addresses suppressed",
+        ]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        if self.unknown:
+            parts.append(f"{self.unknown} unknown (see `digest outbox`)")
+        if self.recovered:
+            parts.append(f"{self.recovered} resent after an interrupted run")
+        if self.stopped:
+            parts.append("stopped on request")
+        return ", ".join(parts)
+
+
+def make_backend(settings: Settings) -> Backend:
+    """The configured delivery backend (`[delivery] backend`, `[smtp]`)."""
+    if settings.mail_backend == "smtp":
+        if not settings.smtp.host:
+            raise ConfigError(
+                '[delivery] backend is "smtp" but [smtp] host is empty; set [smtp] host, '
+                'or backend = "maildir"'
+            )
+        return SmtpBackend(settings.smtp)
+    return MaildirBackend(settings.maildir)
+
+
+def send_due(
+    settings: Settings,
+    database: Database,
+    *,
+    now: datetime,
+    day: date | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+    backend: Backend | None = None,
+    rng: random.Random | None = None,
+) -> SendReport:
+    """Deliver every outbox row due at `now` (only digests of `day`, if given).
+
+    `progress(finished, due)` is called with the number of messages finished since its
+    last call and the number due at the start;
+    setting `stop` ends the run cleanly (the message in flight is finished and recorded).
+    A backend that cannot be used at all (server down, bad login) ends the run early with
+    `report.error` set to one actionable sentence; what was done until then is recorded.
+    """
+    if dry_run:
+        with database.session() as session:
+            return SendReport(due=count_due(session, now=now, day=day), dry_run=True)
+    backend = backend or make_backend(settings)
+    with _send_lock(settings.data_dir):
+        run = _Run(
+            settings,
+            database,
+            backend,
+            now=now,
+            day=day,
+            progress=progress,
+            stop=stop or threading.Event(),
+            rng=rng or random.Random(),
+        )
+        return run.run()
+
+
+@contextlib.contextmanager
+def _send_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the host's send lock; the kernel drops it when the process dies, even by SIGKILL."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, one sender by convention
+        yield
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "send.lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DeliveryError(
+                f"another `digest send` is already delivering from this data folder "
+                f"(it holds {path}); wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class Pacer:
+    """Spaces messages out to at most `rate` per second across all connections (0: no limit)."""
+
+    def __init__(
+        self,
+        rate: float,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.stop = stop
+        self.clock = clock
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Return when the next message may go (early if a stop is requested)."""
+        if not self.interval:
+            return
+        with self._lock:
+            slot = max(self.clock(), self._next)
+            self._next = slot + self.interval
+        delay = slot - self.clock()
+        if delay > 0:
+            self.stop.wait(delay)
+
+
+# What a worker hands the coordinator besides an Outcome.
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    kind: str  # "unavailable", "misconfigured", "release", "bounced", "crash"
+    text: str = ""
+
+
+_WAITING = object()  # a worker waits for its previous outcome to be committed
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    job: OutboxJob
+    outcome: Outcome | _Failure
+    ack: threading.Event
+
+
+class _Run:
+    """One run of `send_due`: a coordinator (this thread) and worker threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        backend: Backend,
+        *,
+        now: datetime,
+        day: date | None,
+        progress: Callable[[int, int], None] | None,
+        stop: threading.Event,
+        rng: random.Random,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.backend = backend
+        self.now = now
+        self.day = day
+        self.progress = progress
+        self.stop = stop
+        self.rng = rng
+        self.report = SendReport()
+        self.claimer = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.todo: queue.Queue[OutboxJob | None] = queue.Queue()
+        self.results: queue.Queue[_Done | object | None] = queue.Queue()
+        self.bounced: set[int] = set()  # read by workers: skip subscribers bounced meanwhile
+        self.exhausted = False
+        self.closing = False
+        self.workers = 0
+        self.abort: str | None = None
+        self.coordinator_gone = False  # the coordinator failed: workers must not wait on it
+        self.unavailable: str | None = None
+        rate = settings.smtp.rate if backend.name == "smtp" else 0.0
+        self.pacer = Pacer(rate, stop)
+        self.started = time.monotonic()
+        self.chunk = CHUNK_PER_CONNECTION * max(1, backend.connections)
+
+    def clock(self) -> datetime:
+        """`now` moved on by the time this run has taken, for the times we record."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
+
+    # --- the coordinator -------------------------------------------------------------
+
+    def run(self) -> SendReport:
+        with self.database.session() as session:
+            recovered = recover_interrupted(session, now=self.now, host=HOST, lease=LEASE)
+            self.report.due = count_due(session, now=self.now, day=self.day)
+            first = self._claim(session)
+        if recovered:
+            self.report.recovered = len(recovered)
+            log.warning(
+                "%d messages were in flight when an earlier send stopped; sending them "
+                "again (some may arrive twice): %s",
+                len(recovered),
+                " ".join(recovered),
+            )
+        if not first:
+            return self.report
+        threads = [
+            threading.Thread(target=self._worker, name=f"send-{n}", daemon=True)
+            for n in range(min(self.backend.connections, self.report.due) or 1)
+        ]
+        self.workers = len(threads)
+        for thread in threads:
+            thread.start()
+        try:
+            self._coordinate(len(threads))
+        except BaseException:
+            self.coordinator_gone = True
+            raise
+        finally:
+            self._close_workers()
+            for thread in threads:
+                thread.join()
+            self._release(self._drain_todo())
+        self.report.stopped = self.stop.is_set()
+        self.report.error = self.abort or (
+            self.unavailable if self.report.sent == 0 or not self._all_done() else None
+        )
+        return self.report
+
+    def _all_done(self) -> bool:
+        with self.database.session() as session:
+            return count_due(session, now=self.now, day=self.day) == 0
+
+    def _coordinate(self, alive: int) -> None:
+        """Collect outcomes and commit them in groups.
+
+        A group is committed as soon as a worker needs it (it is about to send a final
+        "." and its previous outcome is not yet on disk), or once its oldest outcome has
+        waited `GATHER` seconds, or when it is large. With a fast server the group holds
+        about one outcome per connection (a fraction of a commit per message); with a
+        slow one it is committed long before any worker has to wait for it.
+        """
+        pending: list[_Done] = []
+        oldest = 0.0
+        while alive:
+            wait = 0.2 if not pending else max(0.0, oldest + GATHER - time.monotonic())
+            try:
+                items = [self.results.get(timeout=wait)]
+                flush = False
+            except queue.Empty:
+                items, flush = [], True
+            while True:
+                try:
+                    items.append(self.results.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                if item is None:
+                    alive -= 1
+                    flush = True
+                elif item is _WAITING:
+                    flush = True
+                else:
+                    if not pending:
+                        oldest = time.monotonic()
+                    pending.append(item)
+            if flush or len(pending) >= self.chunk or self._refill_needed():
+                self._record(pending)
+                pending = []
+            if self.stop.is_set() or self.abort or (self.exhausted and self.todo.empty()):
+                self._close_workers()
+        self._record(pending)
+
+    def _refill_needed(self) -> bool:
+        return not (self.exhausted or self.closing) and self.todo.qsize() < self.chunk // 2
+
+    def _record(self, batch: list[_Done]) -> None:
+        refill = self._refill_needed()
+        if not batch and not refill:
+            return
+        results, release = [], []
+        for done in batch:
+            result = self._result(done)
+            if result is None:
+                release.append(done.job.id)
+            else:
+                results.append(result)
+        with self.database.session() as session:
+            bounced = record_results(
+                session,
+                results,
+                now=self.clock(),
+                bounce_threshold=self.settings.delivery.bounce_threshold,
+            )
+            self._release_in(session, release)
+            if refill:
+                self._claim(session)
+        # Only now, with the outcomes committed, may each worker send its next message.
+        for done in batch:
+            done.ack.set()
+        self.bounced.update(bounced)
+        self.report.suppressed += len(bounced)
+        for result in results:
+            self.report.add(result)
+        if self.progress and batch:
+            self.progress(len(batch), self.report.due)
+
+    def _result(self, done: _Done) -> Result | None:
+        """The row update for one worker report; None to hand the row back untried."""
+        job, outcome = done.job, done.outcome
+        hours = self.settings.delivery.retry_deadline_hours
+        if isinstance(outcome, Outcome):
+            result = policy.result_for(
+                job, outcome, now=self.clock(), retry_deadline_hours=hours, rng=self.rng
+            )
+            if result.state == "unknown":
+                self.report.unknown_ids.append(job.message_id)
+                log.warning(
+                    "connection lost after sending %s to %s; it may or may not have been "
+                    "accepted: find it in the mail server's log, then run `digest outbox "
+                    "--mark-sent %d` or `--resend %d`",
+                    job.message_id,
+                    job.recipient,
+                    job.id,
+                    job.id,
+                )
+            return result
+        if outcome.kind == "unavailable":
+            self.unavailable = outcome.text
+            log.warning("%s", outcome.text)
+            return policy.temporary_failure(
+                job, None, outcome.text, now=self.clock(), hours=hours, rng=self.rng
+            )
+        if outcome.kind == "bounced":
+            return Result(
+                job.id, job.subscriber_id, "skipped", False, reply="not sent: the address bounced"
+            )
+        if outcome.kind in ("misconfigured", "crash"):
+            self.abort = self.abort or outcome.text
+        return None
+
+    def _claim(self, session: object) -> list[OutboxJob]:
+        jobs = claim_due(
+            session,  # type: ignore[arg-type]
+            now=self.now,
+            limit=self.chunk,
+            claimer=self.claimer,
+            day=self.day,
+        )
+        if len(jobs) < self.chunk:
+            self.exhausted = True
+        hours = self.settings.delivery.retry_deadline_hours
+        settled = []
+        for job in jobs:
+            result = policy.ineligible(job) or policy.expired(job, now=self.now, hours=hours)
+            if result is None:
+                self.todo.put(job)
+            else:
+                settled.append(result)
+                self.report.add(result)
+        record_results(
+            session,  # type: ignore[arg-type]
+            settled,
+            now=self.now,
+            bounce_threshold=self.settings.delivery.bounce_threshold,
+        )
+        return jobs
+
+    def _close_workers(self) -> None:
+        """Stop handing out work: unstarted rows go back, each worker gets an end marker."""
+        if self.closing:
+            return
+        self.closing = True
+        self._release(self._drain_todo())
+        for _ in range(self.workers):
+            self.todo.put(None)
+
+    def _drain_todo(self) -> list[int]:
+        ids = []
+        while True:
+            try:
+                job = self.todo.get_nowait()
+            except queue.Empty:
+                return ids
+            if job is not None:
+                ids.append(job.id)
+
+    def _release(self, ids: list[int]) -> None:
+        if ids:
+            with self.database.session() as session:
+                self._release_in(session, ids)
+
+    @staticmethod
+    def _release_in(session: object, ids: list[int]) -> None:
+        if ids:
+            release_claims(session, ids)  # type: ignore[arg-type]
+
+    # --- the workers -----------------------------------------------------------------
+
+    def _worker(self) -> None:
+        previous: threading.Event | None = None  # set when the last outcome is committed
+        connection: Connection | None = None
+
+        def previous_recorded() -> None:
+            # Called just before the server can accept the next message (the final "."):
+            # the connection's previous outcome must be on disk first.
+            if previous is None or previous.is_set():
+                return
+            self.results.put(_WAITING)  # ask the coordinator to commit now
+            while not previous.wait(0.5):
+                if self.coordinator_gone:
+                    raise RuntimeError("the outbox coordinator stopped")
+
+        try:
+            while (job := self.todo.get()) is not None:
+                outcome, connection, last = self._deliver(job, connection, previous_recorded)
+                previous = threading.Event()
+                self.results.put(_Done(job, outcome, previous))
+                if last:
+                    break
+        finally:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            self.results.put(None)
+
+    def _deliver(
+        self,
+        job: OutboxJob,
+        connection: Connection | None,
+        previous_recorded: Callable[[], None],
+    ) -> tuple[Outcome | _Failure, Connection | None, bool]:
+        """Deliver one job; return the outcome, the connection, and whether to stop."""
+        if job.subscriber_id in self.bounced:
+            return _Failure("bounced"), connection, False
+        self.pacer.wait()
+        if self.stop.is_set() or self.abort:
+            return _Failure("release"), connection, True
+        try:
+            if connection is None:
+                connection = self.backend.open()
+            return connection.deliver(job.message(), previous_recorded), connection, False
+        except BackendUnavailable as error:
+            return _Failure("unavailable", str(error)), connection, True
+        except BackendMisconfigured as error:
+            return _Failure("misconfigured", str(error)), connection, True
+        except Exception as error:  # a bug: keep the row, stop the run, say so
+            if self.coordinator_gone:
+                return _Failure("release"), None, True
+            log.exception("unexpected error while sending %s", job.message_id)
+            return _Failure("crash", f"internal error while sending: {error!r}"), connection, True

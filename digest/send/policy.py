@@ -1,0 +1,133 @@
+"""What each delivery outcome does to the outbox row and the subscriber.
+
+- Sent: the row is sent; the subscriber's count of consecutive failures goes back to 0.
+- Temporary (refused or lost connection, timeout, 4xx such as 421/450/451/452): retried
+  after 1 min, 5 min, 30 min, then every 2 h (each with up to 20 % random jitter, so a
+  crowd of retries spreads out), until `[delivery] retry_deadline_hours` after it was
+  queued; then it fails.
+- Permanent (5xx): the row fails at once and keeps the server's reply. 550/551/553 on
+  RCPT means the address does not exist: the subscriber is bounced at once. Any other
+  permanent failure counts, and `[delivery] bounce_threshold` of them in a row bounce
+  the subscriber.
+- Unknown (connection lost after the final "."): neither retried nor failed; see
+  `digest.send.delivery` for what the operator does.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from digest.send.backends import PERMANENT, SENT, TEMPORARY, UNKNOWN, Outcome
+from digest.store.outbox import OutboxJob, Result
+
+RETRY_DELAYS = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+)
+JITTER = 0.2
+NO_SUCH_USER = frozenset({550, 551, 553})  # on RCPT: the mailbox does not exist
+
+
+def retry_delay(failures: int, rng: random.Random) -> timedelta:
+    """How long to wait after the `failures`-th temporary failure (1-based), with jitter."""
+    base = RETRY_DELAYS[min(max(failures, 1), len(RETRY_DELAYS)) - 1]
+    return base * (1 + JITTER * rng.random())
+
+
+def deadline(job: OutboxJob, retry_deadline_hours: float) -> datetime:
+    """When a row stops being worth retrying."""
+    return job.queued_at + timedelta(hours=retry_deadline_hours)
+
+
+def result_for(
+    job: OutboxJob,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    retry_deadline_hours: float,
+    rng: random.Random,
+) -> Result:
+    """The row update (and effect on the subscriber) for one delivery outcome."""
+    code, reply = outcome.code, str(outcome) or None
+    if outcome.status == SENT:
+        return Result(
+            job.id,
+            job.subscriber_id,
+            "sent",
+            reply_code=code,
+            reply=reply,
+            reset_failures=job.subscriber_failures > 0,
+        )
+    if outcome.status == UNKNOWN:
+        return Result(job.id, job.subscriber_id, "unknown", reply_code=code, reply=reply)
+    if outcome.status == PERMANENT:
+        bounce = "suppress" if outcome.stage == "rcpt" and code in NO_SUCH_USER else "count"
+        return Result(
+            job.id, job.subscriber_id, "failed", reply_code=code, reply=reply, bounce=bounce
+        )
+    assert outcome.status == TEMPORARY, outcome
+    return temporary_failure(job, code, reply, now=now, hours=retry_deadline_hours, rng=rng)
+
+
+def temporary_failure(
+    job: OutboxJob,
+    code: int | None,
+    reply: str | None,
+    *,
+    now: datetime,
+    hours: float,
+    rng: random.Random,
+) -> Result:
+    """Retry later with backoff, or fail if the retry deadline has come."""
+    give_up_at = deadline(job, hours)
+    if now >= give_up_at:
+        return Result(
+            job.id,
+            job.subscriber_id,
+            "failed",
+            reply_code=code,
+            reply=f"gave up after {hours:g} h of temporary failures; last: {reply}",
+        )
+    next_at = min(now + retry_delay(job.attempts + 1, rng), give_up_at)
+    return Result(
+        job.id, job.subscriber_id, "retrying", reply_code=code, reply=reply, next_attempt_at=next_at
+    )
+
+
+def expired(job: OutboxJob, *, now: datetime, hours: float) -> Result | None:
+    """A failed result for a row whose deadline passed before it could be tried again."""
+    if now <= deadline(job, hours):  # a retry set for the deadline itself still goes
+        return None
+    last = f"; last: {job.reply}" if job.reply else ""
+    return Result(
+        job.id,
+        job.subscriber_id,
+        "failed",
+        attempted=False,
+        reply=f"gave up: not delivered within {hours:g} h of being queued{last}",
+    )
+
+
+def ineligible(job: OutboxJob) -> Result | None:
+    """A skipped result if the subscriber should no longer get this kind of message.
+
+    Digests go to active subscribers only; other messages (a confirmation to a pending
+    subscriber) to anyone who has not bounced or unsubscribed.
+    """
+    status = job.subscriber_status
+    if job.kind == "digest":
+        receives = status == "active"
+    else:
+        receives = status not in ("bounced", "unsubscribed")
+    if receives:
+        return None
+    return Result(
+        job.id,
+        job.subscriber_id,
+        "skipped",
+        attempted=False,
+        reply=f"not sent: the subscriber is {status}",
+    )

@@ -1,0 +1,604 @@
+"""The outbox: messages waiting to be delivered, being delivered, and their fate.
+
+A row is written (`queue_message`) before anything is sent, holding the complete wire
+message (zlib-compressed) so every attempt sends the same bytes. A sender claims due rows
+(`claim_due`: state "sending", stamped with who claimed them), delivers them, and writes
+each outcome (`record_results`) right after the server answers. Digests are unique per
+subscriber and day; other kinds (confirmation emails) may be queued any number of times.
+
+States: queued (never tried) · sending (claimed by a sender) · retrying (a temporary
+failure, `next_attempt_at` says when) · sent · failed (permanent failure or retry deadline
+passed; `reply` keeps the server's answer) · unknown (the connection was lost after the
+whole message went out, so the server may or may not have accepted it) · skipped (the
+subscriber no longer receives mail). The delivery policy (what is temporary, backoff,
+bounce rules) lives in `digest.send`; this module only reads and writes rows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from digest.render import Message
+from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow, UTCDateTime
+
+STATES = ("queued", "sending", "retrying", "sent", "failed", "unknown", "skipped")
+DUE_STATES = ("queued", "retrying")
+DIGEST = "digest"
+# zlib level 6: a 45 KB digest packs to ~12 KB and unpacks in ~80 µs (level 1 packs to
+# ~15 KB and unpacks slower, ~135 µs), which matters on the sending path.
+COMPRESSION_LEVEL = 6
+
+_outbox = OutboxRow.__table__
+_messages = OutboxMessageRow.__table__
+_subscribers = SubscriberRow.__table__
+
+
+def pack(data: bytes) -> bytes:
+    """Compress a wire message for storage."""
+    return zlib.compress(data, COMPRESSION_LEVEL)
+
+
+def unpack(packed: bytes) -> bytes:
+    """The wire message a stored row holds."""
+    return zlib.decompress(packed)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxJob:
+    """A claimed row, ready to deliver; `subscriber_status` is read in the same claim."""
+
+    id: int
+    subscriber_id: int
+    subscriber_status: str
+    kind: str
+    digest_date: date | None
+    attempts: int
+    queued_at: datetime
+    sender: str
+    recipient: str
+    message_id: str
+    packed: bytes
+    reply: str | None = None
+    subscriber_failures: int = 0
+
+    def message(self) -> Message:
+        """The message to send, uncompressed."""
+        return Message(self.sender, self.recipient, self.message_id, unpack(self.packed))
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one claimed row, as `record_results` writes it.
+
+    `state` is the new state (sent, retrying, failed, unknown, skipped, or queued to hand
+    the row back untried). `attempted` says whether a delivery was really tried (it counts
+    in `attempts`). `bounce` is "suppress" (the address does not exist: the subscriber is
+    bounced at once), "count" (a permanent failure that counts towards the bounce
+    threshold) or "" (no effect on the subscriber). A "sent" result resets the
+    subscriber's count of consecutive failures unless `reset_failures` is False (the
+    sender knows it is already zero: one statement fewer per batch).
+    """
+
+    id: int
+    subscriber_id: int
+    state: str
+    attempted: bool = True
+    reply_code: int | None = None
+    reply: str | None = None
+    next_attempt_at: datetime | None = None
+    bounce: str = ""
+    reset_failures: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A row as `digest outbox` shows it (without the message)."""
+
+    id: int
+    subscriber_id: int
+    kind: str
+    digest_date: date | None
+    state: str
+    recipient: str
+    message_id: str
+    size: int
+    attempts: int
+    queued_at: datetime
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    sent_at: datetime | None
+    reply_code: int | None
+    reply: str | None
+
+
+# --- Queueing -------------------------------------------------------------------------
+
+
+def queue_message(
+    session: Session,
+    *,
+    subscriber_id: int,
+    kind: str,
+    digest_date: date | None,
+    message: Message,
+    now: datetime,
+) -> int | None:
+    """Put a message in the outbox; return its row id, or None if that digest is queued.
+
+    A digest (kind "digest") is queued at most once per subscriber and `digest_date`:
+    queueing it again keeps the first row and its bytes, so a re-run of the daily job
+    never sends a second copy. Other kinds (e.g. "confirm") are queued every time.
+    """
+    if kind == DIGEST:
+        if digest_date is None:
+            raise ValueError("a digest needs its digest_date")
+        if _digest_row_id(session, subscriber_id, digest_date) is not None:
+            return None
+    values = _row_values(subscriber_id, kind, digest_date, message, now)
+    try:
+        with session.begin_nested():  # a concurrent queue of the same digest loses cleanly
+            result = session.execute(insert(_outbox).values(**values))
+            row_id = int(result.inserted_primary_key[0])
+            session.execute(insert(_messages).values(outbox_id=row_id, data=pack(message.data)))
+    except IntegrityError:
+        if kind == DIGEST and _digest_row_id(session, subscriber_id, digest_date) is not None:
+            return None
+        raise
+    return row_id
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for `queue_messages`."""
+
+    subscriber_id: int
+    kind: str
+    digest_date: date | None
+    message: Message
+
+
+def queue_messages(session: Session, items: Sequence[Outgoing], *, now: datetime) -> int:
+    """Queue many messages at once (the daily digests); return how many were new.
+
+    Same rules as `queue_message`, in a few statements instead of a few per message:
+    digests already queued for that subscriber and day are left as they are.
+    """
+    wanted = [item for item in items if item.kind != DIGEST or item.digest_date is not None]
+    if len(wanted) != len(items):
+        raise ValueError("a digest needs its digest_date")
+    queued: set[tuple[int, date]] = set()
+    digests = [item for item in wanted if item.kind == DIGEST]
+    for start in range(0, len(digests), 500):
+        chunk = digests[start : start + 500]
+        rows = session.execute(
+            select(_outbox.c.subscriber_id, _outbox.c.digest_date).where(
+                _outbox.c.kind == DIGEST,
+                _outbox.c.subscriber_id.in_({item.subscriber_id for item in chunk}),
+                _outbox.c.digest_date.in_({item.digest_date for item in chunk}),
+            )
+        )
+        queued.update((sid, day) for sid, day in rows)
+    fresh, seen = [], set()
+    for item in wanted:
+        key = (item.subscriber_id, item.digest_date)
+        if item.kind == DIGEST and (key in queued or key in seen):
+            continue
+        seen.add(key)
+        fresh.append(item)
+    if not fresh:
+        return 0
+    rows = [_row_values(i.subscriber_id, i.kind, i.digest_date, i.message, now) for i in fresh]
+    try:
+        with session.begin_nested():
+            ids = session.scalars(
+                insert(_outbox).returning(_outbox.c.id, sort_by_parameter_order=True), rows
+            ).all()
+            session.execute(
+                insert(_messages),
+                [
+                    {"outbox_id": row_id, "data": pack(item.message.data)}
+                    for row_id, item in zip(ids, fresh, strict=True)
+                ],
+            )
+    except IntegrityError:  # another process queued some meanwhile: one by one
+        return sum(
+            queue_message(
+                session,
+                subscriber_id=item.subscriber_id,
+                kind=item.kind,
+                digest_date=item.digest_date,
+                message=item.message,
+                now=now,
+            )
+            is not None
+            for item in wanted
+        )
+    return len(fresh)
+
+
+def _row_values(
+    subscriber_id: int, kind: str, digest_date: date | None, message: Message, now: datetime
+) -> dict[str, object]:
+    return {
+        "subscriber_id": subscriber_id,
+        "kind": kind,
+        "digest_date": digest_date,
+        "state": "queued",
+        "sender": message.sender,
+        "recipient": message.recipient,
+        "message_id": message.message_id,
+        "size": len(message.data),
+        "attempts": 0,
+        "queued_at": now,
+        "next_attempt_at": now,
+    }
+
+
+def _digest_row_id(session: Session, subscriber_id: int, digest_date: date) -> int | None:
+    return session.scalar(
+        select(_outbox.c.id).where(
+            _outbox.c.subscriber_id == subscriber_id,
+            _outbox.c.digest_date == digest_date,
+            _outbox.c.kind == DIGEST,
+        )
+    )
+
+
+# --- Claiming and recording -------------------------------------------------------------
+
+
+def _due(now: datetime, day: date | None) -> list:
+    conditions = [_outbox.c.state.in_(DUE_STATES), _outbox.c.next_attempt_at <= now]
+    if day is not None:
+        conditions.append(_outbox.c.digest_date == day)
+    return conditions
+
+
+def count_due(session: Session, *, now: datetime, day: date | None = None) -> int:
+    """How many rows are due for delivery at `now` (optionally only digests of `day`)."""
+    query = select(func.count()).select_from(_outbox).where(*_due(now, day))
+    return session.scalar(query) or 0
+
+
+def due_entries(
+    session: Session, *, now: datetime, day: date | None = None, limit: int | None = None
+) -> list[OutboxEntry]:
+    """The rows due at `now`, oldest first, without claiming them (for dry runs)."""
+    query = _entry_query().where(*_due(now, day)).order_by(_outbox.c.id).limit(limit)
+    return [OutboxEntry(*row) for row in session.execute(query)]
+
+
+def claim_due(
+    session: Session, *, now: datetime, limit: int, claimer: str, day: date | None = None
+) -> list[OutboxJob]:
+    """Mark up to `limit` due rows as being sent by `claimer` and return them, oldest first.
+
+    The update re-checks the state, so two senders never claim the same row.
+    """
+    ids = list(
+        session.scalars(
+            select(_outbox.c.id).where(*_due(now, day)).order_by(_outbox.c.id).limit(limit)
+        )
+    )
+    if not ids:
+        return []
+    session.execute(
+        update(_outbox)
+        .where(_outbox.c.id.in_(ids), _outbox.c.state.in_(DUE_STATES))
+        .values(state="sending", claimed_by=claimer, claimed_at=now)
+    )
+    rows = session.execute(
+        select(
+            _outbox.c.id,
+            _outbox.c.subscriber_id,
+            _subscribers.c.status,
+            _outbox.c.kind,
+            _outbox.c.digest_date,
+            _outbox.c.attempts,
+            _outbox.c.queued_at,
+            _outbox.c.sender,
+            _outbox.c.recipient,
+            _outbox.c.message_id,
+            _messages.c.data,
+            _outbox.c.reply,
+            _subscribers.c.consecutive_failures,
+        )
+        .join(_subscribers, _subscribers.c.id == _outbox.c.subscriber_id)
+        .join(_messages, _messages.c.outbox_id == _outbox.c.id)
+        .where(
+            _outbox.c.id.in_(ids),
+            _outbox.c.state == "sending",
+            _outbox.c.claimed_by == claimer,
+        )
+        .order_by(_outbox.c.id)
+    )
+    return [OutboxJob(*row) for row in rows]
+
+
+def release_claims(session: Session, ids: Iterable[int]) -> None:
+    """Hand claimed rows back untried (a sender stopping before it got to them)."""
+    ids = list(ids)
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(_outbox)
+            .where(_outbox.c.id.in_(ids[start : start + 500]), _outbox.c.state == "sending")
+            .values(state=_untried_state(), claimed_by=None, claimed_at=None)
+        )
+
+
+def _untried_state() -> object:
+    return case((_outbox.c.attempts == 0, "queued"), else_="retrying")
+
+
+def recover_interrupted(
+    session: Session, *, now: datetime, host: str, lease: timedelta
+) -> list[str]:
+    """Requeue rows left "sending" by a sender that died; return their Message-IDs.
+
+    Rows claimed from `host` are known dead when the caller holds the host's send lock;
+    rows claimed elsewhere are taken over once their claim is older than `lease`.
+    """
+    stale = and_(
+        _outbox.c.state == "sending",
+        or_(_outbox.c.claimed_by.like(f"{host}:%"), _outbox.c.claimed_at < now - lease),
+    )
+    message_ids = list(session.scalars(select(_outbox.c.message_id).where(stale)))
+    if message_ids:
+        session.execute(
+            update(_outbox)
+            .where(stale)
+            .values(
+                state=_untried_state(),
+                claimed_by=None,
+                claimed_at=None,
+                next_attempt_at=now,
+                reply="interrupted while sending (the sender stopped); sent again, "
+                "so it may arrive twice with the same Message-ID",
+            )
+        )
+    return message_ids
+
+
+# Built once: these run for every few messages sent, and building a statement costs more
+# than running it.
+_RECORD = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("row_id"))
+    .values(
+        state=bindparam("new_state"),
+        attempts=_outbox.c.attempts + bindparam("tried", type_=Integer),
+        last_attempt_at=func.coalesce(
+            bindparam("last_at", type_=UTCDateTime), _outbox.c.last_attempt_at
+        ),
+        sent_at=bindparam("sent_at", type_=UTCDateTime),
+        next_attempt_at=func.coalesce(
+            bindparam("next_at", type_=UTCDateTime), _outbox.c.next_attempt_at
+        ),
+        reply_code=func.coalesce(bindparam("code", type_=Integer), _outbox.c.reply_code),
+        reply=func.coalesce(bindparam("text", type_=Text), _outbox.c.reply),
+        claimed_by=None,
+        claimed_at=None,
+    )
+)
+_RESET_FAILURES = (
+    update(_subscribers)
+    .where(
+        _subscribers.c.id.in_(bindparam("ids", expanding=True)),
+        _subscribers.c.consecutive_failures != 0,
+    )
+    .values(consecutive_failures=0)
+)
+_COUNT_FAILURE = (
+    update(_subscribers)
+    .where(_subscribers.c.id == bindparam("sid"))
+    .values(consecutive_failures=_subscribers.c.consecutive_failures + 1)
+)
+
+
+def record_results(
+    session: Session, results: Sequence[Result], *, now: datetime, bounce_threshold: int
+) -> list[int]:
+    """Write what became of claimed rows and its effect on subscribers, in one go.
+
+    A delivery resets the subscriber's count of consecutive permanent failures; a
+    "count" bounce adds one and bounces the subscriber at `bounce_threshold`; a
+    "suppress" bounce bounces them at once. A bounced subscriber's other waiting rows are
+    skipped. Returns the ids of the subscribers bounced by these results.
+    """
+    if not results:
+        return []
+    # The session's Core connection: same transaction, without the ORM's per-call work.
+    session.connection().execute(
+        _RECORD,
+        [
+            {
+                "row_id": r.id,
+                "new_state": r.state,
+                "tried": 1 if r.attempted else 0,
+                "last_at": now if r.attempted else None,
+                "sent_at": now if r.state == "sent" else None,
+                "next_at": r.next_attempt_at,
+                "code": r.reply_code,
+                "text": r.reply,
+            }
+            for r in results
+        ],
+    )
+    return _apply_to_subscribers(session, results, now=now, threshold=bounce_threshold)
+
+
+def _apply_to_subscribers(
+    session: Session, results: Sequence[Result], *, now: datetime, threshold: int
+) -> list[int]:
+    delivered = {r.subscriber_id for r in results if r.state == "sent" and r.reset_failures}
+    if delivered:
+        session.execute(_RESET_FAILURES, {"ids": sorted(delivered)})
+    counted = [r.subscriber_id for r in results if r.bounce == "count"]
+    bounced = {r.subscriber_id for r in results if r.bounce == "suppress"}
+    if counted:
+        session.execute(_COUNT_FAILURE, [{"sid": sid} for sid in counted])
+        bounced |= set(
+            session.scalars(
+                select(_subscribers.c.id).where(
+                    _subscribers.c.id.in_(counted),
+                    _subscribers.c.consecutive_failures >= threshold,
+                )
+            )
+        )
+    if not bounced:
+        return []
+    newly = list(
+        session.scalars(
+            select(_subscribers.c.id).where(
+                _subscribers.c.id.in_(bounced), _subscribers.c.status != "bounced"
+            )
+        )
+    )
+    if newly:
+        session.execute(
+            update(_subscribers)
+            .where(_subscribers.c.id.in_(newly))
+            .values(status="bounced", status_changed_at=now)
+        )
+        skip_waiting(session, newly, reason="not sent: the address bounced")
+    return sorted(newly)
+
+
+def skip_waiting(session: Session, subscriber_ids: Iterable[int], *, reason: str) -> int:
+    """Mark the queued and retrying rows of these subscribers skipped; return how many."""
+    result = session.execute(
+        update(_outbox)
+        .where(_outbox.c.subscriber_id.in_(list(subscriber_ids)), _outbox.c.state.in_(DUE_STATES))
+        .values(state="skipped", reply=reason)
+    )
+    return result.rowcount or 0
+
+
+# --- Reading, and what an operator or the manage page does -------------------------------
+
+
+def _entry_query() -> Select:
+    """A select of OutboxEntry's columns, in order."""
+    return select(
+        _outbox.c.id,
+        _outbox.c.subscriber_id,
+        _outbox.c.kind,
+        _outbox.c.digest_date,
+        _outbox.c.state,
+        _outbox.c.recipient,
+        _outbox.c.message_id,
+        _outbox.c.size,
+        _outbox.c.attempts,
+        _outbox.c.queued_at,
+        _outbox.c.next_attempt_at,
+        _outbox.c.last_attempt_at,
+        _outbox.c.sent_at,
+        _outbox.c.reply_code,
+        _outbox.c.reply,
+    )
+
+
+def get_entry(session: Session, outbox_id: int) -> OutboxEntry | None:
+    """One row of the outbox, if it exists."""
+    row = session.execute(_entry_query().where(_outbox.c.id == outbox_id)).first()
+    return OutboxEntry(*row) if row else None
+
+
+def get_message(session: Session, outbox_id: int) -> Message | None:
+    """The exact message a row holds (what was, or will be, sent)."""
+    row = session.execute(
+        select(_outbox.c.sender, _outbox.c.recipient, _outbox.c.message_id, _messages.c.data)
+        .join(_messages, _messages.c.outbox_id == _outbox.c.id)
+        .where(_outbox.c.id == outbox_id)
+    ).first()
+    if row is None or row.data is None:
+        return None
+    return Message(row.sender, row.recipient, row.message_id, unpack(row.data))
+
+
+def state_counts(session: Session) -> list[tuple[date | None, str, str, int]]:
+    """(digest date, kind, state, count) for every group, newest date first."""
+    rows = session.execute(
+        select(_outbox.c.digest_date, _outbox.c.kind, _outbox.c.state, func.count())
+        .group_by(_outbox.c.digest_date, _outbox.c.kind, _outbox.c.state)
+        .order_by(_outbox.c.digest_date.desc().nulls_last(), _outbox.c.kind, _outbox.c.state)
+    )
+    return [(day, kind, state, count) for day, kind, state, count in rows]
+
+
+def recent_problems(session: Session, limit: int = 20) -> list[OutboxEntry]:
+    """The latest failed, unknown and retrying rows, newest attempt first."""
+    query = (
+        _entry_query()
+        .where(_outbox.c.state.in_(("failed", "unknown", "retrying")))
+        .order_by(_outbox.c.last_attempt_at.desc(), _outbox.c.id.desc())
+        .limit(limit)
+    )
+    return [OutboxEntry(*row) for row in session.execute(query)]
+
+
+def resolve_unknown(session: Session, outbox_id: int, *, delivered: bool, now: datetime) -> None:
+    """Settle a row in state "unknown" once the operator knows whether it arrived.
+
+    `delivered` True marks it sent (found in the mail server's log by its Message-ID);
+    False queues it again to be sent on the next run.
+    """
+    row = session.get(OutboxRow, outbox_id)
+    if row is None:
+        raise LookupError(f"no outbox row {outbox_id}")
+    if row.state != "unknown":
+        raise ValueError(f"outbox row {outbox_id} is {row.state}, not unknown")
+    if delivered:
+        row.state, row.sent_at = "sent", now
+        row.reply = "marked sent by the operator"
+    else:
+        row.state, row.next_attempt_at = "retrying", now
+        row.reply = "queued again by the operator"
+
+
+def reactivate_subscriber(session: Session, subscriber_id: int, now: datetime) -> bool:
+    """Let a bounced subscriber receive mail again (from the manage page); False if not bounced.
+
+    Their failure count starts from zero. Rows skipped while they were bounced stay
+    skipped: old digests are not worth sending late.
+    """
+    row = session.get(SubscriberRow, subscriber_id)
+    if row is None:
+        raise LookupError(f"no subscriber {subscriber_id}")
+    if row.status != "bounced":
+        return False
+    row.status, row.status_changed_at, row.consecutive_failures = "active", now, 0
+    return True
+
+
+def drop_old_messages(session: Session, *, before: datetime) -> int:
+    """Free the stored bytes of messages sent, failed or skipped before `before`.
+
+    The rows stay (they are the delivery log); only their message bytes go.
+    """
+    finished = select(_outbox.c.id).where(
+        _outbox.c.state.in_(("sent", "failed", "skipped")),
+        func.coalesce(_outbox.c.sent_at, _outbox.c.last_attempt_at, _outbox.c.queued_at) < before,
+    )
+    result = session.execute(delete(_messages).where(_messages.c.outbox_id.in_(finished)))
+    return result.rowcount or 0

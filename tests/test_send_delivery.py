@@ -1,0 +1,449 @@
+"""`send_due` against a real SMTP server (aiosmtpd on loopback) that misbehaves on purpose.
+
+For each fault: what arrived at the server (exactly once), what the outbox says, and that
+a later run finishes the job. The clock is injected: retries are due minutes "later"
+without anyone sleeping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from digest.send import send_due
+from digest.send.delivery import Pacer
+from digest.store import Database, open_database
+from digest.store.outbox import (
+    get_entry,
+    queue_message,
+    reactivate_subscriber,
+    resolve_unknown,
+    state_counts,
+)
+from digest.store.subscribers import (
+    create_subscriber,
+    find_subscriber,
+    get_subscriber,
+    set_status,
+)
+from tests.messages import build_digest, queue_digests
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+DAY = date(2026, 11, 23)
+LATER = NOW + timedelta(minutes=2)  # past the first retry delay (1 min + jitter)
+
+
+@pytest.fixture
+def send_settings(make_settings: Any, smtp_server: Any) -> Any:
+    return make_settings(
+        smtp=smtp_server.smtp_settings(connections=2), delivery={"backend": "smtp"}
+    )
+
+
+@pytest.fixture
+def db(send_settings: Any) -> Any:
+    database = open_database(send_settings)
+    yield database
+    database.dispose()
+
+
+def states(database: Database) -> Counter[str]:
+    with database.session() as session:
+        return Counter({state: n for _day, _kind, state, n in state_counts(session) for _ in [0]})
+
+
+def entry_for(database: Database, email: str) -> Any:
+    with database.session() as session:
+        subscriber = find_subscriber(session, email)
+        from sqlalchemy import select
+
+        from digest.store.models import OutboxRow
+
+        row_id = session.scalar(
+            select(OutboxRow.id).where(OutboxRow.subscriber_id == subscriber.id)
+        )
+        return get_entry(session, row_id)
+
+
+def exactly_once(server: Any, messages: list[Any]) -> None:
+    counts = server.message_ids()
+    assert counts == Counter({m.message_id: 1 for m in messages})
+
+
+def test_every_message_arrives_once_over_reused_connections(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 30, now=NOW)
+    report = send_due(send_settings, db, now=NOW)
+    assert (report.due, report.sent, report.error) == (30, 30, None)
+    exactly_once(smtp_server, messages)
+    assert smtp_server.connections == 2  # two persistent connections carried all 30
+    by_id = {m.message_id: m for m in messages}
+    for received in smtp_server.received:
+        # The bytes that arrive are the bytes that were queued (after un-dot-stuffing).
+        assert received.data.rstrip(b"\r\n") == by_id[received.message_id].data.rstrip(b"\r\n")
+        assert received.sender == "digest@example.org"
+    assert states(db) == {"sent": 30}
+    again = send_due(send_settings, db, now=LATER)
+    assert (again.due, again.sent) == (0, 0)
+    assert len(smtp_server.received) == 30
+
+
+def test_lines_starting_with_a_dot_survive(send_settings: Any, db: Any, smtp_server: Any) -> None:
+    message = build_digest(1, "reader0@example.net")
+    # Lines that start with "." (and one that is only "."): dot-stuffing must keep them.
+    dotted = message.data.replace(b"\r\n\r\n", b"\r\n\r\n.hidden\r\n..two\r\n.\r\n", 1)
+    with db.session() as session:
+        sid = create_subscriber(
+            session,
+            "reader0@example.net",
+            "x",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        ).id
+        queue_message(
+            session,
+            subscriber_id=sid,
+            kind="digest",
+            digest_date=DAY,
+            message=type(message)(message.sender, message.recipient, message.message_id, dotted),
+            now=NOW,
+        )
+    assert send_due(send_settings, db, now=NOW).sent == 1
+    (arrived,) = smtp_server.received
+    assert arrived.data == dotted
+
+
+def test_421_at_connect_is_retried_later(make_settings: Any, smtp_server: Any) -> None:
+    settings = make_settings(
+        smtp=smtp_server.smtp_settings(connections=1), delivery={"backend": "smtp"}
+    )
+    db = open_database(settings)
+    messages = queue_digests(db, 3, now=NOW)
+    smtp_server.faults.greeting_421 = 1
+    report = send_due(settings, db, now=NOW)
+    assert report.sent == 0 and report.retrying == 1
+    assert "refused the connection: 421" in report.error
+    assert smtp_server.received == []
+    assert states(db) == {"retrying": 1, "queued": 2}
+    report = send_due(settings, db, now=LATER)
+    assert (report.sent, report.error) == (3, None)
+    exactly_once(smtp_server, messages)
+    db.dispose()
+
+
+def test_451_on_rcpt_retries_with_backoff(send_settings: Any, db: Any, smtp_server: Any) -> None:
+    messages = queue_digests(db, 3, now=NOW)
+    smtp_server.faults.rcpt_451["reader1@example.net"] = 1
+    report = send_due(send_settings, db, now=NOW, rng=random.Random(1))
+    assert (report.sent, report.retrying) == (2, 1)
+    entry = entry_for(db, "reader1@example.net")
+    assert (entry.state, entry.reply_code, entry.attempts) == ("retrying", 451, 1)
+    assert "Temporary lookup failure" in entry.reply
+    assert NOW + timedelta(minutes=1) <= entry.next_attempt_at <= NOW + timedelta(seconds=73)
+    assert send_due(send_settings, db, now=NOW).sent == 0  # not due yet
+    assert send_due(send_settings, db, now=LATER).sent == 1
+    exactly_once(smtp_server, messages)
+    assert entry_for(db, "reader1@example.net").attempts == 2
+
+
+def test_550_on_rcpt_suppresses_the_address_at_once(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 3, now=NOW)
+    smtp_server.faults.rcpt_550.add("reader1@example.net")
+    with db.session() as session:  # a confirmation waiting for the same person
+        sid = find_subscriber(session, "reader1@example.net").id
+        queue_message(
+            session,
+            subscriber_id=sid,
+            kind="confirm",
+            digest_date=None,
+            message=build_digest(sid, "reader1@example.net", kind="confirm"),
+            now=NOW + timedelta(seconds=1),
+        )
+    report = send_due(send_settings, db, now=NOW)
+    assert (report.sent, report.failed, report.suppressed) == (2, 1, 1)
+    entry = entry_for(db, "reader1@example.net")
+    assert (entry.state, entry.reply_code) == ("failed", 550)
+    assert "User unknown" in entry.reply
+    with db.session() as session:
+        assert get_subscriber(session, sid).status == "bounced"
+    assert states(db)["skipped"] == 1  # the confirmation is not sent
+    later = send_due(send_settings, db, now=LATER + timedelta(seconds=1))
+    assert later.sent == 0
+    exactly_once(smtp_server, [messages[0], messages[2]])
+
+
+def test_552_on_data_fails_the_message_and_counts_towards_bouncing(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 2, now=NOW)
+    smtp_server.faults.data_552.add("reader0@example.net")
+    report = send_due(send_settings, db, now=NOW)
+    assert (report.sent, report.failed, report.suppressed) == (1, 1, 0)
+    entry = entry_for(db, "reader0@example.net")
+    assert (entry.state, entry.reply_code) == ("failed", 552)
+    assert "exceeds fixed limit" in entry.reply
+    with db.session() as session:
+        subscriber = find_subscriber(session, "reader0@example.net")
+    assert (subscriber.status, subscriber.consecutive_failures) == ("active", 1)
+    assert send_due(send_settings, db, now=LATER).sent == 0
+    exactly_once(smtp_server, messages[1:])
+
+
+def test_connection_cut_in_the_middle_of_data_is_retried(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 2, now=NOW)
+    # A big message (15 MB), so that we are still writing it when the server resets: the
+    # final "." never went out, so the server cannot have accepted it.
+    with db.session() as session:
+        sid = create_subscriber(
+            session,
+            "big@example.net",
+            "x",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        ).id
+        big = build_digest(sid, "big@example.net", DAY, extra_body=b"x" * 76 * 200_000)
+        queue_message(
+            session, subscriber_id=sid, kind="digest", digest_date=DAY, message=big, now=NOW
+        )
+    smtp_server.faults.cut_in_data["big@example.net"] = 1
+    report = send_due(send_settings, db, now=NOW)
+    assert smtp_server.cut_in_data == 1
+    assert (report.sent, report.retrying, report.unknown) == (2, 1, 0)
+    entry = entry_for(db, "big@example.net")
+    assert entry.state == "retrying" and "connection lost" in entry.reply
+    assert send_due(send_settings, db, now=LATER).sent == 1
+    exactly_once(smtp_server, [*messages, big])
+
+
+def test_connection_cut_after_the_final_dot_is_unknown_not_retried(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 3, now=NOW)
+    smtp_server.faults.cut_after_dot["reader1@example.net"] = 1
+    report = send_due(send_settings, db, now=NOW)
+    assert (report.sent, report.unknown, report.retrying) == (2, 1, 0)
+    assert report.unknown_ids == [messages[1].message_id]
+    assert [r.message_id for r in smtp_server.cut_after_dot] == [messages[1].message_id]
+    entry = entry_for(db, "reader1@example.net")
+    assert entry.state == "unknown" and "after the end of data" in entry.reply
+    assert send_due(send_settings, db, now=LATER).sent == 0  # never resent blindly
+    # The operator finds it missing from the server's log: send it again.
+    with db.session() as session:
+        resolve_unknown(session, entry.id, delivered=False, now=LATER)
+    assert send_due(send_settings, db, now=LATER).sent == 1
+    exactly_once(smtp_server, messages)
+
+
+def test_a_server_that_stalls_past_the_timeout_is_retried(
+    make_settings: Any, smtp_server: Any
+) -> None:
+    settings = make_settings(
+        smtp=smtp_server.smtp_settings(connections=1, timeout=0.3), delivery={"backend": "smtp"}
+    )
+    db = open_database(settings)
+    messages = queue_digests(db, 1, now=NOW)
+    smtp_server.faults.stall_rcpt = 1.0
+    report = send_due(settings, db, now=NOW)
+    assert (report.sent, report.retrying) == (0, 1)
+    assert "timed out" in entry_for(db, "reader0@example.net").reply
+    smtp_server.faults.stall_rcpt = 0
+    assert send_due(settings, db, now=LATER).sent == 1
+    exactly_once(smtp_server, messages)
+    db.dispose()
+
+
+def test_a_server_that_is_down_and_comes_back(make_settings: Any, start_smtp_server: Any) -> None:
+    server = start_smtp_server(listen=False)
+    settings = make_settings(smtp=server.smtp_settings(connections=2), delivery={"backend": "smtp"})
+    db = open_database(settings)
+    messages = queue_digests(db, 5, now=NOW)
+    report = send_due(settings, db, now=NOW)
+    assert report.sent == 0 and 1 <= report.retrying <= 2
+    assert report.error == (
+        f"cannot connect to SMTP server 127.0.0.1:{server.port}: Connection refused; "
+        "check [smtp] host and port"
+    )
+    server.start()
+    report = send_due(settings, db, now=LATER)
+    assert (report.sent, report.error) == (5, None)
+    exactly_once(server, messages)
+    db.dispose()
+
+
+def test_temporary_failures_give_up_at_the_retry_deadline(
+    make_settings: Any, smtp_server: Any
+) -> None:
+    settings = make_settings(
+        smtp=smtp_server.smtp_settings(connections=1),
+        delivery={"backend": "smtp", "retry_deadline_hours": 1},
+    )
+    db = open_database(settings)
+    queue_digests(db, 1, now=NOW)
+    smtp_server.faults.rcpt_451["*"] = 100
+    schedule = []
+    when = NOW
+    for _ in range(10):
+        report = send_due(settings, db, now=when, rng=random.Random(7))
+        entry = entry_for(db, "reader0@example.net")
+        schedule.append((when, entry.state))
+        if entry.state != "retrying":
+            break
+        when = entry.next_attempt_at
+    assert [state for _, state in schedule] == ["retrying"] * 4 + ["failed"]
+    # 1 min, 5 min, 30 min (with up to 20 % jitter), then the last try at the deadline.
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(schedule)]
+    assert timedelta(minutes=1) <= gaps[0] <= timedelta(minutes=1.2)
+    assert timedelta(minutes=5) <= gaps[1] <= timedelta(minutes=6)
+    assert timedelta(minutes=30) <= gaps[2] <= timedelta(minutes=36)
+    assert schedule[-1][0] == NOW + timedelta(hours=1)
+    assert "gave up after 1 h" in entry.reply and report.failed == 1
+    assert smtp_server.received == []
+    db.dispose()
+
+
+def test_consecutive_permanent_failures_bounce_and_a_success_resets(
+    make_settings: Any, smtp_server: Any
+) -> None:
+    settings = make_settings(
+        smtp=smtp_server.smtp_settings(connections=1),
+        delivery={"backend": "smtp", "bounce_threshold": 2},
+    )
+    db = open_database(settings)
+    days = [DAY + timedelta(days=n) for n in range(4)]
+    queue_digests(db, 1, now=NOW, day=days[0])
+    address = "reader0@example.net"
+
+    def send_day(n: int, refuse: bool) -> Any:
+        with db.session() as session:
+            sid = find_subscriber(session, address).id
+            queue_message(
+                session,
+                subscriber_id=sid,
+                kind="digest",
+                digest_date=days[n],
+                message=build_digest(sid, address, days[n]),
+                now=NOW + timedelta(days=n),
+            )
+        if refuse:
+            smtp_server.faults.data_552.add(address)
+        else:
+            smtp_server.faults.data_552.discard(address)
+        send_due(settings, db, now=NOW + timedelta(days=n), day=days[n])
+        with db.session() as session:
+            return find_subscriber(session, address)
+
+    assert send_day(0, refuse=True).consecutive_failures == 1
+    assert send_day(1, refuse=False).consecutive_failures == 0
+    assert send_day(2, refuse=True).consecutive_failures == 1
+    subscriber = send_day(3, refuse=True)
+    assert (subscriber.status, subscriber.consecutive_failures) == ("bounced", 2)
+    assert len(smtp_server.received) == 1
+    db.dispose()
+
+
+def test_a_bounced_subscriber_gets_nothing_until_reactivated(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 2, now=NOW)
+    with db.session() as session:
+        sid = find_subscriber(session, "reader0@example.net").id
+        set_status(session, sid, "bounced", NOW)
+    report = send_due(send_settings, db, now=NOW)
+    assert (report.sent, report.skipped) == (1, 1)
+    entry = entry_for(db, "reader0@example.net")
+    assert entry.state == "skipped" and "bounced" in entry.reply
+    with db.session() as session:
+        assert reactivate_subscriber(session, sid, NOW)
+        tomorrow = DAY + timedelta(days=1)
+        fresh = build_digest(sid, "reader0@example.net", tomorrow)
+        queue_message(
+            session,
+            subscriber_id=sid,
+            kind="digest",
+            digest_date=tomorrow,
+            message=fresh,
+            now=LATER,
+        )
+    assert send_due(send_settings, db, now=LATER).sent == 1
+    exactly_once(smtp_server, [messages[1], fresh])
+
+
+def test_rate_limit_spaces_messages_out(make_settings: Any, smtp_server: Any) -> None:
+    settings = make_settings(
+        smtp=smtp_server.smtp_settings(connections=2, rate=20.0), delivery={"backend": "smtp"}
+    )
+    db = open_database(settings)
+    queue_digests(db, 6, now=NOW)
+    assert send_due(settings, db, now=NOW).sent == 6
+    arrivals = sorted(r.at for r in smtp_server.received)
+    # Six messages at 20/s take at least 5 intervals of 50 ms (a lower bound only).
+    assert arrivals[-1] - arrivals[0] >= 5 * 0.05 * 0.9
+    db.dispose()
+
+
+def test_pacer_spaces_slots_by_the_rate() -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            now[0] += timeout or 0.0
+            return False
+
+    pacer = Pacer(4.0, Stop(), clock=lambda: now[0])
+    for _ in range(5):
+        pacer.wait()
+    assert waits == pytest.approx([0.25] * 4)
+    assert now[0] == pytest.approx(101.0)
+
+
+def test_stop_request_finishes_in_flight_and_hands_back_the_rest(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 40, now=NOW)
+    stop = threading.Event()
+    finished = []
+
+    def progress(done: int, due: int) -> None:
+        finished.append(done)
+        if sum(finished) >= 10:
+            stop.set()
+
+    report = send_due(send_settings, db, now=NOW, progress=progress, stop=stop)
+    assert report.stopped and 10 <= report.sent < 40
+    assert len(smtp_server.received) == report.sent
+    assert states(db) == {"sent": report.sent, "queued": 40 - report.sent}  # none left sending
+    rest = send_due(send_settings, db, now=NOW)
+    assert rest.sent == 40 - report.sent
+    exactly_once(smtp_server, messages)
+
+
+def test_dry_run_counts_without_sending(send_settings: Any, db: Any, smtp_server: Any) -> None:
+    queue_digests(db, 4, now=NOW)
+    report = send_due(send_settings, db, now=NOW, dry_run=True)
+    assert (report.dry_run, report.due, report.sent) == (True, 4, 0)
+    assert report.summary() == "4 messages due (dry run: nothing sent)"
+    assert smtp_server.received == [] and states(db) == {"queued": 4}
+
+
+def test_only_the_given_date(send_settings: Any, db: Any, smtp_server: Any) -> None:
+    queue_digests(db, 2, now=NOW, day=DAY)
+    queue_digests(db, 3, now=NOW, day=DAY + timedelta(days=1), first=10)
+    assert send_due(send_settings, db, now=NOW, day=DAY + timedelta(days=1)).sent == 3
+    assert send_due(send_settings, db, now=NOW).sent == 2

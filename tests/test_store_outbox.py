@@ -1,0 +1,301 @@
+"""The outbox queries: queueing, claiming, recording outcomes, and what operators do."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from digest.store import Database
+from digest.store.models import OutboxMessageRow
+from digest.store.outbox import (
+    Outgoing,
+    Result,
+    claim_due,
+    count_due,
+    drop_old_messages,
+    get_entry,
+    get_message,
+    queue_message,
+    queue_messages,
+    reactivate_subscriber,
+    recent_problems,
+    record_results,
+    recover_interrupted,
+    release_claims,
+    resolve_unknown,
+    state_counts,
+)
+from digest.store.subscribers import create_subscriber, get_subscriber, set_status
+from tests.messages import build_digest
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+DAY = date(2026, 11, 23)
+
+
+def _subscriber(session, n: int = 1, status: str = "active") -> int:
+    return create_subscriber(
+        session,
+        f"reader{n}@example.net",
+        "x",
+        send_time="08:00",
+        timezone="UTC",
+        now=NOW,
+        status=status,
+    ).id
+
+
+def _queue(session, subscriber_id: int, day: date = DAY, kind: str = "digest") -> int | None:
+    message = build_digest(subscriber_id, f"reader{subscriber_id}@example.net", day, papers=2)
+    return queue_message(
+        session,
+        subscriber_id=subscriber_id,
+        kind=kind,
+        digest_date=day if kind == "digest" else None,
+        message=message,
+        now=NOW,
+    )
+
+
+def test_a_digest_is_queued_once_per_subscriber_and_day(database: Database) -> None:
+    with database.session() as session:
+        sid = _subscriber(session)
+        first = _queue(session, sid)
+        again = _queue(session, sid)
+        next_day = _queue(session, sid, DAY + timedelta(days=1))
+    assert first is not None and next_day is not None
+    assert again is None
+    with database.session() as session:
+        assert count_due(session, now=NOW) == 2
+        assert count_due(session, now=NOW, day=DAY) == 1
+
+
+def test_confirmation_emails_may_be_queued_many_times(database: Database) -> None:
+    with database.session() as session:
+        sid = _subscriber(session, status="pending")
+        ids = [_queue(session, sid, kind="confirm") for _ in range(3)]
+    assert None not in ids and len(set(ids)) == 3
+
+
+def test_the_stored_message_is_compressed_and_comes_back_byte_for_byte(
+    database: Database,
+) -> None:
+    message = build_digest(1, "reader1@example.net", DAY)
+    with database.session() as session:
+        sid = _subscriber(session)
+        row_id = queue_message(
+            session, subscriber_id=sid, kind="digest", digest_date=DAY, message=message, now=NOW
+        )
+    with database.session() as session:
+        stored = session.scalar(
+            select(OutboxMessageRow.data).where(OutboxMessageRow.outbox_id == row_id)
+        )
+        assert len(stored) < len(message.data) / 2
+        assert get_message(session, row_id) == message
+        entry = get_entry(session, row_id)
+    assert entry.state == "queued" and entry.size == len(message.data)
+    assert entry.message_id == message.message_id
+
+
+def test_a_digest_needs_its_date(database: Database) -> None:
+    with database.session() as session:
+        sid = _subscriber(session)
+        with pytest.raises(ValueError, match="digest_date"):
+            queue_message(
+                session,
+                subscriber_id=sid,
+                kind="digest",
+                digest_date=None,
+                message=build_digest(sid, "x@example.net"),
+                now=NOW,
+            )
+
+
+def test_claimed_rows_are_not_claimed_again_until_released(database: Database) -> None:
+    with database.session() as session:
+        for n in range(5):
+            _queue(session, _subscriber(session, n))
+    with database.session() as session:
+        first = claim_due(session, now=NOW, limit=3, claimer="host:1:a")
+        second = claim_due(session, now=NOW, limit=10, claimer="host:2:b")
+        third = claim_due(session, now=NOW, limit=10, claimer="host:3:c")
+    assert len(first) == 3 and len(second) == 2 and third == []
+    assert {job.id for job in first}.isdisjoint(job.id for job in second)
+    assert first[0].message().data.startswith(b"From: ")
+    assert first[0].subscriber_status == "active"
+    with database.session() as session:
+        release_claims(session, [job.id for job in first])
+        assert count_due(session, now=NOW) == 3
+        assert {e.state for e in map(lambda j: get_entry(session, j.id), first)} == {"queued"}
+
+
+def test_nothing_is_due_before_its_next_attempt(database: Database) -> None:
+    with database.session() as session:
+        _queue(session, _subscriber(session))
+        assert count_due(session, now=NOW - timedelta(seconds=1)) == 0
+        assert claim_due(session, now=NOW - timedelta(seconds=1), limit=5, claimer="h:1") == []
+
+
+def test_rows_left_sending_by_a_dead_sender_are_requeued(database: Database) -> None:
+    with database.session() as session:
+        for n in range(3):
+            _queue(session, _subscriber(session, n))
+    with database.session() as session:
+        mine = claim_due(session, now=NOW, limit=2, claimer="here:123:x")
+        other = claim_due(session, now=NOW, limit=1, claimer="there:9:y")
+    with database.session() as session:
+        recovered = recover_interrupted(session, now=NOW, host="here", lease=timedelta(hours=1))
+        assert sorted(recovered) == sorted(job.message_id for job in mine)
+        assert get_entry(session, other[0].id).state == "sending"  # another host, still leased
+        later = NOW + timedelta(hours=2)
+        assert recover_interrupted(session, now=later, host="here", lease=timedelta(hours=1)) == [
+            other[0].message_id
+        ]
+        entry = get_entry(session, mine[0].id)
+    assert entry.state == "queued" and "may arrive twice" in entry.reply
+
+
+def test_record_results_writes_outcomes_and_subscriber_effects(database: Database) -> None:
+    with database.session() as session:
+        a, b, c = (_subscriber(session, n) for n in range(3))
+        for sid in (a, b, c):
+            _queue(session, sid)
+        extra = _queue(session, b, kind="confirm")
+        jobs = claim_due(session, now=NOW, limit=3, claimer="h:1:z")
+    by_sub = {job.subscriber_id: job for job in jobs}
+    later = NOW + timedelta(minutes=1)
+    with database.session() as session:
+        set_failures(session, a, 2)
+        bounced = record_results(
+            session,
+            [
+                Result(by_sub[a].id, a, "sent", reply_code=250, reply="2.0.0 Ok: queued as X"),
+                Result(
+                    by_sub[b].id,
+                    b,
+                    "failed",
+                    reply_code=550,
+                    reply="no such user",
+                    bounce="suppress",
+                ),
+                Result(
+                    by_sub[c].id,
+                    c,
+                    "retrying",
+                    reply_code=451,
+                    reply="later",
+                    next_attempt_at=later,
+                ),
+            ],
+            now=NOW,
+            bounce_threshold=3,
+        )
+    assert bounced == [b]
+    with database.session() as session:
+        sent = get_entry(session, by_sub[a].id)
+        assert (sent.state, sent.attempts, sent.sent_at) == ("sent", 1, NOW)
+        assert sent.reply == "2.0.0 Ok: queued as X"
+        assert get_subscriber(session, a).consecutive_failures == 0
+        assert get_subscriber(session, b).status == "bounced"
+        assert get_entry(session, extra).state == "skipped"  # the bounced address's confirm
+        retry = get_entry(session, by_sub[c].id)
+        assert (retry.state, retry.next_attempt_at, retry.reply_code) == ("retrying", later, 451)
+        assert count_due(session, now=later) == 1
+        problems = recent_problems(session)
+    assert {p.state for p in problems} == {"failed", "retrying"}
+
+
+def set_failures(session, subscriber_id: int, count: int) -> None:
+    from digest.store.models import SubscriberRow
+
+    session.get(SubscriberRow, subscriber_id).consecutive_failures = count
+
+
+def test_permanent_failures_in_a_row_bounce_at_the_threshold(database: Database) -> None:
+    with database.session() as session:
+        sid = _subscriber(session)
+        for offset in range(3):
+            _queue(session, sid, DAY + timedelta(days=offset))
+        jobs = claim_due(session, now=NOW, limit=3, claimer="h:1:z")
+    for n, job in enumerate(jobs, 1):
+        with database.session() as session:
+            bounced = record_results(
+                session,
+                [Result(job.id, sid, "failed", reply_code=552, reply="too big", bounce="count")],
+                now=NOW,
+                bounce_threshold=3,
+            )
+            assert get_subscriber(session, sid).consecutive_failures == n
+        assert bounced == ([sid] if n == 3 else [])
+    with database.session() as session:
+        assert get_subscriber(session, sid).status == "bounced"
+        assert reactivate_subscriber(session, sid, NOW) is True
+        assert reactivate_subscriber(session, sid, NOW) is False
+        again = get_subscriber(session, sid)
+    assert (again.status, again.consecutive_failures) == ("active", 0)
+
+
+def test_an_unknown_row_is_settled_by_the_operator(database: Database) -> None:
+    with database.session() as session:
+        sid = _subscriber(session)
+        first, second = _queue(session, sid), _queue(session, sid, DAY + timedelta(days=1))
+        claim_due(session, now=NOW, limit=2, claimer="h:1:z")
+        record_results(
+            session,
+            [Result(first, sid, "unknown", reply="lost"), Result(second, sid, "unknown")],
+            now=NOW,
+            bounce_threshold=3,
+        )
+    with database.session() as session:
+        resolve_unknown(session, first, delivered=True, now=NOW)
+        resolve_unknown(session, second, delivered=False, now=NOW)
+        with pytest.raises(ValueError, match="not unknown"):
+            resolve_unknown(session, first, delivered=True, now=NOW)
+        with pytest.raises(LookupError):
+            resolve_unknown(session, 999, delivered=True, now=NOW)
+    with database.session() as session:
+        assert get_entry(session, first).state == "sent"
+        assert get_entry(session, second).state == "retrying"
+        assert count_due(session, now=NOW) == 1
+
+
+def test_state_counts_and_dropping_old_message_bytes(database: Database) -> None:
+    with database.session() as session:
+        a, b = _subscriber(session, 1), _subscriber(session, 2, status="pending")
+        sent = _queue(session, a)
+        _queue(session, b, kind="confirm")
+        claim_due(session, now=NOW, limit=1, claimer="h:1:z")
+        record_results(session, [Result(sent, a, "sent")], now=NOW, bounce_threshold=3)
+    with database.session() as session:
+        assert state_counts(session) == [(DAY, "digest", "sent", 1), (None, "confirm", "queued", 1)]
+        assert drop_old_messages(session, before=NOW) == 0
+        assert drop_old_messages(session, before=NOW + timedelta(days=30)) == 1
+        assert get_message(session, sent) is None
+        assert get_entry(session, sent).state == "sent"
+
+
+def test_bounced_status_set_elsewhere_is_seen_by_the_claim(database: Database) -> None:
+    with database.session() as session:
+        sid = _subscriber(session)
+        _queue(session, sid)
+        set_status(session, sid, "bounced", NOW)
+    with database.session() as session:
+        (job,) = claim_due(session, now=NOW, limit=5, claimer="h:1:z")
+    assert job.subscriber_status == "bounced"
+
+
+def test_queue_messages_in_bulk_skips_digests_already_queued(database: Database) -> None:
+    with database.session() as session:
+        ids = [_subscriber(session, n) for n in range(4)]
+        _queue(session, ids[0])
+        items = [
+            Outgoing(sid, "digest", DAY, build_digest(sid, f"reader{sid}@example.net", papers=2))
+            for sid in ids
+        ]
+        confirm = Outgoing(ids[1], "confirm", None, build_digest(ids[1], "c@example.net", papers=1))
+        assert queue_messages(session, [*items, items[2], confirm], now=NOW) == 4
+        assert queue_messages(session, items, now=NOW) == 0
+        assert count_due(session, now=NOW) == 5
+        with pytest.raises(ValueError, match="digest_date"):
+            queue_messages(session, [Outgoing(ids[0], "digest", None, items[0].message)], now=NOW)
