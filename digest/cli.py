@@ -373,3 +373,47 @@ def _format_counts(counts: list[tuple[Any, str, str, int]]) -> str:
     for (day, kind), row in table.items():
         lines.append(f"{day:<10}  {kind:<8}" + "".join(f"{row.get(s, 0):>9}" for s in used))
     return "\n".join(lines)
+
+
+# --- service: run, web, scheduler, status ------------------------------------------------
+
+
+def _serve(app: AppContext, *, web: bool, scheduler: bool) -> None:
+    from digest.service import configure_logging, run
+
+    settings = app.settings
+    configure_logging(settings)
+    run(settings, web=web, scheduler=scheduler)
+
+
+@cli.command("run")
+@pass_app
+def run_command(app: AppContext) -> None:
+    """Run the whole service: web app and scheduler in one process (small installs)."""
+    _serve(app, web=True, scheduler=True)
+
+
+@cli.command("web")
+@pass_app
+def web_command(app: AppContext) -> None:
+    """Run only the web app (signup, confirm, manage, unsubscribe pages)."""
+    _serve(app, web=True, scheduler=False)
+
+
+@cli.command("scheduler")
+@pass_app
+def scheduler_command(app: AppContext) -> None:
+    """Run only the scheduler (fetches, digests, cleanup); one per database."""
+    _serve(app, web=False, scheduler=True)
+
+
+@cli.command("status")
+@pass_app
+def status_command(app: AppContext) -> None:
+    """Subscribers, papers, last fetches, today's digests and what runs next."""
+    from digest.clock import clock_from_environment
+    from digest.jobs.status import service_status
+
+    status = service_status(app.settings, app.database(), now=clock_from_environment()())
+    for line in status.lines():
+        click.echo(line)

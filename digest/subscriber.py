@@ -32,6 +32,7 @@ class Subscriber:
     confirm_sent_at: datetime | None = None
     last_digest_at: datetime | None = None
     consecutive_failures: int = 0
+    next_digest_at: datetime | None = None
 
 
 def local_send_instant(day: date, send_time: str, timezone: str) -> datetime:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from digest.config import load_settings
 from digest.errors import ConfigError
 from digest.send import make_backend, send_due
 from digest.send.backends import SENT, BackendMisconfigured, BackendUnavailable
@@ -152,11 +151,3 @@ def test_backend_choice(make_settings: Any) -> None:
 )
 def test_dot_stuffing(data: bytes, wire: bytes) -> None:
     assert dot_stuff(data) == wire
-
-
-def test_settings_example_documents_ca_file() -> None:
-    from pathlib import Path
-
-    example = Path(__file__).resolve().parent.parent / "config.example.toml"
-    settings = load_settings(example, environ={})
-    assert str(settings.smtp.ca_file) == "."  # empty: the system's CAs

@@ -66,7 +66,8 @@ class FetchReport:
         """One line for a person: `hf 2026-06-12: 30 papers, 28 new, 2 updated, 0 skipped`."""
         label = f"{self.source} {self.day.isoformat()}" if self.day else self.source
         if self.error is not None:
-            return f"{label}: failed: {self.error}"
+            # Errors name their source first ("hf: cannot fetch ..."); say it once.
+            return f"{label}: failed: {self.error.removeprefix(self.source + ': ')}"
         if self.not_modified:
             return f"{label}: not modified since last fetch"
         if not self.papers and self.note:
@@ -132,7 +133,7 @@ def _record_failure(
         origin = error.where
         if error.source in SOURCES:  # a file whose kind was recognised names its source
             source = error.source
-    log.info("fetch failed: %s", error)
+    log.debug("fetch failed: %s", error)
     with database.session() as session:
         record_fetch(
             session,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from email import message_from_bytes
-from email import policy as email_policy
 from pathlib import Path
 
 from digest import match, tokens
@@ -96,14 +94,11 @@ def subscriber_for_interests(settings: Settings, interests: str, now: datetime) 
 def save_preview(preview: Preview, folder: Path) -> list[Path]:
     """Write the preview as `.eml`, `.html` and `.txt` files in `folder`; their paths."""
     message = preview.message
-    parsed = message_from_bytes(message.data, policy=email_policy.default)
     who = "interests" if preview.synthetic else f"subscriber-{preview.subscriber.id}"
     stem = f"digest-{preview.day.isoformat()}-{who}"
     contents = {".eml": message.data}
     for suffix, kind in ((".html", "html"), (".txt", "plain")):
-        part = parsed.get_body((kind,))
-        assert part is not None, f"a digest always has a {kind} part"
-        contents[suffix] = part.get_content().replace("\r\n", "\n").encode("utf-8")
+        contents[suffix] = message.body(kind).encode("utf-8")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         paths = []

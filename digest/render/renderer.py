@@ -29,6 +29,7 @@ measures one against the other.
 
 from __future__ import annotations
 
+import email
 import email.policy
 import hmac
 import secrets
@@ -97,6 +98,14 @@ class Message:
     recipient: str
     message_id: str
     data: bytes
+
+    def body(self, kind: str) -> str:
+        """The decoded text of the `plain` or `html` part (for previews and samples)."""
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        part = parsed.get_body((kind,))
+        if part is None:
+            raise ValueError(f"this message has no {kind} part")
+        return part.get_content().replace("\r\n", "\n")
 
 
 # ---------------------------------------------------------------------------------------

@@ -414,7 +414,7 @@ def fetch(
         return _fetch_api(client, api, day, known)
     except (FetchError, ParseError) as error:
         api_error = error
-        log.info("%s; trying the day page", error)
+        log.debug("%s; trying the day page", error)
     page = page_url(base_url, day)
     also = f"(and the API failed: {api_error.what})"
     try:

@@ -227,7 +227,7 @@ class PoliteClient:
             if attempt == self.retries:
                 break
             delay = self._backoff_delay(attempt, retry_after)
-            log.info("%s: %s on %s; retrying in %.1f s", source, problem, url, delay)
+            log.debug("%s: %s on %s; retrying in %.1f s", source, problem, url, delay)
             self._sleep(delay)
         tries = self.retries + 1
         raise FetchError(

@@ -6,6 +6,7 @@ folder for a SQLite file, connects, and brings the schema up to date on first ru
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -104,7 +107,8 @@ class Database:
         except DBAPIError as error:
             raise StoreError(f"cannot open database {self!r}: {error.orig}") from None
         if current != self.head_revision():
-            self.upgrade()
+            before, after = self.upgrade()
+            log.info("database schema upgraded from %s to %s", before or "empty", after)
 
     def dispose(self) -> None:
         """Close every pooled connection."""

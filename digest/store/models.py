@@ -106,6 +106,7 @@ class SubscriberRow(Base):
 
     `last_digest_at` is the watermark: papers first seen before it were considered for an
     earlier digest already, so each digest holds only papers first seen after it.
+    `next_digest_at` is when the next digest is due (None unless active).
     """
 
     __tablename__ = "subscribers"
@@ -122,6 +123,8 @@ class SubscriberRow(Base):
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The UTC instant the next digest is due; set while the subscriber is active.
+    next_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class OutboxRow(Base):

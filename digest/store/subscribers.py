@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from digest.store.models import SubscriberRow
-from digest.subscriber import STATUSES, Subscriber
+from digest.subscriber import STATUSES, Subscriber, next_send_at
+
+# A subscription that starts (or starts again after a pause) gets, in its first digest,
+# the papers of the day before it started, not everything ever stored.
+FIRST_DIGEST_LOOKBACK = timedelta(days=1)
 
 
 def subscriber_from_row(row: SubscriberRow) -> Subscriber:
@@ -26,6 +31,7 @@ def subscriber_from_row(row: SubscriberRow) -> Subscriber:
         confirm_sent_at=row.confirm_sent_at,
         last_digest_at=row.last_digest_at,
         consecutive_failures=row.consecutive_failures,
+        next_digest_at=row.next_digest_at,
     )
 
 
@@ -53,9 +59,19 @@ def create_subscriber(
         confirmed_at=now if status == "active" else None,
         consecutive_failures=0,
     )
+    if status == "active":
+        _start_schedule(row, now)
     session.add(row)
     session.flush()
     return subscriber_from_row(row)
+
+
+def _start_schedule(row: SubscriberRow, now: datetime) -> None:
+    """Schedule the next digest of a subscriber who became active at `now`."""
+    row.next_digest_at = next_send_at(row.send_time, row.timezone, now)
+    start = now - FIRST_DIGEST_LOOKBACK
+    if row.last_digest_at is None or row.last_digest_at < start:
+        row.last_digest_at = start
 
 
 def get_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
@@ -82,6 +98,10 @@ def set_status(session: Session, subscriber_id: int, status: str, now: datetime)
     if row.status != status:
         row.status = status
         row.status_changed_at = now
+        if status == "active":
+            _start_schedule(row, now)
+        else:
+            row.next_digest_at = None
     if status == "active" and row.confirmed_at is None:
         row.confirmed_at = now
     if status == "active":
@@ -105,17 +125,31 @@ def update_preferences(
     interests: str | None = None,
     send_time: str | None = None,
     timezone: str | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Change what a subscriber gets and when (None leaves a field as it is)."""
+    """Change what a subscriber gets and when (None leaves a field as it is).
+
+    A new time or time zone of an active subscriber reschedules the next digest from
+    `now` (required then); a digest already sent today is not sent again, since the
+    outbox keeps one digest per subscriber and day.
+    """
     row = session.get(SubscriberRow, subscriber_id)
     if row is None:
         raise LookupError(f"no subscriber {subscriber_id}")
     if interests is not None:
         row.interests = interests
+    moved = (send_time or row.send_time, timezone or row.timezone) != (
+        row.send_time,
+        row.timezone,
+    )
     if send_time is not None:
         row.send_time = send_time
     if timezone is not None:
         row.timezone = timezone
+    if moved and row.status == "active":
+        if now is None:
+            raise ValueError("rescheduling an active subscriber needs `now`")
+        row.next_digest_at = next_send_at(row.send_time, row.timezone, now)
 
 
 def record_confirm_sent(session: Session, subscriber_id: int, now: datetime) -> None:
@@ -136,3 +170,59 @@ def delete_expired_pending(session: Session, older_than: datetime) -> int:
     for row in rows:
         session.delete(row)
     return len(rows)
+
+
+def due_subscribers(
+    session: Session, now: datetime, *, limit: int, after_id: int = 0
+) -> list[Subscriber]:
+    """Active subscribers whose digest is due at `now`, by id, `limit` at a time."""
+    rows = session.scalars(
+        select(SubscriberRow)
+        .where(
+            SubscriberRow.status == "active",
+            SubscriberRow.next_digest_at <= now,
+            SubscriberRow.id > after_id,
+        )
+        .order_by(SubscriberRow.id)
+        .limit(limit)
+    )
+    return [subscriber_from_row(row) for row in rows]
+
+
+def advance_schedules(
+    session: Session, moves: Iterable[tuple[int, datetime | None, datetime]]
+) -> None:
+    """Record digests done: (subscriber id, new watermark or None to keep it, next due)."""
+    table = SubscriberRow.__table__
+    moves = list(moves)
+    with_mark = [
+        {"key": key, "mark": mark, "due": due} for key, mark, due in moves if mark is not None
+    ]
+    keep_mark = [{"key": key, "due": due} for key, mark, due in moves if mark is None]
+    if with_mark:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("key"))
+            .values(last_digest_at=bindparam("mark"), next_digest_at=bindparam("due")),
+            with_mark,
+            execution_options={"synchronize_session": False},
+        )
+    if keep_mark:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("key"))
+            .values(next_digest_at=bindparam("due")),
+            keep_mark,
+            execution_options={"synchronize_session": False},
+        )
+
+
+def upcoming_digests(session: Session, until: datetime) -> tuple[int, datetime | None]:
+    """How many active subscribers are due before `until`, and the earliest due time."""
+    due = SubscriberRow.next_digest_at
+    count, first = session.execute(
+        select(func.count(), func.min(due)).where(
+            SubscriberRow.status == "active", due.is_not(None), due < until
+        )
+    ).one()
+    return int(count), first if first is None else first.replace(tzinfo=UTC)

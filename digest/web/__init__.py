@@ -30,7 +30,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from digest.config import Settings, load_settings
+from digest.jobs.mail import Courier, send_transactional
 from digest.paths import templates_dir
+from digest.render import DigestRenderer
 from digest.store import Database, open_database
 from digest.subscriber import Subscriber
 from digest.tokens import secret_key
@@ -65,6 +67,15 @@ class WebContext:
     secret: str
     clock: Clock
     notify: Notifier
+    courier: Courier | None = None
+    _renderer: DigestRenderer | None = None
+
+    @property
+    def renderer(self) -> DigestRenderer:
+        """One renderer for the app's lifetime (templates and CSS prepared once)."""
+        if self._renderer is None:
+            self._renderer = DigestRenderer(self.settings, self.secret)
+        return self._renderer
 
 
 def context() -> WebContext:
@@ -76,13 +87,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _default_notifier(settings: Settings, database: Database, clock: Clock) -> Notifier:
-    from digest.jobs import send_transactional
-
-    def notify(subscriber: Subscriber, kind: str) -> None:
-        send_transactional(settings, database, subscriber.id, kind, now=clock())
-
-    return notify
+def _queue_and_deliver(subscriber: Subscriber, kind: str) -> None:
+    """The default mail hook: queue the email in the outbox, then deliver it now."""
+    ctx = context()
+    send_transactional(
+        ctx.settings, ctx.database, subscriber.id, kind, now=ctx.clock(), renderer=ctx.renderer
+    )
+    if ctx.courier is not None:
+        ctx.courier.kick()
 
 
 def create_app(
@@ -115,7 +127,8 @@ def create_app(
         database=database,
         secret=secret,
         clock=clock,
-        notify=notify or _default_notifier(settings, database, clock),
+        notify=notify or _queue_and_deliver,
+        courier=Courier(settings, database, clock),
     )
     if settings.web.trusted_proxies:
         hops = settings.web.trusted_proxies

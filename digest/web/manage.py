@@ -83,6 +83,7 @@ def manage(token: str) -> tuple[str, int] | Response:
             interests=form.interests.data.strip(),
             send_time=form.send_time.data.strftime("%H:%M"),
             timezone=form.timezone.data,
+            now=ctx.clock(),
         )
     return redirect(url_for("manage.manage", token=token, done="saved"), code=303)
 
@@ -108,7 +109,9 @@ def sample(token: str) -> Response:
 
     subscriber = _manageable(token)
     ctx = context()
-    html = sample_digest_html(ctx.settings, ctx.database, subscriber, now=ctx.clock())
+    html = sample_digest_html(
+        ctx.settings, ctx.database, subscriber, now=ctx.clock(), renderer=ctx.renderer
+    )
     response = Response(html, mimetype="text/html")
     # The email's own inline styles, no script at all, framed only by our page.
     response.headers["Content-Security-Policy"] = (

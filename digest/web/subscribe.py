@@ -95,7 +95,7 @@ def _sign_up(email: str, form: SignupForm) -> None:
             subscriber = create_subscriber(session, email, now=now, **preferences)
             kind = "confirm"
         elif existing.status in REJOINING:
-            update_preferences(session, existing.id, **preferences)
+            update_preferences(session, existing.id, now=now, **preferences)
             set_status(session, existing.id, "pending", now)
             subscriber, kind = existing, "confirm"
         else:

@@ -1,0 +1,189 @@
+"""Digests: store -> match -> render -> outbox, for every subscriber whose time has come.
+
+Each active subscriber has a watermark (`last_digest_at`) and a due time
+(`next_digest_at`, their chosen local time, computed across daylight-saving changes).
+`queue_due_digests` takes the subscribers due at `now`, matches each against the papers
+first seen after their own watermark and up to the cutoff, renders one message each,
+and in one transaction per batch queues the messages and moves each watermark to the
+cutoff and each due time to the next local send time after `now`.
+
+So nothing is missed (a late fetch, a weekend, a day of downtime: the papers simply fall
+in the next window) and nothing is sent twice (windows do not overlap, and the outbox
+keeps one digest per subscriber and date). After downtime a subscriber whose time
+passed is due at once and gets one digest dated the day it was due; missed days are not
+sent one by one (their papers are in that digest). A digest already queued for that date
+(say the subscriber moved their time to later the same day) is left alone and the
+window stays open for the next one.
+
+The cutoff is `now` less `SETTLE`: a fetch that started before the job but commits
+after it read the papers still lands inside a later window, never behind a watermark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest import tokens
+from digest.config import Settings
+from digest.errors import DigestError, InterestSyntaxError
+from digest.match import Interests, Selection, match_many, parse_interests
+from digest.paper import Paper
+from digest.render import DigestRenderer
+from digest.store import Database
+from digest.store.models import OutboxRow
+from digest.store.outbox import DIGEST, Outgoing, queue_messages
+from digest.store.papers import papers_first_seen_between
+from digest.store.subscribers import advance_schedules, due_subscribers
+from digest.subscriber import Subscriber, digest_day, next_send_at
+
+log = logging.getLogger(__name__)
+
+SETTLE = timedelta(minutes=5)
+BATCH = 2000
+
+
+@dataclass
+class QueueReport:
+    """What one run of the daily job did."""
+
+    due: int = 0
+    queued: int = 0
+    empty: int = 0
+    already: int = 0
+    invalid: int = 0
+    papers: int = 0
+
+    def summary(self) -> str:
+        """One greppable line: `digests due 412, queued 410, empty 2, ...`."""
+        return (
+            f"digests due {self.due}, queued {self.queued}, nothing new {self.empty}, "
+            f"already queued {self.already}, bad interests {self.invalid}, "
+            f"papers considered {self.papers}"
+        )
+
+
+def queue_due_digests(
+    settings: Settings,
+    database: Database,
+    *,
+    now: datetime,
+    renderer: DigestRenderer | None = None,
+    batch: int = BATCH,
+) -> QueueReport:
+    """Queue the digest of every subscriber due at `now`; see the module docstring."""
+    renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
+    cutoff = now - SETTLE
+    report = QueueReport()
+    parsed: dict[str, Interests | None] = {}
+    after_id = 0
+    while True:
+        with database.session() as session:
+            due = due_subscribers(session, now, limit=batch, after_id=after_id)
+            if not due:
+                break
+            after_id = due[-1].id
+            papers = _window_papers(session, due, cutoff)
+            report.papers = max(report.papers, len(papers))
+            taken = _taken_days(session, due)
+            outgoing, moves = _compose(
+                settings, renderer, due, papers, taken, parsed, report, now, cutoff
+            )
+            report.queued += queue_messages(session, outgoing, now=now)
+            advance_schedules(session, moves)
+    return report
+
+
+def _window_papers(session: Session, due: Sequence[Subscriber], cutoff: datetime) -> list[Paper]:
+    """Every paper some subscriber of the batch may get: first seen after the oldest mark."""
+    marks = [s.last_digest_at for s in due]
+    start = None if None in marks else min(mark for mark in marks if mark is not None)
+    return papers_first_seen_between(session, start, cutoff)
+
+
+def _taken_days(session: Session, due: Sequence[Subscriber]) -> set[tuple[int, date]]:
+    """(subscriber, date) pairs that already have a digest in the outbox."""
+    wanted = {(s.id, _digest_date(s)) for s in due}
+    rows = session.execute(
+        select(OutboxRow.subscriber_id, OutboxRow.digest_date).where(
+            OutboxRow.kind == DIGEST,
+            OutboxRow.subscriber_id.in_({key for key, _ in wanted}),
+            OutboxRow.digest_date.in_({day for _, day in wanted}),
+        )
+    )
+    return {(key, day) for key, day in rows} & wanted
+
+
+def _digest_date(subscriber: Subscriber) -> date:
+    assert subscriber.next_digest_at is not None  # due subscribers always have one
+    return digest_day(subscriber.next_digest_at, subscriber.timezone)
+
+
+def _interests(text: str, parsed: dict[str, Interests | None]) -> Interests | None:
+    """Parse each distinct list once; None for a list that no longer parses."""
+    if text not in parsed:
+        try:
+            parsed[text] = parse_interests(text)
+        except InterestSyntaxError:
+            parsed[text] = None
+    return parsed[text]
+
+
+def _compose(
+    settings: Settings,
+    renderer: DigestRenderer,
+    due: Sequence[Subscriber],
+    papers: Sequence[Paper],
+    taken: set[tuple[int, date]],
+    parsed: dict[str, Interests | None],
+    report: QueueReport,
+    now: datetime,
+    cutoff: datetime,
+) -> tuple[list[Outgoing], list[tuple[int, datetime | None, datetime]]]:
+    """Match and render a batch: the messages to queue and the schedules to move."""
+    report.due += len(due)
+    outgoing: list[Outgoing] = []
+    moves: list[tuple[int, datetime | None, datetime]] = []
+    matchable: list[tuple[Subscriber, Interests, datetime | None]] = []
+    for subscriber in due:
+        following = next_send_at(subscriber.send_time, subscriber.timezone, now)
+        interests = _interests(subscriber.interests, parsed)
+        if (subscriber.id, _digest_date(subscriber)) in taken:
+            report.already += 1
+            moves.append((subscriber.id, None, following))
+        elif interests is None:
+            report.invalid += 1
+            log.warning("subscriber %d: interests no longer parse; skipped", subscriber.id)
+            moves.append((subscriber.id, None, following))
+        else:
+            matchable.append((subscriber, interests, subscriber.last_digest_at))
+            moves.append((subscriber.id, cutoff, following))
+    for subscriber, selection in _selections(papers, matchable, settings.match.max_papers):
+        if not selection.matches and not settings.mail.send_empty:
+            report.empty += 1
+            continue
+        try:
+            message = renderer.render_digest(
+                subscriber, selection, _digest_date(subscriber), now=now
+            )
+        except DigestError as error:  # e.g. an address that cannot be mailed
+            report.invalid += 1
+            log.warning("subscriber %d: cannot render digest: %s", subscriber.id, error)
+            continue
+        outgoing.append(Outgoing(subscriber.id, DIGEST, _digest_date(subscriber), message))
+    return outgoing, moves
+
+
+def _selections(
+    papers: Sequence[Paper],
+    matchable: list[tuple[Subscriber, Interests, datetime | None]],
+    max_papers: int,
+) -> Iterator[tuple[Subscriber, Selection]]:
+    if not matchable:
+        return iter(())
+    return match_many(papers, matchable, max_papers)

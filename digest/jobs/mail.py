@@ -1,0 +1,146 @@
+"""Transactional mail and samples for the web pages.
+
+- `send_transactional` renders a confirmation email (a new sign-up) or a manage-link
+  email (an address that signed up again) and queues it in the outbox, where delivery,
+  retries and bounce handling are the same as for digests.
+- `Courier` delivers what is due right away, from one background thread, so a person
+  waiting for a confirmation link gets it in seconds rather than at the scheduler's next
+  round (which would deliver it anyway).
+- `sample_digest_html` is the "show me a sample" digest of the manage page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from digest import tokens
+from digest.config import Settings
+from digest.errors import DeliveryError
+from digest.match import match_subscriber, parse_interests
+from digest.render import DigestRenderer
+from digest.send import send_due
+from digest.store import Database
+from digest.store.outbox import queue_message
+from digest.store.papers import papers_first_seen_between
+from digest.store.subscribers import get_subscriber
+from digest.subscriber import Subscriber, digest_day
+
+log = logging.getLogger(__name__)
+
+KINDS = ("confirm", "manage")
+SAMPLE_WINDOW = timedelta(days=7)
+
+
+def send_transactional(
+    settings: Settings,
+    database: Database,
+    subscriber_id: int,
+    kind: str,
+    *,
+    now: datetime,
+    renderer: DigestRenderer | None = None,
+) -> int:
+    """Queue a confirm or manage-link email for a subscriber; return its outbox id."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown transactional email {kind!r}")
+    secret = tokens.secret_key(settings)
+    renderer = renderer or DigestRenderer(settings, secret)
+    with database.session() as session:
+        subscriber = get_subscriber(session, subscriber_id)
+        if subscriber is None:
+            raise LookupError(f"no subscriber {subscriber_id}")
+        link = tokens.link(settings, secret, kind, subscriber.id, subscriber.email)
+        if kind == "confirm":
+            message = renderer.render_confirmation(subscriber, link, now=now)
+        else:
+            message = renderer.render_manage_link(subscriber, link, now=now)
+        outbox_id = queue_message(
+            session,
+            subscriber_id=subscriber.id,
+            kind=kind,
+            digest_date=None,
+            message=message,
+            now=now,
+        )
+    assert outbox_id is not None  # only digests are ever deduplicated
+    return outbox_id
+
+
+class Courier:
+    """Delivers due mail on request, from one daemon thread, one run at a time."""
+
+    RETRY_AFTER = 2.0  # seconds, when another sender holds the send lock
+
+    def __init__(
+        self, settings: Settings, database: Database, clock: Callable[[], datetime]
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def kick(self) -> None:
+        """Ask for a delivery run soon (starts the thread on first use)."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="courier", daemon=True)
+                self._thread.start()
+        self._wanted.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the message in flight and stop."""
+        self._stop.set()
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stop.is_set():
+                return
+            self._deliver()
+
+    def _deliver(self) -> None:
+        try:
+            report = send_due(self.settings, self.database, now=self.clock(), stop=self._stop)
+        except DeliveryError as error:  # another sender is at work: look again shortly
+            log.info("courier: %s; trying again in %.0f s", error, self.RETRY_AFTER)
+            self._stop.wait(self.RETRY_AFTER)
+            self._wanted.set()
+            return
+        except Exception:  # keep the thread alive: the scheduler delivers what remains
+            log.exception("courier: delivery failed")
+            return
+        if report.error:
+            log.warning("courier: %s", report.error)
+        elif report.due:
+            log.info("courier: %s", report.summary())
+
+
+def sample_digest_html(
+    settings: Settings,
+    database: Database,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+    renderer: DigestRenderer | None = None,
+) -> str:
+    """The HTML digest the saved interests would give for the papers of the last week."""
+    with database.session() as session:
+        papers = papers_first_seen_between(session, now - SAMPLE_WINDOW, now)
+    selection = match_subscriber(
+        parse_interests(subscriber.interests), papers, settings.match.max_papers
+    )
+    renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
+    message = renderer.render_digest(
+        subscriber, selection, digest_day(now, subscriber.timezone), now=now
+    )
+    return message.body("html")

@@ -1,0 +1,95 @@
+"""Status: what the service holds and does, for `digest status`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from digest.config import Settings
+from digest.store import Database
+from digest.store.lock import LockHeld, SchedulerLock
+from digest.store.outbox import state_counts
+from digest.store.papers import FetchRecord, count_papers, last_fetches
+from digest.store.subscribers import count_by_status, upcoming_digests
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot of the service."""
+
+    now: datetime
+    subscribers: dict[str, int]
+    papers: int
+    fetches: dict[str, FetchRecord]
+    digests_today: dict[str, int]
+    scheduler_running: bool
+    due_next_day: int
+    next_digest_at: datetime | None
+    settings: Settings = field(repr=False)
+
+    def lines(self) -> list[str]:
+        """The status for a person, one fact a line."""
+        subs = ", ".join(f"{count} {state}" for state, count in self.subscribers.items())
+        lines = [f"subscribers: {subs}", f"papers stored: {self.papers:,}"]
+        for source in ("hf", "arxiv"):
+            fetch = self.fetches.get(source)
+            if fetch is None:
+                lines.append(f"last fetch {source}: never")
+                continue
+            at = fetch.started_at.strftime("%Y-%m-%d %H:%M UTC")
+            what = (
+                f"failed: {fetch.error}"
+                if fetch.error
+                else f"{fetch.papers} papers, {fetch.new} new, {fetch.updated} updated"
+            )
+            lines.append(f"last fetch {source}: {at}: {what}")
+        today = self.now.date().isoformat()
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(self.digests_today.items()))
+        lines.append(f"digests dated {today}: {counts or 'none yet'}")
+        lines.append(f"scheduler: {'running' if self.scheduler_running else 'not running'}")
+        schedule = self.settings.schedule
+        lines.append(
+            f"next: fetch every {schedule.fetch_every_minutes:g} min and arXiv at "
+            f"{schedule.arxiv_fetch_time} UTC; {self.due_next_day} digests due in the next "
+            "24 h"
+            + (
+                f", the first at {self.next_digest_at:%Y-%m-%d %H:%M} UTC"
+                if self.next_digest_at
+                else ""
+            )
+        )
+        return lines
+
+
+def _scheduler_running(settings: Settings, database: Database) -> bool:
+    lock = SchedulerLock(database, settings.data_dir)
+    try:
+        lock.acquire()
+    except LockHeld:
+        return True
+    lock.release()
+    return False
+
+
+def service_status(settings: Settings, database: Database, *, now: datetime) -> Status:
+    """Subscribers by state, papers, last fetches, today's digests, what comes next."""
+    today = now.date()
+    with database.session() as session:
+        digests: Counter[str] = Counter()
+        for day, kind, state, count in state_counts(session):
+            if kind == "digest" and day == today:
+                digests[state] += count
+        due, first = upcoming_digests(session, now + timedelta(days=1))
+        status = Status(
+            now=now,
+            subscribers=count_by_status(session),
+            papers=count_papers(session),
+            fetches=last_fetches(session),
+            digests_today=dict(digests),
+            scheduler_running=_scheduler_running(settings, database),
+            due_next_day=due,
+            next_digest_at=first,
+            settings=settings,
+        )
+    return status

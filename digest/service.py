@@ -1,0 +1,113 @@
+"""The running service: the web app (waitress), the scheduler, or both in one process.
+
+`digest run` serves both, for a small install; `digest web` and `digest scheduler` run
+them apart, for production (several web workers, one scheduler). SIGTERM and SIGINT stop
+cleanly: the job at work finishes the message in flight and records it, the web server
+finishes the requests it holds, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from types import FrameType
+
+from digest.clock import clock_from_environment
+from digest.config import Settings
+from digest.store import open_database
+
+log = logging.getLogger("digest.service")
+
+
+class Stop(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the serving loop."""
+
+
+def configure_logging(settings: Settings) -> None:
+    """One line per event, greppable: `2026-06-12 08:00:01 INFO digest.schedule: ...`."""
+    logging.basicConfig(
+        level=settings.service.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    for noisy in ("alembic", "apscheduler", "waitress", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    stopped = threading.Event()
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stopped.is_set():
+            return
+        stopped.set()
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        raise Stop
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stopped
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(
+    settings: Settings,
+    *,
+    web: bool = True,
+    scheduler: bool = True,
+    clock: Callable[[], datetime] | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT; `ready(url)` is called once the web app listens."""
+    from waitress import create_server
+
+    from digest.schedule import Scheduler
+    from digest.web import create_app
+
+    clock = clock or clock_from_environment()
+    database = open_database(settings)
+    jobs = Scheduler(settings, database, clock) if scheduler else None
+    server = None
+    app = None
+    with _stop_on_signals() as stopped:
+        try:
+            if jobs is not None:
+                jobs.start()
+            if web:
+                app = create_app(settings, database=database, clock=clock)
+                server = create_server(
+                    app,
+                    host=settings.web.host,
+                    port=settings.web.port,
+                    threads=settings.web.threads,
+                    ident="digest",
+                )
+                url = f"http://{settings.web.host}:{server.effective_port}"  # type: ignore[union-attr]
+                log.info("web app on %s (public address %s)", url, settings.service.base_url)
+                if ready:
+                    ready(url)
+                server.run()
+            else:
+                if ready:
+                    ready("")
+                stopped.wait()
+        except Stop:
+            pass
+        finally:
+            if server is not None:
+                server.close()  # stop listening
+                server.task_dispatcher.shutdown()  # finish the requests in hand
+            if app is not None:
+                courier = app.extensions["digest"].courier
+                if courier is not None:
+                    courier.stop()
+            if jobs is not None:
+                jobs.stop()
+            database.dispose()
