@@ -62,3 +62,13 @@ def next_send_at(send_time: str, timezone: str, after: datetime) -> datetime:
 def digest_day(instant: datetime, timezone: str) -> date:
     """The subscriber's local date of a scheduled send instant: the digest's date."""
     return instant.astimezone(ZoneInfo(timezone)).date()
+
+
+def previous_send_at(send_time: str, timezone: str, at: datetime) -> datetime:
+    """The last scheduled send instant at or before `at` (aware UTC)."""
+    local_day = at.astimezone(ZoneInfo(timezone)).date()
+    for offset in range(0, -3, -1):
+        candidate = local_send_instant(local_day + timedelta(days=offset), send_time, timezone)
+        if candidate <= at:
+            return candidate
+    raise AssertionError("unreachable: a send time recurs every day")

@@ -11,7 +11,8 @@ So nothing is missed (a late fetch, a weekend, a day of downtime: the papers sim
 in the next window) and nothing is sent twice (windows do not overlap, and the outbox
 keeps one digest per subscriber and date). After downtime a subscriber whose time
 passed is due at once and gets one digest dated the day it was due; missed days are not
-sent one by one (their papers are in that digest). A digest already queued for that date
+sent one by one (their papers are in that digest), and that digest is dated by the
+latest send time that passed. A digest already queued for that date
 (say the subscriber moved their time to later the same day) is left alone and the
 window stays open for the next one.
 
@@ -40,7 +41,7 @@ from digest.store.models import OutboxRow
 from digest.store.outbox import DIGEST, Outgoing, queue_messages
 from digest.store.papers import papers_first_seen_between
 from digest.store.subscribers import advance_schedules, due_subscribers
-from digest.subscriber import Subscriber, digest_day, next_send_at
+from digest.subscriber import Subscriber, digest_day, next_send_at, previous_send_at
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def queue_due_digests(
             after_id = due[-1].id
             papers = _window_papers(session, due, cutoff)
             report.papers = max(report.papers, len(papers))
-            taken = _taken_days(session, due)
+            taken = _taken_days(session, due, now)
             outgoing, moves = _compose(
                 settings, renderer, due, papers, taken, parsed, report, now, cutoff
             )
@@ -106,9 +107,11 @@ def _window_papers(session: Session, due: Sequence[Subscriber], cutoff: datetime
     return papers_first_seen_between(session, start, cutoff)
 
 
-def _taken_days(session: Session, due: Sequence[Subscriber]) -> set[tuple[int, date]]:
+def _taken_days(
+    session: Session, due: Sequence[Subscriber], now: datetime
+) -> set[tuple[int, date]]:
     """(subscriber, date) pairs that already have a digest in the outbox."""
-    wanted = {(s.id, _digest_date(s)) for s in due}
+    wanted = {(s.id, _digest_date(s, now)) for s in due}
     rows = session.execute(
         select(OutboxRow.subscriber_id, OutboxRow.digest_date).where(
             OutboxRow.kind == DIGEST,
@@ -119,9 +122,10 @@ def _taken_days(session: Session, due: Sequence[Subscriber]) -> set[tuple[int, d
     return {(key, day) for key, day in rows} & wanted
 
 
-def _digest_date(subscriber: Subscriber) -> date:
-    assert subscriber.next_digest_at is not None  # due subscribers always have one
-    return digest_day(subscriber.next_digest_at, subscriber.timezone)
+def _digest_date(subscriber: Subscriber, now: datetime) -> date:
+    """The local date of the latest send time that passed: the digest's date."""
+    latest = previous_send_at(subscriber.send_time, subscriber.timezone, now)
+    return digest_day(latest, subscriber.timezone)
 
 
 def _interests(text: str, parsed: dict[str, Interests | None]) -> Interests | None:
@@ -153,7 +157,7 @@ def _compose(
     for subscriber in due:
         following = next_send_at(subscriber.send_time, subscriber.timezone, now)
         interests = _interests(subscriber.interests, parsed)
-        if (subscriber.id, _digest_date(subscriber)) in taken:
+        if (subscriber.id, _digest_date(subscriber, now)) in taken:
             report.already += 1
             moves.append((subscriber.id, None, following))
         elif interests is None:
@@ -169,13 +173,13 @@ def _compose(
             continue
         try:
             message = renderer.render_digest(
-                subscriber, selection, _digest_date(subscriber), now=now
+                subscriber, selection, _digest_date(subscriber, now), now=now
             )
         except DigestError as error:  # e.g. an address that cannot be mailed
             report.invalid += 1
             log.warning("subscriber %d: cannot render digest: %s", subscriber.id, error)
             continue
-        outgoing.append(Outgoing(subscriber.id, DIGEST, _digest_date(subscriber), message))
+        outgoing.append(Outgoing(subscriber.id, DIGEST, _digest_date(subscriber, now), message))
     return outgoing, moves
 
 

@@ -1,0 +1,334 @@
+"""The daily digest job: who is due, which papers, once, across days and downtime."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from digest.config import Settings
+from digest.jobs.digests import SETTLE, queue_due_digests
+from digest.paper import Paper
+from digest.render import DigestRenderer
+from digest.sources import hf
+from digest.store import Database
+from digest.store.models import OutboxRow, SubscriberRow
+from digest.store.outbox import get_message
+from digest.store.papers import save_papers
+from digest.store.subscribers import (
+    create_subscriber,
+    get_subscriber,
+    set_status,
+    update_preferences,
+)
+
+DATA = Path(__file__).parent / "data" / "sources"
+# Thursday 11 June 2026; subscribers read at 08:00 in Paris (06:00 UTC in summer).
+SIGNUP = datetime(2026, 6, 11, 12, 0, tzinfo=UTC)
+FRIDAY_8AM = datetime(2026, 6, 12, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def listing() -> tuple[Paper, ...]:
+    """The 30 papers of the Hugging Face list of 12 June 2026."""
+    return hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "api").papers
+
+
+def by_title(papers: tuple[Paper, ...], words: str) -> Paper:
+    return next(p for p in papers if words.lower() in p.title.lower())
+
+
+def store(database: Database, papers: list[Paper] | tuple[Paper, ...], at: datetime) -> None:
+    with database.session() as session:
+        save_papers(session, papers, at)
+
+
+def subscribe(
+    database: Database,
+    email: str,
+    interests: str,
+    *,
+    at: datetime = SIGNUP,
+    send_time: str = "08:00",
+    timezone: str = "Europe/Paris",
+) -> int:
+    with database.session() as session:
+        return create_subscriber(
+            session,
+            email,
+            interests,
+            send_time=send_time,
+            timezone=timezone,
+            now=at,
+            status="active",
+        ).id
+
+
+def digests(database: Database) -> list[tuple[int, date, str]]:
+    """(subscriber, digest date, decoded text) of every queued digest."""
+    found = []
+    with database.session() as session:
+        rows = session.execute(
+            select(OutboxRow.id, OutboxRow.subscriber_id, OutboxRow.digest_date)
+            .where(OutboxRow.kind == "digest")
+            .order_by(OutboxRow.id)
+        ).all()
+        for row_id, subscriber_id, day in rows:
+            message = get_message(session, row_id)
+            assert message is not None
+            found.append((subscriber_id, day, message.body("plain")))
+    return found
+
+
+def run(settings: Settings, database: Database, now: datetime, **kwargs: object):
+    return queue_due_digests(settings, database, now=now, **kwargs)  # type: ignore[arg-type]
+
+
+def test_nothing_is_due_before_the_chosen_time(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    subscribe(database, "ada@example.org", "agents")
+    report = run(settings, database, FRIDAY_8AM - timedelta(minutes=1))
+    assert (report.due, report.queued) == (0, 0)
+    assert digests(database) == []
+
+
+def test_a_due_subscriber_gets_one_digest_of_matching_papers(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "title:psychometric")
+    report = run(settings, database, FRIDAY_8AM)
+    assert (report.due, report.queued, report.empty) == (1, 1, 0)
+    [(subscriber_id, day, text)] = digests(database)
+    assert (subscriber_id, day) == (ada, date(2026, 6, 12))
+    wanted = [p for p in listing if "psychometric" in p.title.lower()]
+    assert wanted and all(p.title[:40] in " ".join(text.split()) for p in wanted)
+    others = [p for p in listing if p not in wanted]
+    assert not any(p.title[:40] in " ".join(text.split()) for p in others)
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None
+    assert after.last_digest_at == FRIDAY_8AM - SETTLE
+    assert after.next_digest_at == FRIDAY_8AM + timedelta(days=1)
+    # Running again at once, or a minute later, sends nothing more.
+    assert run(settings, database, FRIDAY_8AM).due == 0
+    assert run(settings, database, FRIDAY_8AM + timedelta(minutes=1)).due == 0
+    assert len(digests(database)) == 1
+
+
+def test_each_digest_holds_only_papers_first_seen_since_the_last(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    first, second = listing[:15], listing[15:]
+    store(database, first, SIGNUP)
+    subscribe(database, "ada@example.org", "model, models, language, agent, agents, learning")
+    run(settings, database, FRIDAY_8AM)
+    # The rest arrive on Friday afternoon; Saturday's digest has them and only them.
+    store(database, second, FRIDAY_8AM + timedelta(hours=8))
+    run(settings, database, FRIDAY_8AM + timedelta(days=1))
+    [(_, friday, text1), (_, saturday, text2)] = digests(database)
+    assert (friday, saturday) == (date(2026, 6, 12), date(2026, 6, 13))
+    flat1, flat2 = " ".join(text1.split()), " ".join(text2.split())
+    assert any(p.title[:40] in flat1 for p in first)
+    assert not any(p.title[:40] in flat1 for p in second)
+    assert any(p.title[:40] in flat2 for p in second)
+    assert not any(p.title[:40] in flat2 for p in first)
+
+
+def test_a_paper_seen_just_before_the_cutoff_waits_for_the_next_digest(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    subscribe(database, "ada@example.org", "title:psychometric")
+    paper = next(p for p in listing if "psychometric" in p.title.lower())
+    # Saved by a fetch that began two minutes before the digest ran: inside SETTLE.
+    store(database, [paper], FRIDAY_8AM - timedelta(minutes=2))
+    report = run(settings, database, FRIDAY_8AM)
+    assert (report.due, report.queued, report.empty) == (1, 0, 1)
+    run(settings, database, FRIDAY_8AM + timedelta(days=1))
+    [(_, day, text)] = digests(database)
+    assert day == date(2026, 6, 13) and paper.title[:40] in " ".join(text.split())
+
+
+def test_after_downtime_one_digest_dated_the_last_missed_day(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing[:10], SIGNUP)
+    ada = subscribe(database, "ada@example.org", "model, models, language, learning, agents")
+    store(database, listing[10:], FRIDAY_8AM + timedelta(days=1))
+    # Down from Thursday until Sunday 10:30 Paris time: Friday's, Saturday's and Sunday's
+    # 08:00 passed. One digest comes, dated Sunday, with everything since sign-up.
+    back = datetime(2026, 6, 14, 8, 30, tzinfo=UTC)
+    report = run(settings, database, back)
+    assert (report.due, report.queued) == (1, 1)
+    [(subscriber_id, day, text)] = digests(database)
+    assert (subscriber_id, day) == (ada, date(2026, 6, 14))
+    flat = " ".join(text.split())
+    assert any(p.title[:40] in flat for p in listing[:10])
+    assert any(p.title[:40] in flat for p in listing[10:])
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None and after.next_digest_at == datetime(2026, 6, 15, 6, tzinfo=UTC)
+    assert run(settings, database, back + timedelta(hours=1)).due == 0
+
+
+def test_nothing_matched_sends_nothing_but_moves_on(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "title:zebrafish")
+    report = run(settings, database, FRIDAY_8AM)
+    assert (report.due, report.queued, report.empty) == (1, 0, 1)
+    assert digests(database) == []
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None and after.last_digest_at == FRIDAY_8AM - SETTLE
+
+
+def test_send_empty_sends_a_nothing_new_digest(make_settings, listing: tuple[Paper, ...]) -> None:
+    settings = make_settings(mail={"send_empty": True})
+    from digest.store import open_database
+
+    database = open_database(settings)
+    store(database, listing, SIGNUP)
+    subscribe(database, "ada@example.org", "title:zebrafish")
+    assert run(settings, database, FRIDAY_8AM).queued == 1
+    [(_, _, text)] = digests(database)
+    assert "Nothing new matched your interests today" in " ".join(text.split())
+
+
+def test_only_active_subscribers_are_due(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ids = {
+        status: subscribe(database, f"{status}@example.org", "model, models, agents")
+        for status in ("active", "paused", "unsubscribed", "bounced", "pending")
+    }
+    with database.session() as session:
+        for status, subscriber_id in ids.items():
+            set_status(session, subscriber_id, status, SIGNUP)
+    report = run(settings, database, FRIDAY_8AM)
+    assert (report.due, report.queued) == (1, 1)
+    assert [subscriber for subscriber, _, _ in digests(database)] == [ids["active"]]
+
+
+def test_resuming_after_a_pause_starts_from_the_day_before(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    ada = subscribe(database, "ada@example.org", "model, models, agents, learning")
+    with database.session() as session:
+        set_status(session, ada, "paused", SIGNUP)
+    store(database, listing[:10], SIGNUP + timedelta(days=1))  # seen while paused
+    resumed = SIGNUP + timedelta(days=10)
+    store(database, listing[10:], resumed - timedelta(hours=2))  # the day before resuming
+    with database.session() as session:
+        set_status(session, ada, "active", resumed)
+    run(settings, database, resumed + timedelta(days=1))
+    [(_, _, text)] = digests(database)
+    flat = " ".join(text.split())
+    assert not any(p.title[:40] in flat for p in listing[:10])
+    assert any(p.title[:40] in flat for p in listing[10:])
+
+
+def test_moving_the_time_later_the_same_day_sends_no_second_digest(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing[:15], SIGNUP)
+    ada = subscribe(database, "ada@example.org", "model, models, agents, learning, language")
+    run(settings, database, FRIDAY_8AM)
+    noon = FRIDAY_8AM + timedelta(hours=4)
+    with database.session() as session:
+        update_preferences(session, ada, send_time="20:00", now=noon)
+    store(database, listing[15:], noon)
+    report = run(settings, database, datetime(2026, 6, 12, 18, 0, tzinfo=UTC))  # 20:00 Paris
+    assert (report.due, report.already, report.queued) == (1, 1, 0)
+    # The papers of the afternoon are not lost: they come on Saturday evening.
+    run(settings, database, datetime(2026, 6, 13, 18, 0, tzinfo=UTC))
+    days = [day for _, day, _ in digests(database)]
+    assert days == [date(2026, 6, 12), date(2026, 6, 13)]
+    assert any(p.title[:40] in " ".join(digests(database)[1][2].split()) for p in listing[15:])
+
+
+def test_time_zones_pick_their_own_local_morning(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    tokyo = subscribe(database, "t@example.org", "agents", timezone="Asia/Tokyo")
+    new_york = subscribe(database, "n@example.org", "agents", timezone="America/New_York")
+    # 08:00 in Tokyo is 23:00 UTC the day before; in New York 12:00 UTC.
+    first = run(settings, database, datetime(2026, 6, 11, 23, 0, tzinfo=UTC))
+    assert first.queued == 1
+    second = run(settings, database, datetime(2026, 6, 12, 12, 0, tzinfo=UTC))
+    assert second.queued == 1
+    assert [(s, d) for s, d, _ in digests(database)] == [
+        (tokyo, date(2026, 6, 12)),
+        (new_york, date(2026, 6, 12)),
+    ]
+
+
+def test_many_subscribers_in_batches(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(7)]
+    report = run(settings, database, FRIDAY_8AM, batch=3)
+    assert (report.due, report.queued) == (7, 7)
+    assert sorted(s for s, _, _ in digests(database)) == ids
+
+
+def test_interests_that_no_longer_parse_are_skipped_not_fatal(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    good = subscribe(database, "good@example.org", "agents")
+    bad = subscribe(database, "bad@example.org", "agents")
+    with database.session() as session:
+        session.execute(
+            update(SubscriberRow).where(SubscriberRow.id == bad).values(interests='"unclosed')
+        )
+    report = run(settings, database, FRIDAY_8AM)
+    assert (report.due, report.queued, report.invalid) == (2, 1, 1)
+    assert [s for s, _, _ in digests(database)] == [good]
+    with database.session() as session:
+        skipped = get_subscriber(session, bad)
+    assert skipped is not None and skipped.next_digest_at == FRIDAY_8AM + timedelta(days=1)
+
+
+def test_a_failing_batch_changes_nothing(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(3)]
+
+    class Broken(DigestRenderer):
+        calls = 0
+
+        def render_digest(self, *args: object, **kwargs: object):  # type: ignore[override]
+            Broken.calls += 1
+            if Broken.calls == 2:
+                raise RuntimeError("disk full")
+            return super().render_digest(*args, **kwargs)  # type: ignore[arg-type]
+
+    from digest.tokens import secret_key
+
+    with pytest.raises(RuntimeError):
+        run(settings, database, FRIDAY_8AM, renderer=Broken(settings, secret_key(settings)))
+    assert digests(database) == []
+    with database.session() as session:
+        for subscriber_id in ids:
+            subscriber = get_subscriber(session, subscriber_id)
+            assert subscriber is not None and subscriber.next_digest_at == FRIDAY_8AM
+    # The next run does the whole job.
+    assert run(settings, database, FRIDAY_8AM + timedelta(minutes=5)).queued == 3
+
+
+def test_summary_line(settings: Settings, database: Database) -> None:
+    report = run(settings, database, FRIDAY_8AM)
+    assert report.summary() == (
+        "digests due 0, queued 0, nothing new 0, already queued 0, bad interests 0, "
+        "papers considered 0"
+    )
