@@ -1,0 +1,154 @@
+"""Transactional mail: confirmation and manage-link emails, the courier, the sample."""
+
+from __future__ import annotations
+
+import email
+import time
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from digest.config import Settings
+from digest.jobs.mail import Courier, sample_digest_html, send_transactional
+from digest.sources import hf
+from digest.store import Database, open_database
+from digest.store.outbox import get_entry
+from digest.store.papers import save_papers
+from digest.store.subscribers import create_subscriber, get_subscriber
+from digest.tokens import read_token, secret_key, token_matches
+
+NOW = datetime(2026, 6, 12, 9, 0, tzinfo=UTC)
+DATA = Path(__file__).parent / "data" / "sources"
+
+
+@pytest.fixture
+def mailer(make_settings, smtp_server) -> tuple[Settings, Database]:
+    settings = make_settings(
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "none"},
+        mail={"from_address": "digest@lab.example.org", "from_name": "Lab digest"},
+        service={"base_url": "https://digest.lab.example.org"},
+    )
+    return settings, open_database(settings)
+
+
+def pending(database: Database, email_address: str = "ada@example.org") -> int:
+    with database.session() as session:
+        return create_subscriber(
+            session,
+            email_address,
+            "diffusion\nrlhf",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+        ).id
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_confirmation_is_queued_and_delivered_at_once(mailer, smtp_server) -> None:
+    settings, database = mailer
+    subscriber_id = pending(database)
+    outbox_id = send_transactional(settings, database, subscriber_id, "confirm", now=NOW)
+    courier = Courier(settings, database, lambda: NOW)
+    try:
+        courier.kick()
+        wait_for(lambda: len(smtp_server.received) == 1)
+    finally:
+        courier.stop()
+    received = smtp_server.received[0]
+    assert received.recipients == ("ada@example.org",)
+    assert received.sender == "confirm@lab.example.org"
+    message = email.message_from_bytes(received.data, policy=policy.default)
+    assert message["From"].addresses[0].addr_spec == "confirm@lab.example.org"
+    assert "List-Unsubscribe" not in message
+    text = message.get_body(("plain",)).get_content()
+    link = next(w for w in text.split() if w.startswith("https://digest.lab.example.org/"))
+    purpose, token = link.removeprefix("https://digest.lab.example.org/").split("/")
+    assert purpose == "confirm"
+    subscriber, tag = read_token(secret_key(settings), "confirm", token)
+    assert subscriber == subscriber_id and token_matches(tag, "ada@example.org")
+    with database.session() as session:
+        entry = get_entry(session, outbox_id)
+    assert entry is not None and entry.state == "sent" and entry.kind == "confirm"
+
+
+def test_manage_link_email_for_a_known_address(mailer, smtp_server) -> None:
+    settings, database = mailer
+    subscriber_id = pending(database)
+    send_transactional(settings, database, subscriber_id, "manage", now=NOW)
+    courier = Courier(settings, database, lambda: NOW)
+    try:
+        courier.kick()
+        wait_for(lambda: len(smtp_server.received) == 1)
+    finally:
+        courier.stop()
+    text = email.message_from_bytes(smtp_server.received[0].data, policy=policy.default)
+    body = text.get_body(("plain",)).get_content()
+    assert "https://digest.lab.example.org/manage/" in body
+
+
+def test_each_confirmation_is_its_own_message(mailer) -> None:
+    settings, database = mailer
+    subscriber_id = pending(database)
+    first = send_transactional(settings, database, subscriber_id, "confirm", now=NOW)
+    later = NOW + timedelta(minutes=11)
+    second = send_transactional(settings, database, subscriber_id, "confirm", now=later)
+    assert first != second
+
+
+def test_unknown_kind_and_subscriber(mailer) -> None:
+    settings, database = mailer
+    with pytest.raises(ValueError, match="unknown transactional"):
+        send_transactional(settings, database, 1, "digest", now=NOW)
+    with pytest.raises(LookupError):
+        send_transactional(settings, database, 999, "confirm", now=NOW)
+
+
+def test_courier_waits_while_another_sender_works(mailer, smtp_server) -> None:
+    from digest.send.delivery import _send_lock
+
+    settings, database = mailer
+    subscriber_id = pending(database)
+    send_transactional(settings, database, subscriber_id, "confirm", now=NOW)
+    Courier.RETRY_AFTER = 0.2
+    courier = Courier(settings, database, lambda: NOW)
+    try:
+        with _send_lock(settings.data_dir):
+            courier.kick()
+            time.sleep(0.5)
+            assert smtp_server.received == []
+        wait_for(lambda: len(smtp_server.received) == 1)
+    finally:
+        courier.stop()
+        Courier.RETRY_AFTER = 2.0
+
+
+def test_sample_is_the_digest_of_the_last_week(settings: Settings, database: Database) -> None:
+    papers = hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "a").papers
+    with database.session() as session:
+        save_papers(session, papers, NOW - timedelta(days=2))
+        subscriber_id = create_subscriber(
+            session,
+            "ada@example.org",
+            "title:psychometric",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        ).id
+        subscriber = get_subscriber(session, subscriber_id)
+    assert subscriber is not None
+    html = sample_digest_html(settings, database, subscriber, now=NOW)
+    wanted = next(p for p in papers if "psychometric" in p.title.lower())
+    assert "<html" in html.lower() and "Psychometric" in html
+    assert wanted.id in html
+    # Older than a week: not in the sample.
+    later = sample_digest_html(settings, database, subscriber, now=NOW + timedelta(days=8))
+    assert wanted.id not in later
