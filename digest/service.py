@@ -23,8 +23,12 @@ from digest.store import open_database
 log = logging.getLogger("digest.service")
 
 
-class Stop(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT to leave the serving loop."""
+class Stop(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM/SIGINT to leave the serving loop.
+
+    A KeyboardInterrupt, because waitress's loop lets those through (and closes its
+    sockets) where it would log and swallow an ordinary exception.
+    """
 
 
 def configure_logging(settings: Settings) -> None:

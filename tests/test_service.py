@@ -1,0 +1,134 @@
+"""The service as a person runs it: `digest run`, `digest scheduler`, signals, logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.smtp_server import free_port
+
+ROOT = Path(__file__).parents[1]
+
+
+def write_config(folder: Path, port: int, dead: str) -> Path:
+    config = folder / "config.toml"
+    config.write_text(
+        f"""
+[service]
+data_dir = "data"
+base_url = "http://127.0.0.1:{port}"
+[web]
+port = {port}
+[sources.hf]
+base_url = "{dead}"
+[sources.arxiv]
+feed_url = "{dead}"
+min_interval = 0.0
+[sources.http]
+retries = 1
+backoff = 0.1
+timeout = 2.0
+"""
+    )
+    return config
+
+
+def start(config: Path, *command: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DIGEST_CONFIG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(config), *command],
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until_serving(port: int, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    pytest.fail("the service did not start")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, int]]:
+    port = free_port()
+    config = write_config(tmp_path, port, f"http://127.0.0.1:{free_port()}")
+    process = start(config, "run")
+    try:
+        wait_until_serving(port, process)
+        yield process, config, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_run_serves_keeps_serving_without_network_and_stops_on_sigterm(
+    service: tuple[subprocess.Popen[str], Path, int],
+) -> None:
+    process, config, port = service
+    page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+    assert page.status_code == 200 and "Subscribe" in page.text
+    assert page.headers["server"] == "digest"  # waitress, not Flask's development server
+    time.sleep(3)  # the first fetch fails against the dead address
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    warnings = [line for line in output.splitlines() if " WARNING " in line]
+    assert len([w for w in warnings if "fetch hf 20" in w]) == 2, output  # today, yesterday
+    assert len([w for w in warnings if "fetch arxiv" in w]) == 1, output
+    assert "Traceback" not in output
+    assert "SIGTERM received: stopping" in output
+    assert "scheduler stopped" in output
+    assert (config.parent / "data" / "digest.db").is_file()
+
+
+def test_a_second_scheduler_is_refused_with_a_clear_message(
+    service: tuple[subprocess.Popen[str], Path, int],
+) -> None:
+    _, config, _ = service
+    second = start(config, "scheduler")
+    output, _ = second.communicate(timeout=30)
+    assert second.returncode == 1
+    assert (
+        output.strip()
+        .splitlines()[-1]
+        .startswith("digest: another scheduler is already running (pid ")
+    )
+    assert "Traceback" not in output
+
+
+def test_sigint_stops_the_scheduler_alone(tmp_path: Path) -> None:
+    config = write_config(tmp_path, free_port(), f"http://127.0.0.1:{free_port()}")
+    process = start(config, "scheduler")
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "data" / "scheduler.lock").exists():
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "SIGINT received: stopping" in output and "scheduler stopped" in output
