@@ -33,7 +33,7 @@ from digest.config import Settings
 from digest.jobs.digests import queue_due_digests
 from digest.jobs.fetch import fetch_sources
 from digest.render import DigestRenderer
-from digest.send import send_due
+from digest.send import SenderBusy, send_due
 from digest.sources import PoliteClient
 from digest.store import Database
 from digest.store.lock import SchedulerLock
@@ -171,7 +171,11 @@ class Scheduler:
         queued = queue_due_digests(self.settings, self.database, now=now, renderer=self._renderer)
         if queued.due:
             log.info("digests %s", queued.summary())
-        report = send_due(self.settings, self.database, now=self.clock(), stop=self.stopping)
+        try:
+            report = send_due(self.settings, self.database, now=self.clock(), stop=self.stopping)
+        except SenderBusy as error:  # e.g. the web app's courier: the next round sends the rest
+            log.info("send: %s", error)
+            return
         if report.error:
             log.warning("send %s", report.error)
         if report.due or report.error:

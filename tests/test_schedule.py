@@ -214,3 +214,18 @@ def test_stop_waits_for_the_job_at_work(service: tuple[Settings, Database], site
     assert not stopper.is_alive()
     with database.session() as session:
         assert "hf" in last_fetches(session)  # the fetch in flight was recorded
+
+
+def test_digest_job_leaves_delivery_to_a_busy_sender(
+    service: tuple[Settings, Database], caplog
+) -> None:
+    from digest.send.delivery import _send_lock
+
+    settings, database = service
+    jobs = Scheduler(settings, database, Clock(FRIDAY))
+    caplog.set_level("INFO", logger="digest.schedule")
+    with _send_lock(settings.data_dir):
+        jobs.digests()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("send: another `digest send` is already delivering") for m in messages)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -18,10 +18,9 @@ from datetime import datetime, timedelta
 
 from digest import tokens
 from digest.config import Settings
-from digest.errors import DeliveryError
 from digest.match import match_subscriber, parse_interests
 from digest.render import DigestRenderer
-from digest.send import send_due
+from digest.send import SenderBusy, send_due
 from digest.store import Database
 from digest.store.outbox import queue_message
 from digest.store.papers import papers_first_seen_between
@@ -111,7 +110,7 @@ class Courier:
     def _deliver(self) -> None:
         try:
             report = send_due(self.settings, self.database, now=self.clock(), stop=self._stop)
-        except DeliveryError as error:  # another sender is at work: look again shortly
+        except SenderBusy as error:  # another sender is at work: look again shortly
             log.info("courier: %s; trying again in %.0f s", error, self.RETRY_AFTER)
             self._stop.wait(self.RETRY_AFTER)
             self._wanted.set()

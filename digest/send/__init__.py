@@ -7,6 +7,6 @@ says what each outcome does (retries with backoff, bounces). Rows are queued wit
 `digest.store.outbox.queue_message`.
 """
 
-from digest.send.delivery import SendReport, make_backend, send_due
+from digest.send.delivery import SenderBusy, SendReport, make_backend, send_due
 
-__all__ = ["SendReport", "make_backend", "send_due"]
+__all__ = ["SendReport", "SenderBusy", "make_backend", "send_due"]

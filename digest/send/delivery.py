@@ -91,6 +91,11 @@ CHUNK_PER_CONNECTION = 16  # rows claimed at a time, per connection
 GATHER = 0.001  # seconds an outcome may wait for others to share its commit
 
 
+class SenderBusy(DeliveryError):
+    """Another sender holds this data folder's send lock; what is due goes out in its run
+    or in the next one."""
+
+
 @dataclass
 class SendReport:
     """What one run did. `unknown_ids` are the Message-IDs of rows now in state "unknown"."""
@@ -198,7 +203,7 @@ def _send_lock(data_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DeliveryError(
+            raise SenderBusy(
                 f"another `digest send` is already delivering from this data folder "
                 f"(it holds {path}); wait for it to finish"
             ) from None
