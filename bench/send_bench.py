@@ -41,7 +41,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from digest.config import load_settings  # noqa: E402
 from digest.render import Message  # noqa: E402
@@ -50,7 +50,6 @@ from digest.send.smtp import SmtpBackend, dot_stuff  # noqa: E402
 from digest.store import open_database  # noqa: E402
 from digest.store.models import SubscriberRow  # noqa: E402
 from digest.store.outbox import Outgoing, queue_messages  # noqa: E402
-from tests.messages import build_digest, message_id  # noqa: E402
 
 DAY = date(2026, 11, 23)
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -300,18 +299,31 @@ def _threads(target: Callable[[], None], count: int) -> None:
 # --- the outbox for "ours" ----------------------------------------------------------------
 
 
-def build_messages(count: int) -> list[Message]:
-    """`count` digests of 20 real papers each; 64 distinct bodies, each addressed apart."""
-    templates = [build_digest(n, f"reader{n}@example.net", DAY) for n in range(64)]
-    messages = []
+def _renderer_and_digests(count: int, distinct: int = 200) -> tuple[object, list]:
+    """The real renderer and `count` (subscriber, 20-paper selection) pairs: `distinct`
+    selections from real papers, each sent to many different subscribers."""
+    from dataclasses import replace
+
+    from render_bench import realistic_digests, settings_for
+
+    from digest.render import DigestRenderer
+
+    folder = Path(tempfile.mkdtemp(prefix="send-bench-render-"))
+    renderer = DigestRenderer(settings_for(folder, dkim=False), "bench-secret")
+    base = realistic_digests(min(count, distinct))
+    digests = []
     for n in range(count):
-        template = templates[n % len(templates)]
-        recipient = f"reader{n}@example.net"
-        identifier = message_id(n, DAY)
-        data = template.data.replace(template.recipient.encode(), recipient.encode(), 1)
-        data = data.replace(template.message_id.encode(), identifier.encode(), 1)
-        messages.append(Message(template.sender, recipient, identifier, data))
-    return messages
+        reader, selection = base[n % len(base)]
+        digests.append((replace(reader, id=n + 1, email=f"reader{n}@example.net"), selection))
+    return renderer, digests
+
+
+def build_messages(count: int) -> list[Message]:
+    """`count` complete digests of 20 real papers each, rendered by `digest.render`."""
+    renderer, digests = _renderer_and_digests(count)
+    return [
+        renderer.render_digest(reader, selection, DAY, now=NOW) for reader, selection in digests
+    ]
 
 
 def queue_outbox(folder: Path, messages: list[Message]) -> float:
@@ -384,18 +396,14 @@ def ours(port: int, template_db: Path, connections: int) -> Callable[[], object]
 # --- the render slot ----------------------------------------------------------------------
 
 
-def render_rate(count: int) -> float | None:
-    """Complete MIME digests built per second on one core by `digest.render`.
-
-    >>> RENDER SLOT (for the lead, once digest.render lands): build `count` complete
-    >>> messages with the real renderer here (20 papers each, from the store or
-    >>> tests/data/papers.jsonl) and return count / seconds. Until then: skipped.
-    """
-    import digest.render as render
-
-    if not hasattr(render, "render_digest"):
-        return None
-    raise NotImplementedError("wire digest.render.render_digest into bench/send_bench.py")
+def render_rate(count: int) -> float:
+    """Complete MIME digests built per CPU second, on one core, by `digest.render`
+    (a renderer made for the run, as the daily job makes one)."""
+    renderer, digests = _renderer_and_digests(count)
+    started = time.process_time()
+    for reader, selection in digests:
+        renderer.render_digest(reader, selection, DAY, now=NOW)
+    return count / (time.process_time() - started)
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -529,14 +537,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="send-bench-outbox-"))
     queue_rate = queue_outbox(folder, messages)
     print(f"  queueing into the outbox (compress + insert): {queue_rate:.0f} msg/s")
-    rendered = render_rate(min(args.count, 2000))
-    if rendered is None:
-        print(
-            "  render: skipped (digest.render has no renderer yet; the lead wires the "
-            "RENDER SLOT in bench/send_bench.py)"
-        )
-    else:
-        print(f"  render: {rendered:.0f} complete digests/s on one core (target >= 1,500)")
+    rendered = render_rate(args.count)
+    print(f"  render: {rendered:.0f} complete digests/s on one core (target >= 1,500)")
     data = {"wire": wire, "messages": messages, "emails": emails, "db": folder}
     kinds = ["fast", "aiosmtpd"] if args.sink == "both" else [args.sink]
     for kind in kinds:
