@@ -117,13 +117,13 @@ def test_an_international_domain_is_stored_and_mailed(site: Site) -> None:
     [
         ("", "Enter at least one interest, such as: diffusion"),
         ("   \n  ", "Enter at least one interest, such as: diffusion"),
-        ('diffusion\n"world model\nrlhf', 'Entry 2 (""world model"): a quote is not closed'),
-        ("agents, ab*", 'Entry 2 ("ab*"): a prefix needs at least 3 letters before the *'),
-        ("venue:NeurIPS", 'Entry 1 ("venue:NeurIPS"): "venue:" is not a known field'),
-        ("agents\n-survey AND -review", 'Entry 2 ("-survey AND -review"): an exclusion'),
+        ('diffusion\n"world model\nrlhf', 'Entry 2 (“"world model”): a quote is not closed'),
+        ("agents, ab*", 'Entry 2 (“ab*”): a prefix needs at least 3 letters before the *'),
+        ("venue:NeurIPS", 'Entry 1 (“venue:NeurIPS”): "venue:" is not a known field'),
+        ("agents\n-survey AND -review", 'Entry 2 (“-survey AND -review”): an exclusion'),
         ("-survey", "The list has only exclusions"),
-        ("diffusion\nC:\\temp", 'Entry 2 ("C:\\temp"): backslashes cannot be matched'),
-        ("\n".join(f"topic{n}" for n in range(51)), 'Entry 51 ("topic50"): too many interests'),
+        ("diffusion\nC:\\temp", 'Entry 2 (“C:\\temp”): backslashes cannot be matched'),
+        ("\n".join(f"topic{n}" for n in range(51)), 'Entry 51 (“topic50”): too many interests'),
         ("x" * 2001, "That is 2,001 characters; interests can be at most 2,000."),
         (" ".join(["word"] * 13), "is too long: a phrase has at most 12 words"),
     ],
@@ -145,10 +145,15 @@ def test_the_form_accepts_exactly_what_the_matcher_accepts(site: Site) -> None:
     assert len(parse_interests(stored).entries) == 50
 
 
+def test_lines_are_stored_as_browsers_send_them_but_with_plain_newlines(site: Site) -> None:
+    assert site.signup(interests="diffusion\r\nworld model\r\n").status_code == 303
+    assert site.subscriber().interests == "diffusion\nworld model"
+
+
 def test_a_long_entry_is_shortened_in_the_message(site: Site) -> None:
     entry = "title:" + "x" * 200 + " \\"
     errors, _ = _rejected(site, interests=f"agents\n{entry}")
-    assert errors["interests"].startswith(f'Entry 2 ("{entry[:79]}…"): backslashes')
+    assert errors["interests"].startswith(f"Entry 2 (“{entry[:79]}…”): backslashes")
 
 
 def test_every_mistake_is_shown_at_once(site: Site) -> None:
@@ -194,7 +199,7 @@ def test_hostile_input_is_escaped_on_the_form(site: Site) -> None:
     assert HOSTILE not in page and "<img src=x" not in page
     assert "&lt;/textarea&gt;&lt;script&gt;" in page
     # The parser's message quotes the entry at fault: escaped too.
-    assert "Entry 2 (&#34;&#34; onfocus=alert(1) x=\\&#34;)" in page
+    assert "Entry 2 (“&#34; onfocus=alert(1) x=\\”)" in page
 
 
 def test_hostile_input_is_escaped_on_every_page_that_shows_it(site: Site) -> None:

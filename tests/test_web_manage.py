@@ -97,7 +97,7 @@ def test_a_mistake_on_the_manage_form_saves_nothing(site: Site, ada: Subscriber)
     page = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "Nothing was saved" in page
-    assert "Entry 2 (&#34;title:&#34;)" in page
+    assert "Entry 2 (“title:”)" in page
     assert "agents\ntitle:</textarea>" in page  # what was typed is kept
     assert _reload(site, ada).interests == "diffusion"
     assert _reload(site, ada).send_time == "08:00"

@@ -195,6 +195,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(subscribe)
     app.register_blueprint(manage)
     app.add_url_rule("/healthz", "healthz", healthz)
+    # Browsers ask for /favicon.ico whatever the page says.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
 
 
 def healthz() -> tuple[dict[str, Any], int]:

@@ -76,6 +76,11 @@ def address_key(address: str) -> str:
 class InterestsField(TextAreaField):
     """A textarea checked with the interest parser."""
 
+    def process_formdata(self, valuelist: list[str]) -> None:
+        super().process_formdata(valuelist)
+        if self.data:  # browsers send a textarea's lines ending in CRLF; store them with \n
+            self.data = self.data.replace("\r\n", "\n").replace("\r", "\n")
+
     def pre_validate(self, form: FlaskForm) -> None:
         text = (self.data or "").strip()
         if not text:
@@ -94,7 +99,7 @@ def _describe(error: InterestSyntaxError) -> str:
     """The parser's reason as a sentence, naming the entry at fault (shortened if long)."""
     if error.entry:
         text = error.text if len(error.text) <= 80 else error.text[:79] + "…"
-        return f'Entry {error.entry} ("{text}"): {error.reason}.'
+        return f"Entry {error.entry} (“{text}”): {error.reason}."
     return error.reason[:1].upper() + error.reason[1:] + "."
 
 
@@ -143,7 +148,7 @@ class SignupForm(PreferencesForm):
         try:
             address = normalise_email((self.email.data or "").strip(), check_dns)
         except ValueError as error:
-            self.email.errors = [*self.email.errors, f"That address does not work: {error}"]
+            self.email.errors = [*self.email.errors, str(error)]
             return None
         return address if valid else None
 

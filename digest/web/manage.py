@@ -33,7 +33,7 @@ ACTIONS = {"pause": ("active", "paused"), "resume": ("paused", "active")}
 REACTIVATE = "reactivate"
 NOTICES = {
     "saved": "Your changes are saved.",
-    "paused": "Your digests are paused. Resume them here whenever you like.",
+    "paused": "Done: your digests are paused.",
     "resumed": "Your digests are on again.",
     "reactivated": "We will send to this address again, starting with your next digest.",
 }
