@@ -62,6 +62,28 @@ MEASURE = """() => {
   return {scroll: document.documentElement.scrollWidth, inner: innerWidth, right, widest};
 }"""
 
+# The computed text colour of an element and the background it sits on (the nearest set).
+COLOURS = """(selector) => {
+  const element = document.querySelector(selector);
+  let node = element, background = "rgba(0, 0, 0, 0)";
+  while (node && background === "rgba(0, 0, 0, 0)") {
+    background = getComputedStyle(node).backgroundColor;
+    node = node.parentElement;
+  }
+  return [getComputedStyle(element).color, background];
+}"""
+# Text a person must read on the signup page with mistakes (WCAG AA: 4.5 to 1).
+READABLE = ["h1", "label", ".help", ".error", "button[type=submit]", "summary", ".notice",
+            ".small", "footer.site p", "input#email"]  # fmt: skip
+
+# The element with the keyboard focus, and how its focus is shown.
+FOCUSED = """() => {
+  const element = document.activeElement;
+  const outline = element.matches(":focus") ? getComputedStyle(element).outlineStyle
+                                              : "browser's own";
+  return [element.id || element.tagName, outline];
+}"""
+
 # CSP violations, as the page itself sees them (console messages may be worded anyhow).
 WATCH_CSP = """
 window.__violations = [];
@@ -71,19 +93,37 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-def _need_chromium() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    reason = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+def _need_browser(chromium: str = CHROMIUM) -> None:
+    """Fail in CI, skip elsewhere, when Chromium or Playwright is missing."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "Playwright for Python is not installed (pip install -e '.[test]')"
+    else:
+        if Path(chromium).exists():
+            return
+        reason = f"Chromium is not installed at {chromium} (apt-get install chromium)"
     if os.environ.get("CI"):
         pytest.fail(f"{reason}: CI must run the browser tests")
     pytest.skip(reason)
 
 
+def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
+        _need_browser(missing)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="Chromium is not installed"):
+        _need_browser(missing)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
-    _need_chromium()
+    _need_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -166,9 +206,10 @@ class Visit:
     def _console(self, message: Any) -> None:
         if message.type not in ("error", "warning"):
             return
-        if message.text.startswith("Failed to load resource") and message.location.get(
-            "url"
-        ) == self.page.url.split("#")[0]:
+        if (
+            message.text.startswith("Failed to load resource")
+            and message.location.get("url") == self.page.url.split("#")[0]
+        ):
             return  # the page's own 4xx status (a form with mistakes): the tests check it
         self.problems.append(f"console {message.type}: {message.text} ({message.location})")
 
@@ -187,6 +228,12 @@ class Visit:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{name}-{self.width}.png"), full_page=True)
 
+    def contrast(self, selector: str) -> float:
+        """The WCAG contrast ratio of an element's text against its background."""
+        foreground, background = self.page.evaluate(COLOURS, selector)
+        light, dark = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+        return (light + 0.05) / (dark + 0.05)
+
     def follow(self, message: EmailMessage, link: str) -> None:
         """Open an email's HTML part in a tab of its own, as a mail program would, and
         follow the link matched by the `link` selector in this page."""
@@ -202,6 +249,15 @@ class Visit:
 
     def close(self) -> None:
         self.context.close()
+
+
+def _luminance(colour: str) -> float:
+    red, green, blue = (int(x) / 255 for x in re.findall(r"\d+", colour)[:3])
+
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
 
 
 def _mail_to(served: Served, address: str) -> EmailMessage:
@@ -245,6 +301,9 @@ def test_a_person_subscribes_manages_and_unsubscribes(
         assert 'Entry 2 (“"world model”): a quote is not closed' in error.inner_text()
         assert page.locator("#email").input_value() == address
         assert page.locator("#timezone").input_value() == "Asia/Tokyo"  # kept, not guessed
+        assert page.evaluate("document.activeElement.id") == "interests"  # focus on it
+        for selector in READABLE:
+            assert visit.contrast(selector) >= 4.5, selector
         visit.check("signup-error")
 
         page.fill("#interests", "diffusion\nlarge language model\n-survey")
@@ -346,6 +405,34 @@ def test_dark_mode_and_a_long_address_on_a_phone(browser: Any, served: Served) -
         assert page.locator("#interests-error").is_visible()
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(21, 23, 26)"
+        assert page.evaluate("document.activeElement.id") == "email"
+        for selector in READABLE:
+            assert visit.contrast(selector) >= 4.5, selector
         visit.check("signup-dark-errors")
+    finally:
+        visit.close()
+
+
+def test_the_keyboard_reaches_everything_with_a_visible_focus(browser: Any, served: Served) -> None:
+    visit = Visit(browser, PHONE)
+    page = visit.page
+    try:
+        page.goto(served.url + "/")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip"
+        skip = page.locator("a.skip").bounding_box()
+        assert skip is not None and skip["x"] >= 0  # shown on screen while focused
+        page.keyboard.press("Enter")
+        order: list[str] = []
+        while "BUTTON" not in order and len(order) < 20:
+            page.keyboard.press("Tab")
+            focused, outline = page.evaluate(FOCUSED)
+            if not order or order[-1] != focused:
+                order.append(focused)
+            # (the time field's own clock button is Chromium's to draw)
+            assert outline in ("solid", "browser's own"), focused
+        # The form's fields in order; the hidden honeypot is never reached.
+        assert order == ["email", "interests", "SUMMARY", "send_time", "timezone", "BUTTON"]
+        visit.check("signup-keyboard")
     finally:
         visit.close()

@@ -118,12 +118,12 @@ def test_an_international_domain_is_stored_and_mailed(site: Site) -> None:
         ("", "Enter at least one interest, such as: diffusion"),
         ("   \n  ", "Enter at least one interest, such as: diffusion"),
         ('diffusion\n"world model\nrlhf', 'Entry 2 (“"world model”): a quote is not closed'),
-        ("agents, ab*", 'Entry 2 (“ab*”): a prefix needs at least 3 letters before the *'),
+        ("agents, ab*", "Entry 2 (“ab*”): a prefix needs at least 3 letters before the *"),
         ("venue:NeurIPS", 'Entry 1 (“venue:NeurIPS”): "venue:" is not a known field'),
-        ("agents\n-survey AND -review", 'Entry 2 (“-survey AND -review”): an exclusion'),
+        ("agents\n-survey AND -review", "Entry 2 (“-survey AND -review”): an exclusion"),
         ("-survey", "The list has only exclusions"),
-        ("diffusion\nC:\\temp", 'Entry 2 (“C:\\temp”): backslashes cannot be matched'),
-        ("\n".join(f"topic{n}" for n in range(51)), 'Entry 51 (“topic50”): too many interests'),
+        ("diffusion\nC:\\temp", "Entry 2 (“C:\\temp”): backslashes cannot be matched"),
+        ("\n".join(f"topic{n}" for n in range(51)), "Entry 51 (“topic50”): too many interests"),
         ("x" * 2001, "That is 2,001 characters; interests can be at most 2,000."),
         (" ".join(["word"] * 13), "is too long: a phrase has at most 12 words"),
     ],
@@ -225,3 +225,17 @@ def test_hostile_input_is_escaped_on_every_page_that_shows_it(site: Site) -> Non
         page = site.get(path).get_data(as_text=True)
         assert HOSTILE not in page and "<b>" not in page, path
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page or "&lt;b&gt;" in page, path
+
+
+# --- focus --------------------------------------------------------------------------
+
+
+def test_the_first_field_with_a_mistake_gets_the_focus(site: Site) -> None:
+    def focused(page: str) -> list[str]:
+        tags = re.findall(r"<[^>]* autofocus[^>]*>", page)
+        return [re.search(r' id="(\w+)"', tag).group(1) for tag in tags]
+
+    assert focused(_rejected(site, interests='"open', send_time="")[1]) == ["interests"]
+    assert focused(_rejected(site, email="nobody", interests='"open')[1]) == ["email"]
+    assert focused(_rejected(site, timezone="Nowhere")[1]) == ["timezone"]
+    assert focused(site.get("/").get_data(as_text=True)) == []

@@ -110,7 +110,7 @@ def test_pause_and_resume(site: Site, ada: Subscriber) -> None:
     now = _reload(site, ada)
     assert now.status == "paused" and now.next_digest_at is None
     page = site.get(paused.headers["Location"]).get_data(as_text=True)
-    assert "Your digests are paused" in page and "Resume my digests" in page
+    assert "Done: your digests are paused." in page and "Resume my digests" in page
     assert '<span class="badge off">Paused</span>' in page
     # Pausing again (a second tab) changes nothing and says nothing.
     again = site.submit(f"{manage}/pause", page=manage)
