@@ -12,6 +12,7 @@ from limits.storage import MemoryStorage, RedisStorage
 
 from digest.errors import ConfigError
 from digest.store import Database
+from digest.store.models import SubscriberRow
 from digest.store.subscribers import create_subscriber
 from digest.tokens import SECRET_FILE, make_token
 from digest.web import CONTENT_SECURITY_POLICY, create_app
@@ -272,3 +273,33 @@ def test_a_token_from_another_session_is_refused(site: Site) -> None:
     response = site.client.post("/", data=data)
     assert response.status_code == 400
     assert site.subscriber() is None
+
+
+def test_every_form_refuses_a_missing_or_forged_token(site: Site) -> None:
+    pages = [path for path in _pages(site) if "not-a-token" not in path and "?" not in path]
+    confirm, manage, unsubscribe = (
+        next(path for path in pages if path.startswith(f"/{kind}/"))
+        for kind in ("confirm", "manage", "unsubscribe")
+    )
+    with site.database.session() as session:
+        before = {row.email: row.status for row in session.query(SubscriberRow)}
+    forms = [
+        ("/", {"email": "eve@example.org", "interests": "x", "send_time": "08:00"}),
+        (confirm, {}),
+        (manage, {"interests": "agents", "send_time": "09:00", "timezone": "UTC"}),
+        (f"{manage}/pause", {}),
+        (unsubscribe, {}),
+        (unsubscribe.replace("/unsubscribe/", "/resubscribe/"), {}),
+    ]
+    for path, data in forms:
+        site.get(path if "/resubscribe/" not in path and "/pause" not in path else manage)
+        for token in ({}, {"csrf_token": "forged"}):
+            response = site.client.post(path, data={**data, **token})
+            assert response.status_code == 400, path
+            assert "ada@example.org" not in response.get_data(as_text=True) or (
+                "/unsubscribe/" in path  # its own page again, with a fresh button
+            ), path
+    with site.database.session() as session:
+        after = {row.email: row.status for row in session.query(SubscriberRow)}
+        interests = [row.interests for row in session.query(SubscriberRow)]
+    assert after == before and "agents" not in interests
