@@ -91,6 +91,27 @@ def time_zone(value: str) -> str | None:
     return None
 
 
+def rate_limit(value: str) -> str | None:
+    """Accept a rate limit as Flask-Limiter reads it: "10 per hour", "5/minute;100/day"."""
+    from limits import parse_many  # only when a config sets one: keeps the CLI's start quick
+
+    try:
+        parse_many(value)
+    except ValueError:
+        return f'must be a rate limit such as "10 per hour" or "5/minute;100/day", got "{value}"'
+    return None
+
+
+def limit_storage(value: str) -> str | None:
+    """Accept a rate-limit storage URI of a scheme the `limits` package knows."""
+    from limits.storage import SCHEMES
+
+    scheme = value.partition("://")[0]
+    if "://" in value and scheme in SCHEMES and not scheme.startswith("async+"):
+        return None
+    return f'must be a storage URI such as "memory://" or "redis://host:6379", got "{value}"'
+
+
 def checked(default: Any, check: Check, **kwargs: Any) -> Any:
     """A dataclass field with a default and a validity check."""
     return field(default=default, metadata={"check": check}, **kwargs)
@@ -223,9 +244,9 @@ class WebSettings:
     port: int = checked(8000, between(0, 65535))
     secret_key: str = field(default="", repr=False)
     check_dns: bool = False
-    ratelimit_storage: str = "memory://"
-    signup_limit: str = "10 per hour"
-    address_limit: str = "5 per hour"
+    ratelimit_storage: str = checked("memory://", limit_storage)
+    signup_limit: str = checked("10 per hour", rate_limit)
+    address_limit: str = checked("5 per hour", rate_limit)
     trusted_proxies: int = checked(0, between(0, 10))
     threads: int = checked(8, between(1, 256))
 

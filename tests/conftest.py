@@ -155,3 +155,43 @@ def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     from tests.tls import make_certificate
 
     return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+# --- web: the app with its test client, store, clock and mailbox ----------------------
+
+
+@pytest.fixture
+def make_site(make_settings: Any, start_smtp_server: Any) -> Iterator[Any]:
+    """Build the web app (`tests.web_support.Site`) on a clock that stands still at NOW.
+
+    `smtp=True` sends its mail to a real aiosmtpd server, else it lands in the maildir;
+    other keyword arguments are settings sections. Couriers are stopped afterwards.
+    """
+    from digest.web import create_app
+    from tests.web_support import BASE_URL, SECRET, Clock, Site
+
+    sites: list[Site] = []
+
+    def build(*, smtp: bool = False, clock: Clock | None = None, **sections: Any) -> Site:
+        server = start_smtp_server() if smtp else None
+        web = {"secret_key": SECRET, **sections.pop("web", {})}
+        service = {"base_url": BASE_URL, **sections.pop("service", {})}
+        if server is not None:
+            sections["smtp"] = {**server.smtp_settings(), **sections.get("smtp", {})}
+        settings = make_settings(web=web, service=service, **sections)
+        database = open_database(settings)
+        clock = clock or Clock()
+        app = create_app(settings, database=database, clock=clock)
+        site = Site(app, settings, database, clock, server)
+        sites.append(site)
+        return site
+
+    yield build
+    for site in sites:
+        site.stop()
+
+
+@pytest.fixture
+def site(make_site: Any) -> Any:
+    """The web app with default settings; its mail lands in the maildir."""
+    return make_site()

@@ -88,6 +88,19 @@ def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
     assert "s3cret" not in repr(settings)
 
 
+def test_rate_limits_and_their_storage_are_read_as_flask_limiter_reads_them() -> None:
+    settings = load_settings(
+        environ={
+            "DIGEST_WEB_SIGNUP_LIMIT": "5/minute;100/day",
+            "DIGEST_WEB_ADDRESS_LIMIT": "3 per 2 hours",
+            "DIGEST_WEB_RATELIMIT_STORAGE": "redis://cache.internal:6379/2",
+        }
+    )
+    assert settings.web.signup_limit == "5/minute;100/day"
+    assert settings.web.address_limit == "3 per 2 hours"
+    assert settings.web.ratelimit_storage == "redis://cache.internal:6379/2"
+
+
 def test_environment_converts_types() -> None:
     settings = load_settings(
         environ={
@@ -145,6 +158,21 @@ def test_environment_converts_types() -> None:
             'got "not an address"',
         ),
         ("smtp = 3\n", "config.toml: [smtp] must be a table"),
+        (
+            '[web]\nsignup_limit = "ten an hour"\n',
+            'config.toml: [web] signup_limit must be a rate limit such as "10 per hour" or '
+            '"5/minute;100/day", got "ten an hour"',
+        ),
+        (
+            '[web]\naddress_limit = "5 per fortnight"\n',
+            'config.toml: [web] address_limit must be a rate limit such as "10 per hour" or '
+            '"5/minute;100/day", got "5 per fortnight"',
+        ),
+        (
+            '[web]\nratelimit_storage = "localhost:6379"\n',
+            'config.toml: [web] ratelimit_storage must be a storage URI such as "memory://" or '
+            '"redis://host:6379", got "localhost:6379"',
+        ),
     ],
 )
 def test_bad_values_name_file_section_key_and_problem(

@@ -236,6 +236,18 @@ def test_permanent_failures_in_a_row_bounce_at_the_threshold(database: Database)
     assert (again.status, again.consecutive_failures) == ("active", 0)
 
 
+def test_reactivating_schedules_the_next_digest_from_now(database: Database) -> None:
+    later = NOW + timedelta(days=20, hours=3)  # 2026-12-13 11:00, after the 08:00 send time
+    with database.session() as session:
+        sid = _subscriber(session)
+        set_status(session, sid, "bounced", NOW + timedelta(days=1))
+        assert reactivate_subscriber(session, sid, later)
+        again = get_subscriber(session, sid)
+    assert again.next_digest_at == datetime(2026, 12, 14, 8, 0, tzinfo=UTC)
+    # The first digest after the pause holds the last day's papers, not three weeks' worth.
+    assert again.last_digest_at == later - timedelta(days=1)
+
+
 def test_an_unknown_row_is_settled_by_the_operator(database: Database) -> None:
     with database.session() as session:
         sid = _subscriber(session)

@@ -11,9 +11,12 @@ from digest.store import Database
 from digest.store.subscribers import (
     count_by_status,
     create_subscriber,
+    delete_expired_pending,
     find_subscriber,
     get_subscriber,
+    record_confirm_sent,
     set_status,
+    update_preferences,
 )
 
 NOW = datetime(2026, 6, 12, 8, 30, tzinfo=UTC)
@@ -93,3 +96,32 @@ def test_unknown_status_and_subscriber(store_database: Database) -> None:
         set_status(session, subscriber_id, "deleted", NOW)
     with store_database.session() as session, pytest.raises(LookupError):
         set_status(session, 12345, "active", NOW)
+
+
+def test_pending_sign_ups_expire_a_week_after_their_last_confirmation_link(
+    store_database: Database,
+) -> None:
+    stale = add(store_database, "stale@example.org")
+    active = add(store_database, "active@example.org", status="active")
+    resent = add(store_database, "resent@example.org")
+    rejoined = add(store_database, "rejoined@example.org", status="active")
+    with store_database.session() as session:
+        record_confirm_sent(session, stale, NOW)
+        record_confirm_sent(session, resent, NOW + timedelta(days=5))
+        # Subscribed at NOW, unsubscribed, and signed up again (pending anew) on day 7.
+        set_status(session, rejoined, "unsubscribed", NOW + timedelta(hours=1))
+        update_preferences(session, rejoined, interests="agents")
+        set_status(session, rejoined, "pending", NOW + timedelta(days=7))
+        record_confirm_sent(session, rejoined, NOW + timedelta(days=7))
+    cleanup = NOW + timedelta(days=8)
+    with store_database.session() as session:
+        assert delete_expired_pending(session, cleanup - timedelta(days=7)) == 1
+    with store_database.session() as session:
+        assert get_subscriber(session, stale) is None
+        for kept in (active, resent, rejoined):
+            assert get_subscriber(session, kept) is not None
+        # A week after the last resend, that one goes too; active subscribers never do.
+        assert delete_expired_pending(session, NOW + timedelta(days=5, seconds=1)) == 1
+    with store_database.session() as session:
+        assert get_subscriber(session, resent) is None
+        assert get_subscriber(session, active) is not None

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from digest.render import Message
 from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow, UTCDateTime
+from digest.store.subscribers import set_status
 
 STATES = ("queued", "sending", "retrying", "sent", "failed", "unknown", "skipped")
 DUE_STATES = ("queued", "retrying")
@@ -579,7 +580,8 @@ def resolve_unknown(session: Session, outbox_id: int, *, delivered: bool, now: d
 def reactivate_subscriber(session: Session, subscriber_id: int, now: datetime) -> bool:
     """Let a bounced subscriber receive mail again (from the manage page); False if not bounced.
 
-    Their failure count starts from zero. Rows skipped while they were bounced stay
+    Their failure count starts from zero and their next digest is scheduled from `now`,
+    as for any subscriber who becomes active. Rows skipped while they were bounced stay
     skipped: old digests are not worth sending late.
     """
     row = session.get(SubscriberRow, subscriber_id)
@@ -587,7 +589,7 @@ def reactivate_subscriber(session: Session, subscriber_id: int, now: datetime) -
         raise LookupError(f"no subscriber {subscriber_id}")
     if row.status != "bounced":
         return False
-    row.status, row.status_changed_at, row.consecutive_failures = "active", now, 0
+    set_status(session, subscriber_id, "active", now)
     return True
 
 

@@ -161,11 +161,16 @@ def record_confirm_sent(session: Session, subscriber_id: int, now: datetime) -> 
 
 
 def delete_expired_pending(session: Session, older_than: datetime) -> int:
-    """Delete sign-ups never confirmed that were made before `older_than`; return how many."""
+    """Delete sign-ups never confirmed whose last confirmation link went out before
+    `older_than` (so whose links have all expired); return how many.
+
+    The age counts from the last confirmation email (else from the sign-up), not from
+    when the row was created: an address that unsubscribed long ago and signs up again is
+    pending anew, and its fresh link must keep working for its whole life.
+    """
+    last_asked = func.coalesce(SubscriberRow.confirm_sent_at, SubscriberRow.status_changed_at)
     rows = session.scalars(
-        select(SubscriberRow).where(
-            SubscriberRow.status == "pending", SubscriberRow.created_at < older_than
-        )
+        select(SubscriberRow).where(SubscriberRow.status == "pending", last_asked < older_than)
     ).all()
     for row in rows:
         session.delete(row)

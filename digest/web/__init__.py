@@ -19,17 +19,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from limits.errors import ConfigurationError as LimitsConfigurationError
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from digest.config import Settings, load_settings
+from digest.errors import ConfigError
 from digest.jobs.mail import Courier, send_transactional
 from digest.paths import templates_dir
 from digest.render import DigestRenderer
@@ -43,6 +46,10 @@ Clock = Callable[[], datetime]
 # notify(subscriber, kind): queue and send a transactional email. kind is "confirm" (a
 # new sign-up) or "manage" (someone signed up again with a known address).
 Notifier = Callable[[Subscriber, str], None]
+
+# Accepted sign-ups (and honeypot catches) answer 303; only those count against the rate
+# limits, so a person correcting a typo in the form is never locked out.
+ACCEPTED = 303
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -140,8 +147,14 @@ def create_app(
 
 
 def _address_key() -> str:
-    # The per-address limit counts sign-ups for the same mailbox from any client.
-    return "address:" + (request.form.get("email") or "").strip().lower()
+    """The per-address limit's key: the mailbox signed up for, however it was written."""
+    from digest.web.forms import address_key
+
+    return "address:" + address_key(request.form.get("email") or "")
+
+
+def _accepted(response: Response) -> bool:
+    return response.status_code == ACCEPTED
 
 
 def _protect(app: Flask, settings: Settings) -> None:
@@ -150,17 +163,28 @@ def _protect(app: Flask, settings: Settings) -> None:
     # RFC 8058 one-click unsubscribe comes without cookies or token; the view checks the
     # CSRF token itself for the page's own button (the signed link is the capability).
     csrf.exempt("digest.web.manage.unsubscribe")
-    limiter = Limiter(
-        key_func=get_remote_address,
-        app=app,
-        headers_enabled=True,
-        storage_uri=settings.web.ratelimit_storage,
-    )
+    try:
+        limiter = Limiter(
+            key_func=get_remote_address,
+            app=app,
+            headers_enabled=True,
+            storage_uri=settings.web.ratelimit_storage,
+            # Shared storage down (Redis restarting): count in this process meanwhile
+            # rather than refusing every sign-up or letting them all through.
+            in_memory_fallback_enabled=True,
+        )
+    except LimitsConfigurationError as error:  # e.g. redis:// without the redis package
+        raise ConfigError(
+            f"[web] ratelimit_storage {settings.web.ratelimit_storage}: {error}; "
+            "for Redis install the redis extra: pip install 'digest[redis]'"
+        ) from None
     signup = app.view_functions["subscribe.signup"]
-    signup = limiter.limit(settings.web.signup_limit, methods=["POST"])(signup)
-    signup = limiter.limit(settings.web.address_limit, methods=["POST"], key_func=_address_key)(
+    signup = limiter.limit(settings.web.signup_limit, methods=["POST"], deduct_when=_accepted)(
         signup
     )
+    signup = limiter.limit(
+        settings.web.address_limit, methods=["POST"], key_func=_address_key, deduct_when=_accepted
+    )(signup)
     app.view_functions["subscribe.signup"] = signup
 
 
@@ -171,6 +195,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(subscribe)
     app.register_blueprint(manage)
     app.add_url_rule("/healthz", "healthz", healthz)
+    # Browsers ask for /favicon.ico whatever the page says.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
 
 
 def healthz() -> tuple[dict[str, Any], int]:
@@ -184,9 +210,19 @@ def healthz() -> tuple[dict[str, Any], int]:
     return {"status": "ok", "database": "ok"}, 200
 
 
+def local_time(instant: datetime | None, zone: str) -> str:
+    """A send time as a person reads it in their zone: "Friday 12 June at 08:00"."""
+    if instant is None:
+        return ""
+    local = instant.astimezone(ZoneInfo(zone))
+    return f"{local:%A} {local.day} {local:%B} at {local:%H:%M}"
+
+
 def _register_handlers(app: Flask) -> None:
     app.after_request(_security_headers)
     app.context_processor(lambda: {"site_name": context().settings.mail.from_name})
+    app.add_template_filter(local_time)
+    app.add_template_filter(lambda zone: zone.replace("_", " "), "zone")
 
     @app.errorhandler(CSRFError)
     def csrf_failed(error: CSRFError) -> tuple[str, int]:
@@ -212,10 +248,13 @@ def _security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Links carry tokens: never leak the URL to another site.
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Links carry tokens: never send the URL to another site. Our own forms do send it
+    # back to us, which Flask-WTF requires over HTTPS (it checks the Referer's origin).
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if request.endpoint and request.endpoint != "static":
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.endpoint != "static":  # pages hold addresses and tokens: keep no copy
         headers.setdefault("Cache-Control", "no-store")
     return response

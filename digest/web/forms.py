@@ -1,7 +1,9 @@
 """The web forms, with their validation (Flask-WTF: every form carries a CSRF token).
 
 Interests are checked by the same parser the matcher uses, so what the form accepts is
-exactly what the daily run understands; its error names the entry at fault.
+exactly what the daily run understands; its error names the entry at fault. Addresses
+are checked and normalised by email-validator, then by the check the emails' headers
+are written with, so an address the form accepts can always be mailed.
 """
 
 from __future__ import annotations
@@ -12,32 +14,72 @@ from zoneinfo import available_timezones
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, TextAreaField, TimeField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import InputRequired, Length, ValidationError
 
-from digest.errors import InterestSyntaxError
+from digest.errors import DigestError, InterestSyntaxError
 from digest.match import parse_interests
+from digest.match.query import MAX_CHARS, MAX_ENTRIES
+from digest.render.mime import check_address
 
 MAX_EMAIL = 254
-MAX_INTERESTS = 2000
+MAX_INTERESTS = MAX_CHARS
+
+INTERESTS_HELP = f"One per line, or separated by commas; up to {MAX_ENTRIES}. Case does not matter."
 
 
 @cache
-def time_zone_choices() -> list[tuple[str, str]]:
-    """Every IANA time zone, sorted, as (value, label) pairs."""
+def _all_time_zones() -> tuple[tuple[str, str], ...]:
     zones = sorted(z for z in available_timezones() if "/" in z or z == "UTC")
-    return [(zone, zone.replace("_", " ")) for zone in zones]
+    return tuple((zone, zone.replace("_", " ")) for zone in zones)
+
+
+def time_zone_choices(*keep: str) -> list[tuple[str, str]]:
+    """Every IANA region/city time zone and UTC, sorted, as (value, label) pairs.
+
+    Zones in `keep` (the configured default, a subscriber's own) are listed too even if
+    they are of the legacy kind the list leaves out ("EST5EDT"), so a form never
+    silently moves someone to another zone.
+    """
+    choices = list(_all_time_zones())
+    known = {value for value, _ in choices}
+    extra = sorted({zone for zone in keep if zone and zone not in known})
+    return [*((zone, zone) for zone in extra), *choices]
 
 
 def normalise_email(address: str, check_dns: bool) -> str:
-    """The address as email-validator normalises it; raises ValueError with its reason."""
+    """The address as email-validator normalises it; raises ValueError with its reason.
+
+    Only addresses plain SMTP can carry: no quoted or non-ASCII local parts
+    (international domain names are fine).
+    """
     try:
-        return validate_email(address, check_deliverability=check_dns).normalized
+        normalised = validate_email(
+            address, check_deliverability=check_dns, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError as error:
         raise ValueError(str(error)) from None
+    try:
+        check_address(normalised)
+    except DigestError as error:  # what email-validator allows but our headers do not
+        raise ValueError(str(error).rpartition(": ")[2].capitalize() + ".") from None
+    return normalised
+
+
+def address_key(address: str) -> str:
+    """One key per mailbox for rate limiting, however the address was written."""
+    try:
+        return normalise_email(address, check_dns=False).lower()
+    except ValueError:
+        return address.strip().lower()
 
 
 class InterestsField(TextAreaField):
     """A textarea checked with the interest parser."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        super().process_formdata(valuelist)
+        if self.data:  # browsers send a textarea's lines ending in CRLF; store them with \n
+            self.data = self.data.replace("\r\n", "\n").replace("\r", "\n")
 
     def pre_validate(self, form: FlaskForm) -> None:
         text = (self.data or "").strip()
@@ -54,21 +96,35 @@ class InterestsField(TextAreaField):
 
 
 def _describe(error: InterestSyntaxError) -> str:
+    """The parser's reason as a sentence, naming the entry at fault (shortened if long)."""
     if error.entry:
-        return f'Entry {error.entry} ("{error.text}"): {error.reason}'
-    return str(error.reason)
+        text = error.text if len(error.text) <= 80 else error.text[:79] + "…"
+        return f"Entry {error.entry} (“{text}”): {error.reason}."
+    return error.reason[:1].upper() + error.reason[1:] + "."
 
 
 class PreferencesForm(FlaskForm):
     """Interests and delivery time: shared by the signup and the manage forms."""
 
-    interests = InterestsField("Your interests")
-    send_time = TimeField("Send my digest at", format="%H:%M", validators=[DataRequired()])
+    interests = InterestsField("Your interests", description=INTERESTS_HELP)
+    send_time = TimeField(
+        "Send my digest at",
+        format=["%H:%M", "%H:%M:%S"],
+        validators=[InputRequired("Enter a time of day, such as 08:00.")],
+    )
     timezone = SelectField("Time zone", choices=[], validate_choice=True)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, keep_zones: tuple[str, ...] = (), **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self.timezone.choices = time_zone_choices()
+        self.timezone.choices = time_zone_choices(*keep_zones)
+
+    def preferences(self) -> dict[str, str]:
+        """The validated interests, send time and time zone, as the store keeps them."""
+        return {
+            "interests": (self.interests.data or "").strip(),
+            "send_time": self.send_time.data.strftime("%H:%M"),
+            "timezone": self.timezone.data,
+        }
 
 
 class SignupForm(PreferencesForm):
@@ -77,23 +133,28 @@ class SignupForm(PreferencesForm):
     email = EmailField(
         "Email address",
         validators=[
-            DataRequired("Enter your email address."),
+            InputRequired("Enter your email address."),
             Length(max=MAX_EMAIL, message=f"An email address has at most {MAX_EMAIL} characters."),
         ],
     )
     website = StringField("Leave this empty")
 
-    def validate_email_with(self, check_dns: bool) -> str | None:
-        """The normalised address, or None with the reason attached to the field."""
-        try:
-            return normalise_email(self.email.data or "", check_dns)
-        except ValueError as error:
-            self.email.errors = [*self.email.errors, f"That address does not work: {error}"]
+    def validate_all(self, check_dns: bool) -> str | None:
+        """Check every field at once; the normalised address if all is well, else None
+        with each reason attached to its field."""
+        valid = self.validate()
+        if self.email.errors:
             return None
+        try:
+            address = normalise_email((self.email.data or "").strip(), check_dns)
+        except ValueError as error:
+            self.email.errors = [*self.email.errors, str(error)]
+            return None
+        return address if valid else None
 
 
 class ManageForm(PreferencesForm):
-    """The manage form: preferences, plus which button was pressed."""
+    """The manage form: interests, time and time zone."""
 
 
 class ButtonForm(FlaskForm):

@@ -12,35 +12,49 @@ from __future__ import annotations
 
 from datetime import time
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from digest.jobs import sample_digest_html
 from digest.match import INTEREST_EXAMPLES
+from digest.store.outbox import reactivate_subscriber
 from digest.store.subscribers import get_subscriber, set_status, update_preferences
 from digest.subscriber import Subscriber
-from digest.web import context
+from digest.tokens import make_token
+from digest.web import ACCEPTED, context
 from digest.web.forms import ButtonForm, ManageForm
-from digest.web.subscribe import _invalid_link, _subscriber_for
+from digest.web.subscribe import invalid_link, subscriber_for
 
 blueprint = Blueprint("manage", __name__)
 
 ONE_CLICK = "One-Click"
-# What each button on the manage page does to the subscriber's status.
-STATUS_ACTIONS = {"pause": "paused", "resume": "active", "reactivate": "active"}
-ALLOWED_FROM = {"pause": ("active",), "resume": ("paused",), "reactivate": ("bounced",)}
+# The buttons of the manage page: the status each one leaves, from the status it needs.
+ACTIONS = {"pause": ("active", "paused"), "resume": ("paused", "active")}
+REACTIVATE = "reactivate"
+NOTICES = {
+    "saved": "Your changes are saved.",
+    "paused": "Done: your digests are paused.",
+    "resumed": "Your digests are on again.",
+    "reactivated": "We will send to this address again, starting with your next digest.",
+}
+# The sample runs in a sandboxed frame: the email's own inline styles, no script, and its
+# links open in a new tab (the <base> below) rather than inside the frame.
+SAMPLE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+SAMPLE_BASE = '<base target="_blank">'
 
 
 def _manageable(token: str) -> Subscriber:
-    subscriber = _subscriber_for("manage", token)
+    subscriber = subscriber_for("manage", token)
     if subscriber.status in ("pending", "unsubscribed"):
-        from flask import abort
-
-        abort(_invalid_link("this subscription is not active: sign up again on the home page"))
+        abort(invalid_link("this subscription is not active: sign up again on the home page"))
     return subscriber
 
 
 def _manage_form(subscriber: Subscriber) -> ManageForm:
-    form = ManageForm()
+    form = ManageForm(keep_zones=(subscriber.timezone,))
     if request.method == "GET":
         form.interests.data = subscriber.interests
         form.send_time.data = time.fromisoformat(subscriber.send_time)
@@ -63,61 +77,60 @@ def _render_manage(
     ), status
 
 
+def _back_to_manage(token: str, done: str = "") -> Response:
+    target = url_for("manage.manage", token=token, done=done or None)
+    return redirect(target, code=ACCEPTED)
+
+
 @blueprint.route("/manage/<token>", methods=["GET", "POST"])
 def manage(token: str) -> tuple[str, int] | Response:
     """Show and save a subscriber's preferences."""
     subscriber = _manageable(token)
     form = _manage_form(subscriber)
     if request.method == "GET":
-        notice = {"saved": "Saved.", "paused": "Paused.", "active": "Digests are on."}.get(
-            request.args.get("done", ""), ""
-        )
+        notice = NOTICES.get(request.args.get("done", ""), "")
         return _render_manage(subscriber, form, token, notice)
     if not form.validate():
         return _render_manage(subscriber, form, token, status=400)
     ctx = context()
     with ctx.database.session() as session:
-        update_preferences(
-            session,
-            subscriber.id,
-            interests=form.interests.data.strip(),
-            send_time=form.send_time.data.strftime("%H:%M"),
-            timezone=form.timezone.data,
-            now=ctx.clock(),
-        )
-    return redirect(url_for("manage.manage", token=token, done="saved"), code=303)
+        update_preferences(session, subscriber.id, now=ctx.clock(), **form.preferences())
+    return _back_to_manage(token, "saved")
 
 
 @blueprint.route("/manage/<token>/<action>", methods=["POST"])
 def change_status(token: str, action: str) -> Response:
     """Pause, resume, or reactivate a bounced address."""
     subscriber = _manageable(token)
-    if action not in STATUS_ACTIONS or not ButtonForm().validate():
-        return _invalid_link("that button did not work: reload the page and try again")
-    if subscriber.status in ALLOWED_FROM[action]:
-        ctx = context()
-        with ctx.database.session() as session:
-            set_status(session, subscriber.id, STATUS_ACTIONS[action], ctx.clock())
-    done = STATUS_ACTIONS[action]
-    return redirect(url_for("manage.manage", token=token, done=done), code=303)
+    if (action not in ACTIONS and action != REACTIVATE) or not ButtonForm().validate():
+        return invalid_link("that button did not work: reload the page and try again")
+    ctx = context()
+    with ctx.database.session() as session:
+        if action == REACTIVATE:
+            # Also forgets the failures that bounced the address.
+            changed = reactivate_subscriber(session, subscriber.id, ctx.clock())
+        elif subscriber.status == ACTIONS[action][0]:
+            set_status(session, subscriber.id, ACTIONS[action][1], ctx.clock())
+            changed = True
+        else:
+            changed = False  # pressed twice, or in two tabs: nothing to do
+    done = {"pause": "paused", "resume": "resumed", REACTIVATE: "reactivated"}[action]
+    return _back_to_manage(token, done if changed else "")
 
 
 @blueprint.route("/manage/<token>/sample")
 def sample(token: str) -> Response:
     """A sample digest for the saved interests, shown framed inside the manage page."""
-    from digest.jobs import sample_digest_html
-
     subscriber = _manageable(token)
     ctx = context()
     html = sample_digest_html(
         ctx.settings, ctx.database, subscriber, now=ctx.clock(), renderer=ctx.renderer
     )
+    head = html.find("<head>")
+    if head >= 0:
+        html = html[: head + 6] + SAMPLE_BASE + html[head + 6 :]
     response = Response(html, mimetype="text/html")
-    # The email's own inline styles, no script at all, framed only by our page.
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-        "frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox"
-    )
+    response.headers["Content-Security-Policy"] = SAMPLE_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
 
@@ -125,7 +138,7 @@ def sample(token: str) -> Response:
 @blueprint.route("/unsubscribe/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str) -> tuple[str, int] | Response:
     """GET: one button. POST (from the page, or RFC 8058 one-click): unsubscribe now."""
-    subscriber = _subscriber_for("unsubscribe", token)
+    subscriber = subscriber_for("unsubscribe", token)
     if request.method == "GET":
         return render_template(
             "unsubscribe.html", subscriber=subscriber, form=ButtonForm(), token=token
@@ -153,12 +166,18 @@ def unsubscribe(token: str) -> tuple[str, int] | Response:
 @blueprint.route("/resubscribe/<token>", methods=["POST"])
 def resubscribe(token: str) -> tuple[str, int] | Response:
     """Undo an unsubscribe from the page that confirmed it (the address is proven)."""
-    subscriber = _subscriber_for("unsubscribe", token)
+    subscriber = subscriber_for("unsubscribe", token)
     if not ButtonForm().validate():
-        return _invalid_link("that button did not work: reload the page and try again")
+        return invalid_link("that button did not work: reload the page and try again")
     ctx = context()
     with ctx.database.session() as session:
-        if subscriber.status == "unsubscribed":
+        # Pending too: the unsubscribe link proves the address as well as a confirmation.
+        if subscriber.status in ("unsubscribed", "pending"):
             set_status(session, subscriber.id, "active", ctx.clock())
         current = get_subscriber(session, subscriber.id)
-    return render_template("resubscribed.html", subscriber=current), 200
+    manage_token = make_token(ctx.secret, "manage", subscriber.id, subscriber.email)
+    return render_template(
+        "resubscribed.html",
+        subscriber=current,
+        manage_url=url_for("manage.manage", token=manage_token),
+    ), 200

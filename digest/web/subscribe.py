@@ -10,9 +10,12 @@ manage link instead, by email, at the same pace.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, time, timedelta
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from digest.errors import TokenError
@@ -27,8 +30,10 @@ from digest.store.subscribers import (
 )
 from digest.subscriber import Subscriber
 from digest.tokens import read_token, token_matches
-from digest.web import context
+from digest.web import ACCEPTED, context
 from digest.web.forms import ButtonForm, SignupForm
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("subscribe", __name__)
 
@@ -39,7 +44,7 @@ REJOINING = ("pending", "unsubscribed", "bounced")
 
 def _new_signup_form() -> SignupForm:
     settings = context().settings
-    form = SignupForm()
+    form = SignupForm(keep_zones=(settings.service.timezone,))
     if request.method == "GET":
         form.send_time.data = time.fromisoformat(settings.schedule.default_send_time)
         form.timezone.data = settings.service.timezone
@@ -58,53 +63,57 @@ def signup() -> tuple[str, int] | Response:
     form = _new_signup_form()
     if request.method == "GET":
         return _render_form(form)
-    if not form.validate():
-        return _render_form(form, 400)
-    email = form.validate_email_with(context().settings.web.check_dns)
+    email = form.validate_all(context().settings.web.check_dns)
     if email is None:
         return _render_form(form, 400)
-    if not form.website.data:  # a filled honeypot gets the same answer and nothing else
+    if form.website.data:  # a filled honeypot gets the same answer and nothing else
+        log.info("signup: honeypot filled, nothing stored")
+    else:
         _sign_up(email, form)
-    return redirect(url_for("subscribe.check_email"), code=303)
+    return redirect(url_for("subscribe.check_email"), code=ACCEPTED)
 
 
 def signup_rate_limited() -> tuple[str, int]:
     """The signup form again, with what was typed, when a rate limit is hit."""
-    form = SignupForm()
-    form.validate()
-    form.email.errors = []
     return _render_form(
-        form,
+        _new_signup_form(),
         429,
-        notice="Too many sign-ups from here or for this address. Please wait a while "
-        "and try again.",
+        notice="Too many sign-ups from here or for this address. Nothing was sent; "
+        "please wait an hour and try again.",
     )
 
 
 def _sign_up(email: str, form: SignupForm) -> None:
     ctx = context()
     now = ctx.clock()
-    preferences = {
-        "interests": form.interests.data.strip(),
-        "send_time": form.send_time.data.strftime("%H:%M"),
-        "timezone": form.timezone.data,
-    }
-    with ctx.database.session() as session:
-        existing = find_subscriber(session, email)
-        if existing is None:
-            subscriber = create_subscriber(session, email, now=now, **preferences)
-            kind = "confirm"
-        elif existing.status in REJOINING:
-            update_preferences(session, existing.id, now=now, **preferences)
-            set_status(session, existing.id, "pending", now)
-            subscriber, kind = existing, "confirm"
-        else:
-            # Already subscribed: their settings change only through their manage link.
-            subscriber, kind = existing, "manage"
-        if not _may_resend(subscriber, now):
-            return
-        record_confirm_sent(session, subscriber.id, now)
+    preferences = form.preferences()
+    try:
+        with ctx.database.session() as session:
+            subscriber, kind = _store_sign_up(session, email, preferences, now)
+            if not _may_resend(subscriber, now):
+                return
+            record_confirm_sent(session, subscriber.id, now)
+    except IntegrityError:
+        # The same new address signed up twice at once: the other request sends the mail.
+        log.info("signup: concurrent sign-up for one address, answered once")
+        return
     ctx.notify(subscriber, kind)
+
+
+def _store_sign_up(
+    session: Session, email: str, preferences: dict[str, str], now: datetime
+) -> tuple[Subscriber, str]:
+    """Save a sign-up; the subscriber and which email they get ("confirm" or "manage")."""
+    existing = find_subscriber(session, email)
+    if existing is None:
+        subscriber = create_subscriber(session, email, now=now, **preferences)
+        return subscriber, "confirm"
+    if existing.status in REJOINING:
+        update_preferences(session, existing.id, now=now, **preferences)
+        set_status(session, existing.id, "pending", now)
+        return existing, "confirm"
+    # Already subscribed: their settings change only through their manage link.
+    return existing, "manage"
 
 
 def _may_resend(subscriber: Subscriber, now: datetime) -> bool:
@@ -118,37 +127,39 @@ def check_email() -> str:
     return render_template("check_email.html")
 
 
-def _subscriber_for(purpose: str, token: str) -> Subscriber:
+def subscriber_for(purpose: str, token: str) -> Subscriber:
     """The subscriber a link names, or the invalid-link page (400)."""
     ctx = context()
     try:
         subscriber_id, tag = read_token(ctx.secret, purpose, token)
     except TokenError as error:
-        abort(_invalid_link(str(error)))
+        abort(invalid_link(str(error)))
     with ctx.database.session() as session:
         subscriber = get_subscriber(session, subscriber_id)
     if subscriber is None or not token_matches(tag, subscriber.email):
-        abort(_invalid_link(f"this {purpose} link is not valid"))
+        abort(invalid_link(f"this {purpose} link is not valid"))
     return subscriber
 
 
-def _invalid_link(reason: str) -> Response:
+def invalid_link(reason: str, status: int = 400) -> Response:
+    """The page for a link that is tampered with, expired, or no longer of use."""
     page = render_template("invalid_link.html", reason=reason[:1].upper() + reason[1:])
-    return Response(page, status=400, mimetype="text/html")
+    return Response(page, status=status, mimetype="text/html")
 
 
 @blueprint.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> tuple[str, int] | str:
     """GET: one button to confirm. POST: confirm the subscription."""
-    subscriber = _subscriber_for("confirm", token)
+    subscriber = subscriber_for("confirm", token)
     form = ButtonForm()
     if subscriber.status in ("active", "paused"):
         return render_template("confirmed.html", subscriber=subscriber, already=True)
     if subscriber.status != "pending":
-        abort(_invalid_link("you unsubscribed after this link was sent: sign up again"))
+        abort(invalid_link("this confirm link is no longer valid: sign up again"))
     if request.method == "POST" and form.validate():
         ctx = context()
         with ctx.database.session() as session:
             set_status(session, subscriber.id, "active", ctx.clock())
-        return render_template("confirmed.html", subscriber=subscriber, already=False)
+            confirmed = get_subscriber(session, subscriber.id)
+        return render_template("confirmed.html", subscriber=confirmed, already=False)
     return render_template("confirm.html", form=form, subscriber=subscriber)

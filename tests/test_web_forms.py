@@ -1,0 +1,241 @@
+"""The forms: every rejection is a clear message next to its field, with what the person
+typed kept; interests are checked by the matcher's own parser, naming the entry at
+fault; and whatever a person types is shown escaped, wherever it is shown."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import pytest
+from markupsafe import escape
+
+from digest.match import parse_interests
+from digest.store.subscribers import create_subscriber
+from digest.web.forms import (
+    MAX_EMAIL,
+    address_key,
+    normalise_email,
+    time_zone_choices,
+)
+from tests.web_support import NOW, Site
+
+ERROR = re.compile(r'<p class="error" id="(\w+)-error">([^<]*)</p>', re.S)
+
+
+def _errors(page: str) -> dict[str, str]:
+    """Each field's error message as the page shows it (unescaped, spaces collapsed)."""
+    return {field: html.unescape(" ".join(text.split())) for field, text in ERROR.findall(page)}
+
+
+def _words(page: str) -> str:
+    return " ".join(page.split())
+
+
+def _rejected(site: Site, **fields: Any) -> tuple[dict[str, str], str]:
+    response = site.signup(**fields)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert site.outbox() == [] and site.subscriber(fields.get("email", "ada@example.org")) is None
+    return _errors(page), page
+
+
+# --- addresses ----------------------------------------------------------------------
+
+
+def _address(length: int) -> str:
+    """A valid address of exactly `length` characters (64-character local part)."""
+    local = "a" * 64
+    labels, left = [], length - 65 - 4  # "@", and ".org" at the end
+    while left > 0:
+        size = min(63, left)
+        labels.append("b" * size)
+        left -= size + 1
+    domain = ".".join(labels)
+    domain += "c" * (length - 65 - 4 - len(domain))
+    return f"{local}@{domain}.org"
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "Enter your email address."),
+        ("ada", "An email address must have an @-sign."),
+        ("ada@", "There must be something after the @-sign."),
+        ("ada@example", "The part after the @-sign is not valid. It should have a period."),
+        ("ada@@example.org", "The part after the @-sign contains invalid characters: '@'."),
+        ("ada lovelace@example.org", "The email address contains invalid characters"),
+        ("ada@example..org", "An email address cannot have two periods in a row."),
+        ("ümlaut@example.org", "Internationalized characters before the @-sign are not supported"),
+        ('"ada"@example.org', "Quoting the part before the @-sign is not allowed here."),
+        ("ada@[192.0.2.1]", "A bracketed IP address after the @-sign is not allowed here."),
+        ("ada@-example.org", "cannot have a hyphen immediately after the @-sign."),
+        ("ada@example.123", "It is not within a valid top-level domain."),
+        ("ada@example.org\r\nBcc: eve@example.org", "invalid characters"),
+        (_address(MAX_EMAIL + 1), f"An email address has at most {MAX_EMAIL} characters."),
+    ],
+)
+def test_bad_addresses_are_refused_next_to_the_field(site: Site, typed: str, message: str) -> None:
+    errors, page = _rejected(site, email=typed)
+    assert set(errors) == {"email"}
+    assert message in errors["email"]
+    assert 'aria-invalid="true"' in page and 'aria-describedby="email-error"' in page
+    if typed and "\n" not in typed:
+        assert f'value="{escape(typed)}"' in page  # kept as typed
+    assert "diffusion\nlarge language model</textarea>" in page  # the rest is kept too
+    assert "Please correct the field marked below." in _words(page)
+
+
+def test_the_longest_address_is_accepted(site: Site) -> None:
+    address = _address(MAX_EMAIL)
+    assert len(address) == MAX_EMAIL
+    assert site.signup(address).status_code == 303
+    assert site.subscriber(address) is not None
+
+
+def test_addresses_are_normalised() -> None:
+    assert normalise_email("Ada@Example.ORG", check_dns=False) == "Ada@example.org"
+    assert normalise_email("ada@Bücher.example", check_dns=False) == "ada@bücher.example"
+    assert address_key(" ADA@example.org ") == address_key("ada@EXAMPLE.org") == ("ada@example.org")
+    assert address_key("not an address") == "not an address"
+    with pytest.raises(ValueError, match="@-sign"):
+        normalise_email("nobody", check_dns=False)
+
+
+def test_an_international_domain_is_stored_and_mailed(site: Site) -> None:
+    assert site.signup("ada@bücher.example").status_code == 303
+    assert site.subscriber("ada@bücher.example") is not None
+    assert site.outbox() == [("confirm", "ada@xn--bcher-kva.example")]
+
+
+# --- interests ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "Enter at least one interest, such as: diffusion"),
+        ("   \n  ", "Enter at least one interest, such as: diffusion"),
+        ('diffusion\n"world model\nrlhf', 'Entry 2 (“"world model”): a quote is not closed'),
+        ("agents, ab*", "Entry 2 (“ab*”): a prefix needs at least 3 letters before the *"),
+        ("venue:NeurIPS", 'Entry 1 (“venue:NeurIPS”): "venue:" is not a known field'),
+        ("agents\n-survey AND -review", "Entry 2 (“-survey AND -review”): an exclusion"),
+        ("-survey", "The list has only exclusions"),
+        ("diffusion\nC:\\temp", "Entry 2 (“C:\\temp”): backslashes cannot be matched"),
+        ("\n".join(f"topic{n}" for n in range(51)), "Entry 51 (“topic50”): too many interests"),
+        ("x" * 2001, "That is 2,001 characters; interests can be at most 2,000."),
+        (" ".join(["word"] * 13), "is too long: a phrase has at most 12 words"),
+    ],
+)
+def test_bad_interests_name_the_entry_at_fault(site: Site, typed: str, message: str) -> None:
+    errors, page = _rejected(site, interests=typed)
+    assert set(errors) == {"interests"}
+    assert message in errors["interests"]
+    assert 'aria-describedby="interests-help interests-error"' in page
+    assert 'value="ada@example.org"' in page  # the address is kept
+    if typed.strip():
+        assert f"{escape(typed)}</textarea>" in page
+
+
+def test_the_form_accepts_exactly_what_the_matcher_accepts(site: Site) -> None:
+    entries = [f"topic{n}" for n in range(50)]
+    assert site.signup("fifty@example.org", interests="\n".join(entries)).status_code == 303
+    stored = site.subscriber("fifty@example.org").interests
+    assert len(parse_interests(stored).entries) == 50
+
+
+def test_lines_are_stored_as_browsers_send_them_but_with_plain_newlines(site: Site) -> None:
+    assert site.signup(interests="diffusion\r\nworld model\r\n").status_code == 303
+    assert site.subscriber().interests == "diffusion\nworld model"
+
+
+def test_a_long_entry_is_shortened_in_the_message(site: Site) -> None:
+    entry = "title:" + "x" * 200 + " \\"
+    errors, _ = _rejected(site, interests=f"agents\n{entry}")
+    assert errors["interests"].startswith(f"Entry 2 (“{entry[:79]}…”): backslashes")
+
+
+def test_every_mistake_is_shown_at_once(site: Site) -> None:
+    errors, page = _rejected(
+        site, email="ada@", interests='"open', send_time="25:61", timezone="Mars/Olympus"
+    )
+    assert set(errors) == {"email", "interests", "send_time", "timezone"}
+    assert "Please correct the fields marked below." in _words(page)
+    assert errors["send_time"] == "Not a valid time value."
+    assert errors["timezone"] == "Not a valid choice."
+
+
+def test_a_missing_time_is_refused(site: Site) -> None:
+    errors, _ = _rejected(site, send_time="")
+    assert errors == {"send_time": "Enter a time of day, such as 08:00."}
+
+
+def test_times_with_seconds_are_accepted(site: Site) -> None:
+    # Some browsers send the seconds of <input type="time">.
+    assert site.signup(send_time="06:05:00").status_code == 303
+    assert site.subscriber().send_time == "06:05"
+
+
+def test_time_zone_choices() -> None:
+    choices = dict(time_zone_choices())
+    assert choices["UTC"] == "UTC"
+    assert choices["America/Argentina/Buenos_Aires"] == "America/Argentina/Buenos Aires"
+    assert "EST5EDT" not in choices and "posixrules" not in choices
+    assert next(iter(dict(time_zone_choices("EST5EDT")))) == "EST5EDT"
+
+
+# --- escaping -----------------------------------------------------------------------
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_hostile_input_is_escaped_on_the_form(site: Site) -> None:
+    _, page = _rejected(
+        site,
+        email=f'"><img src=x onerror=alert(1)>{HOSTILE}@example.org',
+        interests=f'</textarea>{HOSTILE}\n" onfocus=alert(1) x=\\',
+    )
+    assert HOSTILE not in page and "<img src=x" not in page
+    assert "&lt;/textarea&gt;&lt;script&gt;" in page
+    # The parser's message quotes the entry at fault: escaped too.
+    assert "Entry 2 (“&#34; onfocus=alert(1) x=\\”)" in page
+
+
+def test_hostile_input_is_escaped_on_every_page_that_shows_it(site: Site) -> None:
+    interests = f"{HOSTILE}\n</pre><b>bold</b>"
+    assert site.signup(interests=interests).status_code == 303
+    with site.database.session() as session:
+        odd = create_subscriber(
+            session,
+            "o'neil+<b>@example.org",  # stored by other means; never shown raw either
+            interests,
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+    pending = site.subscriber()
+    pages = [
+        f"/confirm/{site.token('confirm', pending)}",
+        f"/manage/{site.token('manage', odd)}",
+        f"/unsubscribe/{site.token('unsubscribe', odd)}",
+    ]
+    for path in pages:
+        page = site.get(path).get_data(as_text=True)
+        assert HOSTILE not in page and "<b>" not in page, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page or "&lt;b&gt;" in page, path
+
+
+# --- focus --------------------------------------------------------------------------
+
+
+def test_the_first_field_with_a_mistake_gets_the_focus(site: Site) -> None:
+    def focused(page: str) -> list[str]:
+        tags = re.findall(r"<[^>]* autofocus[^>]*>", page)
+        return [re.search(r' id="(\w+)"', tag).group(1) for tag in tags]
+
+    assert focused(_rejected(site, interests='"open', send_time="")[1]) == ["interests"]
+    assert focused(_rejected(site, email="nobody", interests='"open')[1]) == ["email"]
+    assert focused(_rejected(site, timezone="Nowhere")[1]) == ["timezone"]
+    assert focused(site.get("/").get_data(as_text=True)) == []

@@ -1,0 +1,330 @@
+"""The pages behind the links in every email: manage (settings, pause and resume,
+reactivating a bounced address, a sample digest) and unsubscribe (its page, RFC 8058
+one-click from the List-Unsubscribe header of a real digest, and resubscribing)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from render_samples import load_papers, select
+
+from digest.render import DigestRenderer
+from digest.store.models import SubscriberRow
+from digest.store.papers import save_papers
+from digest.store.subscribers import create_subscriber, get_subscriber, set_status
+from digest.subscriber import Subscriber
+from tests.web_support import BASE_URL, NOW, SECRET, Site
+
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+def _add(site: Site, status: str = "active", **fields: Any) -> Subscriber:
+    values = {"interests": "diffusion", "send_time": "08:00", "timezone": "UTC", **fields}
+    with site.database.session() as session:
+        ada = create_subscriber(
+            session,
+            values.pop("email", "ada@example.org"),
+            now=NOW,
+            status="pending" if status == "pending" else "active",
+            **values,
+        )
+        if status not in ("active", "pending"):
+            set_status(session, ada.id, status, NOW)
+    return _reload(site, ada)
+
+
+def _reload(site: Site, subscriber: Subscriber) -> Subscriber:
+    with site.database.session() as session:
+        found = get_subscriber(session, subscriber.id)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def ada(site: Site) -> Subscriber:
+    return _add(site)
+
+
+def _manage(site: Site, who: Subscriber) -> str:
+    return f"/manage/{site.token('manage', who)}"
+
+
+# --- the manage page ----------------------------------------------------------------
+
+
+def test_the_manage_page_shows_the_saved_settings(site: Site) -> None:
+    ada = _add(site, interests="diffusion\nauthor:Colin Raffel", send_time="06:15",
+               timezone="America/New_York")  # fmt: skip
+    page = site.get(_manage(site, ada)).get_data(as_text=True)
+    assert "ada@example.org" in page and '<span class="badge on">On</span>' in page
+    assert "diffusion\nauthor:Colin Raffel</textarea>" in page
+    assert 'value="06:15"' in page
+    assert '<option selected value="America/New_York">America/New York</option>' in page
+    assert 'data-detect="0"' in page  # the saved zone stays; the browser's is not guessed
+    # 10:00 UTC is 06:00 in New York: the next digest is today's.
+    words = " ".join(page.split())
+    assert "Next digest: Friday 12 June at 06:15 (America/New York)." in words
+    assert "Pause my digests" in page
+
+
+def test_changes_are_saved_and_the_next_digest_rescheduled(site: Site, ada: Subscriber) -> None:
+    assert ada.next_digest_at == datetime(2026, 6, 13, 8, 0, tzinfo=UTC)
+    site.clock.advance(hours=1)
+    data = {"interests": "world model, -survey", "send_time": "18:00", "timezone": "Europe/Paris"}
+    saved = site.submit(_manage(site, ada), data)
+    assert saved.status_code == 303
+    assert saved.headers["Location"] == _manage(site, ada) + "?done=saved"
+    now = _reload(site, ada)
+    assert (now.interests, now.send_time, now.timezone) == (
+        "world model, -survey",
+        "18:00",
+        "Europe/Paris",
+    )
+    # 18:00 in Paris is 16:00 UTC, still to come today.
+    assert now.next_digest_at == datetime(2026, 6, 12, 16, 0, tzinfo=UTC)
+    page = site.get(saved.headers["Location"]).get_data(as_text=True)
+    assert "Your changes are saved." in page and "world model, -survey</textarea>" in page
+
+
+def test_a_mistake_on_the_manage_form_saves_nothing(site: Site, ada: Subscriber) -> None:
+    data = {"interests": "agents\ntitle:", "send_time": "09:00", "timezone": "UTC"}
+    response = site.submit(_manage(site, ada), data)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Nothing was saved" in page
+    assert "Entry 2 (“title:”)" in page
+    assert "agents\ntitle:</textarea>" in page  # what was typed is kept
+    assert _reload(site, ada).interests == "diffusion"
+    assert _reload(site, ada).send_time == "08:00"
+
+
+def test_pause_and_resume(site: Site, ada: Subscriber) -> None:
+    manage = _manage(site, ada)
+    paused = site.submit(f"{manage}/pause", page=manage)
+    assert paused.status_code == 303 and paused.headers["Location"] == f"{manage}?done=paused"
+    now = _reload(site, ada)
+    assert now.status == "paused" and now.next_digest_at is None
+    page = site.get(paused.headers["Location"]).get_data(as_text=True)
+    assert "Done: your digests are paused." in page and "Resume my digests" in page
+    assert '<span class="badge off">Paused</span>' in page
+    # Pausing again (a second tab) changes nothing and says nothing.
+    again = site.submit(f"{manage}/pause", page=manage)
+    assert again.headers["Location"] == manage
+    site.clock.advance(days=3)
+    resumed = site.submit(f"{manage}/resume", page=manage)
+    assert resumed.headers["Location"] == f"{manage}?done=resumed"
+    now = _reload(site, ada)
+    assert now.status == "active"
+    assert now.next_digest_at == datetime(2026, 6, 16, 8, 0, tzinfo=UTC)
+    assert "Your digests are on again." in site.get(resumed.headers["Location"]).get_data(
+        as_text=True
+    )
+
+
+def test_a_bounced_address_can_be_reactivated(site: Site) -> None:
+    ada = _add(site, status="bounced")
+    with site.database.session() as session:
+        session.get(SubscriberRow, ada.id).consecutive_failures = 5
+    manage = _manage(site, ada)
+    page = site.get(manage).get_data(as_text=True)
+    assert "Mail to this address was refused" in page and "Send to this address again" in page
+    site.clock.advance(days=2)
+    done = site.submit(f"{manage}/reactivate", page=manage)
+    assert done.headers["Location"] == f"{manage}?done=reactivated"
+    now = _reload(site, ada)
+    assert (now.status, now.consecutive_failures) == ("active", 0)
+    assert now.next_digest_at == datetime(2026, 6, 15, 8, 0, tzinfo=UTC)
+    # Only a bounced address is reactivated: pressing it again changes nothing.
+    assert site.submit(f"{manage}/reactivate", page=manage).headers["Location"] == manage
+
+
+def test_status_buttons_need_their_csrf_token(site: Site, ada: Subscriber) -> None:
+    manage = _manage(site, ada)
+    site.get(manage)
+    for data in ({}, {"csrf_token": "forged"}):
+        response = site.client.post(f"{manage}/pause", data=data)
+        assert response.status_code == 400
+        assert "This form has expired" in response.get_data(as_text=True)
+    assert _reload(site, ada).status == "active"
+
+
+def test_an_unknown_action_does_nothing(site: Site, ada: Subscriber) -> None:
+    manage = _manage(site, ada)
+    response = site.submit(f"{manage}/unsubscribe-everyone", page=manage)
+    assert response.status_code == 400
+    assert "that button did not work" in response.get_data(as_text=True).lower()
+    assert site.get(f"{manage}/pause").status_code == 405  # a GET never changes anything
+    assert _reload(site, ada).status == "active"
+
+
+@pytest.mark.parametrize("status", ["pending", "unsubscribed"])
+def test_the_manage_page_is_for_subscriptions_only(site: Site, status: str) -> None:
+    who = _add(site, status=status)
+    response = site.get(_manage(site, who))
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "This subscription is not active" in body and "ada@example.org" not in body
+
+
+# --- the sample ---------------------------------------------------------------------
+
+
+def _store_papers(site: Site) -> None:
+    with site.database.session() as session:
+        save_papers(session, load_papers(), NOW - timedelta(hours=2))
+
+
+def test_the_sample_digest_is_shown_in_the_page(site: Site) -> None:
+    _store_papers(site)
+    ada = _add(site, interests='title:"subspace clustering"')
+    manage = _manage(site, ada)
+    page = site.get(manage).get_data(as_text=True)
+    assert "Show me a sample now" in page and "<iframe" not in page
+    page = site.get(f"{manage}?sample=1").get_data(as_text=True)
+    assert f'<iframe title="Sample digest" src="{manage}/sample">' in page
+    sample = site.get(f"{manage}/sample")
+    html = sample.get_data(as_text=True)
+    assert sample.status_code == 200 and sample.mimetype == "text/html"
+    assert "Diffusion Models Learn Low-Dimensional Distributions via" in html
+    assert "Do LLM Agents Have Regret?" not in html  # only what the interests match
+    assert '<head><base target="_blank">' in html  # its links open outside the frame
+    policy = sample.headers["Content-Security-Policy"]
+    assert "sandbox" in policy and "frame-ancestors 'self'" in policy
+    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert sample.headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+def test_a_sample_with_nothing_matched_says_so(site: Site) -> None:
+    _store_papers(site)
+    ada = _add(site, interests="zebrafish husbandry")
+    html = site.get(f"{_manage(site, ada)}/sample").get_data(as_text=True)
+    assert "Nothing new matched" in html
+
+
+# --- unsubscribe --------------------------------------------------------------------
+
+
+def _unsubscribe(site: Site, who: Subscriber) -> str:
+    return f"/unsubscribe/{site.token('unsubscribe', who)}"
+
+
+def test_the_unsubscribe_page_unsubscribes_only_when_its_button_is_pressed(
+    site: Site, ada: Subscriber
+) -> None:
+    link = _unsubscribe(site, ada)
+    page = site.get(link)
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert body.count("<button") == 1 and ">Unsubscribe</button>" in body
+    assert _reload(site, ada).status == "active"  # a link scanner unsubscribes nobody
+    site.clock.advance(minutes=5)
+    done = site.submit(link)
+    body = done.get_data(as_text=True)
+    assert done.status_code == 200
+    assert "You are unsubscribed" in body and "Resubscribe" in body
+    now = _reload(site, ada)
+    assert (now.status, now.status_changed_at, now.next_digest_at) == (
+        "unsubscribed",
+        NOW + timedelta(minutes=5),
+        None,
+    )
+    # The link keeps working: it says so, and offers to subscribe again.
+    assert "already unsubscribed" in site.get(link).get_data(as_text=True)
+
+
+def test_resubscribing_from_the_unsubscribed_page(site: Site, ada: Subscriber) -> None:
+    link = _unsubscribe(site, ada)
+    page = site.submit(link).get_data(as_text=True)
+    action = re.search(r'action="(/resubscribe/[^"]+)"', page).group(1)
+    site.clock.advance(hours=1)
+    back = site.submit(action, page=link)
+    body = back.get_data(as_text=True)
+    assert back.status_code == 200 and "You are subscribed again" in body
+    assert "Saturday 13 June at 08:00" in body
+    assert f'href="{_manage(site, ada)}"' in body
+    assert _reload(site, ada).status == "active"
+
+
+def test_a_page_unsubscribe_needs_its_csrf_token(site: Site, ada: Subscriber) -> None:
+    link = _unsubscribe(site, ada)
+    site.get(link)
+    response = site.client.post(link, data={"csrf_token": "forged"})
+    assert response.status_code == 400
+    assert "press it once more" in response.get_data(as_text=True)
+    assert _reload(site, ada).status == "active"
+    # The page it answers has a fresh button that works.
+    assert site.submit(link).status_code == 200
+    assert _reload(site, ada).status == "unsubscribed"
+
+
+def _digest_for(site: Site, who: Subscriber) -> email.message.EmailMessage:
+    renderer = DigestRenderer(site.settings, SECRET)
+    papers = load_papers()[:40]
+    message = renderer.render_digest(who, select(papers, ["diffusion"]), NOW.date(), now=NOW)
+    return email.message_from_bytes(message.data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def test_one_click_unsubscribe_from_the_list_unsubscribe_header(
+    site: Site, ada: Subscriber
+) -> None:
+    digest = _digest_for(site, ada)
+    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = re.fullmatch(r"<([^>]+)>", digest["List-Unsubscribe"]).group(1)
+    assert url.startswith(BASE_URL + "/unsubscribe/")
+    # The mail provider posts from its own servers: no cookie, no CSRF token, no page.
+    provider = site.app.test_client(use_cookies=False)
+    response = provider.post(url.removeprefix(BASE_URL), data=ONE_CLICK)
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "Unsubscribed.\n"
+    assert "Set-Cookie" not in response.headers
+    assert _reload(site, ada).status == "unsubscribed"
+    # Posting it again (providers retry) is just as fine.
+    assert provider.post(url.removeprefix(BASE_URL), data=ONE_CLICK).status_code == 200
+
+
+def test_one_click_also_comes_as_multipart(site: Site, ada: Subscriber) -> None:
+    provider = site.app.test_client(use_cookies=False)
+    response = provider.post(
+        _unsubscribe(site, ada), data=ONE_CLICK, content_type="multipart/form-data"
+    )
+    assert response.status_code == 200
+    assert _reload(site, ada).status == "unsubscribed"
+
+
+def test_a_bare_post_is_not_a_one_click_unsubscribe(site: Site, ada: Subscriber) -> None:
+    provider = site.app.test_client(use_cookies=False)
+    for data in ({}, {"List-Unsubscribe": "yes"}):
+        assert provider.post(_unsubscribe(site, ada), data=data).status_code == 400
+    assert _reload(site, ada).status == "active"
+
+
+def test_the_digest_links_lead_to_the_pages(site: Site, ada: Subscriber) -> None:
+    text = _digest_for(site, ada).get_body(("plain",)).get_content()
+    for purpose, heading in (("manage", "Your subscription"), ("unsubscribe", "Unsubscribe")):
+        path = re.search(re.escape(BASE_URL) + rf"(/{purpose}/\S+)", text).group(1)
+        page = site.get(path)
+        assert page.status_code == 200 and f"<h1>{heading}</h1>" in page.get_data(as_text=True)
+
+
+def test_tampered_and_wrong_purpose_links(site: Site, ada: Subscriber) -> None:
+    manage = site.token("manage", ada)
+    unsubscribe = site.token("unsubscribe", ada)
+    for path in (
+        f"/manage/{unsubscribe}",
+        f"/unsubscribe/{manage}",
+        f"/manage/{manage[:-4]}",
+        f"/unsubscribe/{unsubscribe}AAAA",
+        f"/manage/{manage[:-4]}/sample",
+    ):
+        response = site.get(path)
+        body = response.get_data(as_text=True)
+        assert response.status_code == 400, path
+        assert "This link does not work" in body and "ada@example.org" not in body
+    provider = site.app.test_client(use_cookies=False)
+    assert provider.post(f"/unsubscribe/{manage}", data=ONE_CLICK).status_code == 400
+    assert _reload(site, ada).status == "active"

@@ -1,0 +1,404 @@
+"""Signing up and confirming (double opt-in), with the real mail path: the confirmation
+email goes through render and send to an aiosmtpd server, and the test follows its link.
+Also what stops abuse of the form: rate limits, the honeypot, and answers that never tell
+whether an address is subscribed."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import email_validator.deliverability
+import pytest
+from email_validator import EmailUndeliverableError
+
+from digest.schedule import Scheduler
+from digest.store.subscribers import create_subscriber, set_status
+from digest.tokens import make_token
+from tests.web_support import NOW, SECRET, Site, link_path
+
+MAIL = {"from_address": "digest@example.org", "from_name": "Paper digest"}
+
+
+@pytest.fixture
+def mailed(make_site: Any) -> Site:
+    """The app sending its mail over SMTP to a real server on loopback."""
+    return make_site(smtp=True, mail=MAIL)
+
+
+def _confirm_link(site: Site, count: int = 1) -> str:
+    return link_path(site.mails(count)[count - 1], "confirm")
+
+
+# --- the form -----------------------------------------------------------------------
+
+
+def test_the_form_has_a_label_for_every_field_and_explains_the_syntax(make_site: Any) -> None:
+    site = make_site(service={"timezone": "Europe/Berlin"}, schedule={"default_send_time": "06:45"})
+    page = site.get("/").get_data(as_text=True)
+    for field in ("email", "interests", "send_time", "timezone"):
+        assert f'<label for="{field}">' in page
+        assert f'id="{field}"' in page
+    assert 'type="email"' in page and 'autocomplete="email"' in page
+    assert 'type="time"' in page and 'value="06:45"' in page
+    assert '<option selected value="Europe/Berlin">Europe/Berlin</option>' in page
+    assert 'data-detect="1"' in page  # timezone.js may put the browser's zone in its place
+    assert "<code>rlhf AND reward model</code>" in page  # the syntax, by example
+    assert "<code>-survey</code>" in page
+    assert 'aria-describedby="interests-help"' in page
+
+
+def test_a_legacy_default_time_zone_is_offered_and_kept(make_site: Any) -> None:
+    site = make_site(service={"timezone": "EST5EDT"})
+    page = site.get("/").get_data(as_text=True)
+    assert '<option selected value="EST5EDT">EST5EDT</option>' in page
+    assert site.signup(timezone="EST5EDT").status_code == 303
+    assert site.subscriber().timezone == "EST5EDT"
+
+
+# --- double opt-in ------------------------------------------------------------------
+
+
+def test_sign_up_confirm_by_email_and_nothing_sent_before(mailed: Site) -> None:
+    response = mailed.signup("Ada.Lovelace@Example.ORG", interests="diffusion, rlhf")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/check-your-email"
+    assert "Check your email" in mailed.get("/check-your-email").get_data(as_text=True)
+    pending = mailed.subscriber("ada.lovelace@example.org")
+    assert pending.email == "Ada.Lovelace@example.org"  # the domain normalised
+    assert (pending.status, pending.interests) == ("pending", "diffusion, rlhf")
+    assert (pending.send_time, pending.timezone) == ("07:30", "Europe/Paris")
+    assert pending.next_digest_at is None  # no digest is scheduled before confirming
+
+    (message,) = mailed.mails(1)
+    assert message["To"] == "Ada.Lovelace@example.org"
+    assert message["From"] == "Paper digest <confirm@example.org>"  # not the digest sender
+    assert "List-Unsubscribe" not in message and "List-Id" not in message
+    assert mailed.smtp.received[0].sender == "confirm@example.org"
+    assert "diffusion, rlhf" in message.get_body(("plain",)).get_content()
+    link = link_path(message, "confirm")
+
+    # Following the link (or a scanner fetching it) shows one button and confirms nobody.
+    page = mailed.get(link)
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert body.count("<button") == 1 and "Confirm my subscription" in body
+    assert mailed.subscriber("ada.lovelace@example.org").status == "pending"
+    assert mailed.outbox() == [("confirm", "Ada.Lovelace@example.org")]
+
+    confirmed = mailed.submit(link)
+    assert confirmed.status_code == 200
+    text = confirmed.get_data(as_text=True)
+    assert "You are subscribed" in text
+    # 10:00 UTC on Friday 12 June is 12:00 in Paris: the first digest is Saturday's.
+    assert "Saturday 13 June at 07:30" in text
+    active = mailed.subscriber("ada.lovelace@example.org")
+    assert active.status == "active" and active.confirmed_at == NOW
+    assert active.next_digest_at is not None
+    # Pressing again (or the link again) just says so.
+    again = mailed.get(link).get_data(as_text=True)
+    assert "You are already subscribed" in again
+    assert mailed.outbox() == [("confirm", "Ada.Lovelace@example.org")]
+
+
+def test_the_confirmation_comes_from_the_configured_address(make_site: Any) -> None:
+    site = make_site(smtp=True, mail={**MAIL, "confirm_from": "welcome@lists.example.org"})
+    site.signup()
+    (message,) = site.mails(1)
+    assert message["From"] == "Paper digest <welcome@lists.example.org>"
+    assert site.smtp.received[0].sender == "welcome@lists.example.org"
+
+
+def _answer(response: Any) -> tuple[int, str | None, bytes]:
+    return response.status_code, response.headers.get("Location"), response.get_data()
+
+
+def test_the_answer_is_the_same_whoever_signs_up(mailed: Site) -> None:
+    with mailed.database.session() as session:
+        create_subscriber(
+            session,
+            "known@example.org",
+            "agents",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+    new = mailed.signup("new@example.org")
+    known = mailed.signup("known@example.org")
+    again = mailed.signup("new@example.org")
+    assert _answer(new) == _answer(known) == _answer(again)
+    assert _answer(mailed.client.get("/check-your-email")) == _answer(
+        mailed.app.test_client().get("/check-your-email")
+    )
+    # The known address gets its manage link, and its settings are untouched.
+    assert mailed.outbox() == [("confirm", "new@example.org"), ("manage", "known@example.org")]
+    message = next(m for m in mailed.mails(2) if m["To"] == "known@example.org")
+    assert "List-Unsubscribe" not in message
+    manage = mailed.get(link_path(message, "manage"))
+    assert manage.status_code == 200 and "known@example.org" in manage.get_data(as_text=True)
+    assert mailed.subscriber("known@example.org").interests == "agents"
+
+
+def test_resends_at_most_once_per_ten_minutes(mailed: Site) -> None:
+    mailed.signup()
+    mailed.clock.advance(minutes=9, seconds=59)
+    mailed.signup()
+    assert len(mailed.outbox("confirm")) == 1
+    mailed.clock.advance(seconds=1)
+    mailed.signup(interests="agents")
+    assert len(mailed.outbox("confirm")) == 2
+    assert mailed.subscriber().interests == "agents"  # the latest sign-up's settings
+    first, second = mailed.mails(2)
+    # Either link confirms: both are signed for this subscriber.
+    assert mailed.submit(link_path(first, "confirm")).status_code == 200
+    assert mailed.subscriber().status == "active"
+    later = mailed.get(link_path(second, "confirm")).get_data(as_text=True)
+    assert "You are already subscribed" in later
+
+
+def test_an_active_address_gets_its_manage_link_at_the_same_pace(site: Site) -> None:
+    with site.database.session() as session:
+        create_subscriber(
+            session,
+            "ada@example.org",
+            "agents",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+    for _ in range(3):
+        site.signup()
+    assert site.outbox() == [("manage", "ada@example.org")]
+    site.clock.advance(minutes=10)
+    site.signup()
+    assert site.outbox("manage") == [("manage", "ada@example.org")] * 2
+    # The maildir backend delivers them too.
+    assert [m["To"] for m in site.mails(2)] == ["ada@example.org"] * 2
+    assert site.subscriber().status == "active"
+
+
+def test_signing_up_after_unsubscribing_asks_for_confirmation_again(mailed: Site) -> None:
+    with mailed.database.session() as session:
+        ada = create_subscriber(
+            session,
+            "ada@example.org",
+            "agents",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+        set_status(session, ada.id, "unsubscribed", NOW)
+    mailed.clock.advance(days=30)
+    mailed.signup(interests="world model")
+    back = mailed.subscriber()
+    assert (back.status, back.interests) == ("pending", "world model")
+    mailed.submit(_confirm_link(mailed))
+    assert mailed.subscriber().status == "active"
+
+
+def test_unconfirmed_sign_ups_are_deleted_after_seven_days(mailed: Site) -> None:
+    mailed.signup("early@example.org")
+    link = _confirm_link(mailed)
+    mailed.clock.advance(days=1)
+    mailed.signup("later@example.org")
+    mailed.clock.advance(days=6, minutes=1)
+    Scheduler(mailed.settings, mailed.database, mailed.clock).cleanup()
+    assert mailed.subscriber("early@example.org") is None
+    assert mailed.subscriber("later@example.org") is not None
+    page = mailed.get(link)
+    assert page.status_code == 400
+    assert "This confirm link is not valid" in page.get_data(as_text=True)
+
+
+# --- links that do not work -----------------------------------------------------------
+
+
+@pytest.fixture
+def pending(site: Site) -> Any:
+    with site.database.session() as session:
+        return create_subscriber(
+            session, "ada@example.org", "diffusion", send_time="08:00", timezone="UTC", now=NOW
+        )
+
+
+def _invalid(site: Site, path: str, reason: str) -> None:
+    response = site.get(path)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400, path
+    assert "This link does not work" in body and reason in body
+    assert "ada@example.org" not in body and "Traceback" not in body
+
+
+def test_a_tampered_confirm_link(site: Site, pending: Any) -> None:
+    token = site.token("confirm", pending)
+    flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    for bad in (flipped, token[:-6], token + "x", "x" * 500, "../../etc/passwd"):
+        response = site.get(f"/confirm/{bad}")
+        assert response.status_code in (400, 404), bad
+        assert "ada@example.org" not in response.get_data(as_text=True)
+    _invalid(site, f"/confirm/{flipped}", "This confirm link is not valid.")
+    # Signed with another secret: not ours.
+    foreign = make_token("another-secret-entirely-0123456789", "confirm", pending.id, "a")
+    _invalid(site, f"/confirm/{foreign}", "This confirm link is not valid.")
+    assert site.subscriber().status == "pending"
+
+
+def test_a_confirm_link_for_another_address_with_the_same_id(site: Site, pending: Any) -> None:
+    token = make_token(SECRET, "confirm", pending.id, "eve@example.org")
+    _invalid(site, f"/confirm/{token}", "This confirm link is not valid.")
+    gone = make_token(SECRET, "confirm", pending.id + 100, "ada@example.org")
+    _invalid(site, f"/confirm/{gone}", "This confirm link is not valid.")
+
+
+def test_a_confirm_link_expires_after_seven_days(
+    site: Site, pending: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = time.time
+    with monkeypatch.context() as patch:  # itsdangerous stamps tokens with time.time()
+        patch.setattr(time, "time", lambda: real() - 7 * 86400 - 60)
+        old = site.token("confirm", pending)
+        patch.setattr(time, "time", lambda: real() - 7 * 86400 + 60)
+        recent = site.token("confirm", pending)
+    _invalid(site, f"/confirm/{old}", "This confirm link has expired.")
+    assert site.get(f"/confirm/{recent}").status_code == 200
+    # Unsubscribe links never expire.
+    with monkeypatch.context() as patch:
+        patch.setattr(time, "time", lambda: real() - 400 * 86400)
+        unsubscribe = site.token("unsubscribe", pending)
+    assert site.get(f"/unsubscribe/{unsubscribe}").status_code == 200
+
+
+def test_each_link_serves_only_its_own_purpose(site: Site, pending: Any) -> None:
+    confirm = site.token("confirm", pending)
+    for path in (f"/unsubscribe/{confirm}", f"/manage/{confirm}", f"/manage/{confirm}/sample"):
+        _invalid(site, path, "link is not valid")
+    site.submit(f"/confirm/{confirm}")
+    active = site.subscriber()
+    for purpose in ("manage", "unsubscribe"):
+        _invalid(site, f"/confirm/{site.token(purpose, active)}", "This confirm link is not valid")
+    # POSTs too: a confirm token cannot unsubscribe, even one-click.
+    response = site.client.post(f"/unsubscribe/{confirm}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 400
+    assert site.subscriber().status == "active"
+
+
+def test_a_confirm_link_after_unsubscribing_does_not_subscribe(site: Site, pending: Any) -> None:
+    link = f"/confirm/{site.token('confirm', pending)}"
+    with site.database.session() as session:
+        set_status(session, pending.id, "unsubscribed", NOW)
+    _invalid(site, link, "no longer valid: sign up again")
+
+
+# --- bad input ------------------------------------------------------------------------
+
+
+def test_an_invalid_confirm_post_does_not_confirm(site: Site, pending: Any) -> None:
+    link = f"/confirm/{site.token('confirm', pending)}"
+    site.get(link)
+    assert site.client.post(link, data={"csrf_token": "forged"}).status_code == 400
+    assert site.client.post(link).status_code == 400
+    assert site.subscriber().status == "pending"
+
+
+# --- abuse --------------------------------------------------------------------------
+
+
+def test_a_filled_honeypot_gets_the_same_answer_and_nothing_else(site: Site) -> None:
+    human = site.signup("ada@example.org")
+    bot = site.signup("bot@example.org", data={"website": "http://spam.example"})
+    assert _answer(bot) == _answer(human)
+    assert site.subscriber("bot@example.org") is None
+    assert site.outbox() == [("confirm", "ada@example.org")]
+
+
+def test_the_honeypot_is_hidden_from_people(site: Site) -> None:
+    page = site.get("/").get_data(as_text=True)
+    trap = page[page.index('<div class="trap"') :]
+    trap = trap[: trap.index("</div>")]
+    assert 'aria-hidden="true"' in trap and 'tabindex="-1"' in trap and 'name="website"' in trap
+
+
+def test_sign_ups_are_limited_per_client(make_site: Any) -> None:
+    site = make_site(web={"signup_limit": "3 per hour", "address_limit": "10 per hour"})
+    for n in range(3):
+        assert site.signup(f"reader{n}@example.org").status_code == 303
+    refused = site.signup("reader3@example.org", interests="agents")
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 429
+    assert "Too many sign-ups" in page and "Nothing was sent" in page
+    assert int(refused.headers["Retry-After"]) > 0
+    # What was typed is kept on the form.
+    assert 'value="reader3@example.org"' in page and "agents</textarea>" in page
+    assert site.subscriber("reader3@example.org") is None
+    # Another client is not affected.
+    other = {"environ_base": {"REMOTE_ADDR": "192.0.2.7"}}
+    assert site.signup("reader3@example.org", **other).status_code == 303
+
+
+def test_sign_ups_are_limited_per_address_from_any_client(make_site: Any) -> None:
+    site = make_site(web={"signup_limit": "10 per hour", "address_limit": "2 per hour"})
+    clients = [{"environ_base": {"REMOTE_ADDR": f"192.0.2.{n}"}} for n in range(1, 5)]
+    assert site.signup("ada@example.org", **clients[0]).status_code == 303
+    assert site.signup("ADA@example.org", **clients[1]).status_code == 303
+    assert site.signup(" ada@EXAMPLE.org ", **clients[2]).status_code == 429
+    assert site.signup("bob@example.org", **clients[3]).status_code == 303
+
+
+def test_rejected_forms_do_not_count_against_the_limits(make_site: Any) -> None:
+    site = make_site(web={"signup_limit": "2 per hour", "address_limit": "2 per hour"})
+    for _ in range(5):
+        assert site.signup(interests='"unclosed').status_code == 400
+    assert site.signup().status_code == 303
+    assert site.signup().status_code == 303
+    assert site.signup().status_code == 429
+
+
+def test_the_honeypot_counts_against_the_limits(make_site: Any) -> None:
+    site = make_site(web={"signup_limit": "2 per hour"})
+    for n in range(2):
+        site.signup(f"bot{n}@example.org", data={"website": "spam"})
+    assert site.signup().status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_forwarded_address(make_site: Any) -> None:
+    site = make_site(web={"signup_limit": "1 per hour", "trusted_proxies": 1})
+
+    def via(client_ip: str) -> dict[str, Any]:
+        return {"headers": {"X-Forwarded-For": client_ip}}
+
+    assert site.signup("ada@example.org", **via("198.51.100.1")).status_code == 303
+    assert site.signup("bob@example.org", **via("198.51.100.1")).status_code == 429
+    assert site.signup("bob@example.org", **via("198.51.100.2")).status_code == 303
+
+
+def test_without_trusted_proxies_a_forwarded_header_changes_nothing(make_site: Any) -> None:
+    site = make_site(web={"signup_limit": "1 per hour"})
+    assert site.signup("ada@example.org", headers={"X-Forwarded-For": "1.1.1.1"}).status_code == 303
+    spoofed = site.signup("bob@example.org", headers={"X-Forwarded-For": "2.2.2.2"})
+    assert spoofed.status_code == 429
+
+
+def test_dns_is_checked_only_when_configured(
+    make_site: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+
+    def no_mail_server(domain: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        asked.append(domain)  # DNS is the internet: answered here instead
+        raise EmailUndeliverableError(f"The domain name {domain} does not accept email.")
+
+    monkeypatch.setattr(
+        email_validator.deliverability, "validate_email_deliverability", no_mail_server
+    )
+    plain = make_site()
+    assert plain.signup("ada@example.org").status_code == 303
+    assert asked == []
+    checking = make_site(web={"check_dns": True})
+    refused = checking.signup("bob@nomail.example.org")
+    assert refused.status_code == 400
+    assert "does not accept email" in refused.get_data(as_text=True)
+    assert asked == ["nomail.example.org"]
+    assert checking.subscriber("bob@nomail.example.org") is None
