@@ -7,31 +7,23 @@ at the top of the repository, to look at.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
 from render_samples import html_of, load_papers, nasty_selection, select, subscriber, worst_case
 from test_render import DAY, NOW, POSTAL, SECRET
 
 from digest.config import load_settings
 from digest.match import Selection
 from digest.render import DigestRenderer
+from tests.browser import COLOURS, contrast, headless_chromium, luminance
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # What sticks out the furthest to the right, and how wide the page scrolls.
 MEASURE = """() => {
@@ -58,24 +50,11 @@ SMALLEST_TEXT = """() => {
   return smallest;
 }"""
 
-# Computed text colour and the background it sits on (the nearest one that is set).
-COLOURS = """(selector) => {
-  const element = document.querySelector(selector);
-  let node = element, background = "rgba(0, 0, 0, 0)";
-  while (node && background === "rgba(0, 0, 0, 0)") {
-    background = getComputedStyle(node).backgroundColor;
-    node = node.parentElement;
-  }
-  return [getComputedStyle(element).color, background];
-}"""
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")
@@ -164,20 +143,6 @@ def test_nothing_overflows_and_text_is_readable(
             assert abs(box["x"] - (width - box["width"]) / 2) <= 1
     finally:
         page.close()
-
-
-def luminance(colour: str) -> float:
-    red, green, blue = (int(x) / 255 for x in re.findall(r"\d+", colour)[:3])
-
-    def channel(c: float) -> float:
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
-
-
-def contrast(foreground: str, background: str) -> float:
-    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])

@@ -13,7 +13,6 @@ Outside CI a missing Chromium skips these tests; in CI (CI=true) it fails them.
 from __future__ import annotations
 
 import email.policy
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -32,20 +31,11 @@ from digest.render import DigestRenderer
 from digest.store import open_database
 from digest.store.papers import save_papers
 from digest.web import create_app
+from tests.browser import COLOURS, contrast, headless_chromium, need_browser
 from tests.smtp_server import SmtpServer
 from tests.web_support import NOW, SECRET, Clock, Site
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "web"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1100, "height": 900}
 
@@ -62,16 +52,6 @@ MEASURE = """() => {
   return {scroll: document.documentElement.scrollWidth, inner: innerWidth, right, widest};
 }"""
 
-# The computed text colour of an element and the background it sits on (the nearest set).
-COLOURS = """(selector) => {
-  const element = document.querySelector(selector);
-  let node = element, background = "rgba(0, 0, 0, 0)";
-  while (node && background === "rgba(0, 0, 0, 0)") {
-    background = getComputedStyle(node).backgroundColor;
-    node = node.parentElement;
-  }
-  return [getComputedStyle(element).color, background];
-}"""
 # Text a person must read on the signup page with mistakes (WCAG AA: 4.5 to 1).
 READABLE = ["h1", "label", ".help", ".error", "button[type=submit]", "summary", ".notice",
             ".small", "footer.site p", "input#email"]  # fmt: skip
@@ -93,43 +73,23 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-def _need_browser(chromium: str = CHROMIUM) -> None:
-    """Fail in CI, skip elsewhere, when Chromium or Playwright is missing."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "Playwright for Python is not installed (pip install -e '.[test]')"
-    else:
-        if Path(chromium).exists():
-            return
-        reason = f"Chromium is not installed at {chromium} (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run the browser tests")
-    pytest.skip(reason)
-
-
 def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     missing = str(tmp_path / "chromium")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the browser tests"):
-        _need_browser(missing)
+        need_browser(missing)
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="Chromium is not installed"):
-        _need_browser(missing)
+        need_browser(missing)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
-    _need_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with headless_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @dataclass
@@ -230,9 +190,7 @@ class Visit:
 
     def contrast(self, selector: str) -> float:
         """The WCAG contrast ratio of an element's text against its background."""
-        foreground, background = self.page.evaluate(COLOURS, selector)
-        light, dark = sorted((_luminance(foreground), _luminance(background)), reverse=True)
-        return (light + 0.05) / (dark + 0.05)
+        return contrast(*self.page.evaluate(COLOURS, selector))
 
     def follow(self, message: EmailMessage, link: str) -> None:
         """Open an email's HTML part in a tab of its own, as a mail program would, and
@@ -249,15 +207,6 @@ class Visit:
 
     def close(self) -> None:
         self.context.close()
-
-
-def _luminance(colour: str) -> float:
-    red, green, blue = (int(x) / 255 for x in re.findall(r"\d+", colour)[:3])
-
-    def channel(c: float) -> float:
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-
-    return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
 
 
 def _mail_to(served: Served, address: str) -> EmailMessage:
