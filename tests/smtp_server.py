@@ -49,6 +49,7 @@ class Faults:
     greeting_421: int = 0  # connections answered "421" at once, then closed
     rcpt_451: dict[str, int] = field(default_factory=dict)
     rcpt_550: set[str] = field(default_factory=set)  # addresses that do not exist
+    relay_denied: bool = False  # every RCPT refused as a relay that does not know us
     data_552: set[str] = field(default_factory=set)  # messages refused after DATA
     cut_in_data: dict[str, int] = field(default_factory=dict)  # reset half-way through DATA
     cut_after_dot: dict[str, int] = field(default_factory=dict)  # reset after the final "."
@@ -76,6 +77,8 @@ class _Handler:
         faults = self.server.faults
         if faults.stall_rcpt:
             await asyncio.sleep(faults.stall_rcpt)
+        if faults.relay_denied:
+            return f"554 5.7.1 <{address}>: Relay access denied"
         if address in faults.rcpt_550:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if _take(faults.rcpt_451, address):

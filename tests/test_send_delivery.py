@@ -183,6 +183,25 @@ def test_550_on_rcpt_suppresses_the_address_at_once(
     exactly_once(smtp_server, [messages[0], messages[2]])
 
 
+def test_a_relay_that_refuses_us_bounces_nobody_and_the_mail_goes_once_it_is_fixed(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    messages = queue_digests(db, 3, now=NOW)
+    smtp_server.faults.relay_denied = True  # e.g. AUTH missing from [smtp]
+    report = send_due(send_settings, db, now=NOW)
+    assert (report.sent, report.retrying, report.failed, report.suppressed) == (0, 3, 0, 0)
+    entry = entry_for(db, "reader0@example.net")
+    assert (entry.state, entry.reply_code) == ("retrying", 554)
+    assert "Relay access denied" in entry.reply and "check the [smtp] settings" in entry.reply
+    with db.session() as session:
+        for number in range(3):
+            subscriber = find_subscriber(session, f"reader{number}@example.net")
+            assert (subscriber.status, subscriber.consecutive_failures) == ("active", 0)
+    smtp_server.faults.relay_denied = False  # the operator fixes the settings
+    assert send_due(send_settings, db, now=LATER).sent == 3
+    exactly_once(smtp_server, messages)
+
+
 def test_552_on_data_fails_the_message_and_counts_towards_bouncing(
     send_settings: Any, db: Any, smtp_server: Any
 ) -> None:

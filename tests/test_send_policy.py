@@ -60,6 +60,31 @@ def test_outcomes_map_to_row_states() -> None:
     assert NOW + timedelta(minutes=30) <= retry.next_attempt_at <= NOW + timedelta(minutes=36)
 
 
+@pytest.mark.parametrize(
+    ("code", "stage", "reply", "state", "bounce"),
+    [
+        (550, "rcpt", "5.1.1 <a@x>: Recipient rejected: User unknown", "failed", "suppress"),
+        (550, "rcpt", "No such user here", "failed", "suppress"),
+        (550, "rcpt", "5.2.1 Mailbox disabled", "failed", "count"),
+        (550, "rcpt", "relay not permitted", "retrying", ""),  # Exim
+        (554, "rcpt", "5.7.1 <a@x>: Relay access denied", "retrying", ""),  # Postfix
+        (553, "rcpt", "sorry, that domain isn't in my list of allowed rcpthosts", "retrying", ""),
+        (550, "rcpt", "5.7.54 SMTP; Unable to relay recipient", "retrying", ""),
+        (530, "mail", "5.7.0 Authentication required", "retrying", ""),
+        (550, "mail", "5.7.1 SPF check failed", "retrying", ""),
+        (554, "end", "5.7.1 Message rejected as spam", "retrying", ""),
+    ],
+)
+def test_refusals_that_blame_our_side_never_bounce_the_reader(
+    code: int, stage: str, reply: str, state: str, bounce: str
+) -> None:
+    outcome = Outcome(PERMANENT, stage, code, reply)
+    result = result_for(job(), outcome, now=NOW, retry_deadline_hours=24, rng=random.Random(0))
+    assert (result.state, result.bounce) == (state, bounce)
+    if state == "retrying":
+        assert "check the [smtp] settings" in result.reply
+
+
 def test_the_last_retry_is_at_the_deadline_then_it_fails() -> None:
     rng = random.Random(0)
     late = NOW + timedelta(hours=23, minutes=30)

@@ -9,6 +9,11 @@
   RCPT means the address does not exist: the subscriber is bounced at once. Any other
   permanent failure counts, and `[delivery] bounce_threshold` of them in a row bounce
   the subscriber.
+- Refused by our own mail server (a 5xx whose enhanced status is 5.7.x, security or
+  policy, or whose text says relaying or authentication was refused): the fault is the
+  sender's set-up (missing AUTH, a relay that does not know us, SPF), not the reader's
+  address, so it never bounces anyone. It is retried like a temporary failure, which
+  leaves the operator until the retry deadline to fix the settings.
 - Unknown (connection lost after the final "."): neither retried nor failed; see
   `digest.send.delivery` for what the operator does.
 """
@@ -16,6 +21,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime, timedelta
 
 from digest.send.backends import PERMANENT, SENT, TEMPORARY, UNKNOWN, Outcome
@@ -29,6 +35,32 @@ RETRY_DELAYS = (
 )
 JITTER = 0.2
 NO_SUCH_USER = frozenset({550, 551, 553})  # on RCPT: the mailbox does not exist
+# An RFC 3463 enhanced status code at the start of the reply text, e.g. "5.1.1".
+_ENHANCED = re.compile(r"\s*([245])\.(\d{1,3})\.\d{1,3}\b")
+# How relays word a refusal to take our mail at all, with or without a 5.7.x code.
+_REFUSED_SENDER = re.compile(
+    r"relay(ing)?\s+(access\s+)?(denied|not\s+permitted|prohibited|not\s+allowed)"
+    r"|unable\s+to\s+relay|allowed\s+rcpthosts"
+    r"|authenticat(ion|e)\s+(is\s+)?required|not\s+authenticated|must\s+authenticate",
+    re.IGNORECASE,
+)
+
+
+def refused_sender(outcome: Outcome) -> bool:
+    """Whether a permanent refusal blames our side (relay, AUTH, policy), not the reader."""
+    enhanced = _ENHANCED.match(outcome.reply)
+    if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7":
+        return True
+    return bool(_REFUSED_SENDER.search(outcome.reply))
+
+
+def no_such_user(outcome: Outcome) -> bool:
+    """Whether a permanent refusal says the reader's mailbox does not exist."""
+    if outcome.stage != "rcpt" or outcome.code not in NO_SUCH_USER:
+        return False
+    enhanced = _ENHANCED.match(outcome.reply)
+    # Without an enhanced code, trust the basic one; with one, only 5.1.x is addressing.
+    return enhanced is None or enhanced.group(2) == "1"
 
 
 def retry_delay(failures: int, rng: random.Random) -> timedelta:
@@ -63,8 +95,11 @@ def result_for(
         )
     if outcome.status == UNKNOWN:
         return Result(job.id, job.subscriber_id, "unknown", reply_code=code, reply=reply)
+    if outcome.status == PERMANENT and refused_sender(outcome):
+        reply = f"{reply} (refused by the mail server: check the [smtp] settings)"
+        return temporary_failure(job, code, reply, now=now, hours=retry_deadline_hours, rng=rng)
     if outcome.status == PERMANENT:
-        bounce = "suppress" if outcome.stage == "rcpt" and code in NO_SUCH_USER else "count"
+        bounce = "suppress" if no_such_user(outcome) else "count"
         return Result(
             job.id, job.subscriber_id, "failed", reply_code=code, reply=reply, bounce=bounce
         )
