@@ -75,3 +75,54 @@ def test_naive_datetimes_are_refused(database: Database) -> None:
         create_subscriber(
             session, "b@example.org", "x", send_time="08:00", timezone="UTC", now=datetime.now()
         )
+
+
+def test_upgrading_to_0004_schedules_the_subscribers_already_active(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from digest.store.subscribers import due_subscribers, get_subscriber
+    from digest.subscriber import next_send_at
+
+    database = open_database(settings, migrate=False)
+    config = database._alembic_config()
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+    started = datetime.now(UTC)
+    yesterday = (started - timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
+    insert = text(
+        "INSERT INTO subscribers (id, email, interests, status, send_time, timezone, "
+        "created_at, last_digest_at, consecutive_failures) VALUES "
+        "(:id, :email, 'diffusion', :status, '08:00', 'Europe/Paris', :created, :last, 0)"
+    )
+    with database.engine.begin() as connection:
+        for id_, status, last in [
+            (1, "active", yesterday),
+            (2, "active", None),
+            (3, "paused", None),
+        ]:
+            connection.execute(
+                insert,
+                dict(
+                    id=id_,
+                    email=f"r{id_}@example.org",
+                    status=status,
+                    created=yesterday,
+                    last=last.replace(tzinfo=None) if last else None,
+                ),
+            )
+    database.upgrade()
+    with database.session() as session:
+        caught_up, fresh, paused = (get_subscriber(session, i) for i in (1, 2, 3))
+        # The one who had digests gets the next after the last: caught up, not skipped.
+        assert caught_up.next_digest_at == next_send_at("08:00", "Europe/Paris", yesterday)
+        assert caught_up.last_digest_at == yesterday
+        # The one who never had one starts as if confirmed now.
+        assert started < fresh.next_digest_at <= started + timedelta(days=1, minutes=5)
+        assert fresh.last_digest_at <= started - timedelta(days=1) + timedelta(minutes=5)
+        assert paused.next_digest_at is None
+        due = due_subscribers(session, started + timedelta(days=2), limit=10)
+    assert sorted(s.id for s in due) == [1, 2]
