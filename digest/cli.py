@@ -318,7 +318,12 @@ class _ProgressBar:
     metavar="ID",
     help="Settle an unknown row: it was delivered.",
 )
-@click.option("--resend", type=int, metavar="ID", help="Settle an unknown row: send it again.")
+@click.option(
+    "--resend",
+    type=int,
+    metavar="ID",
+    help="Send an unknown or failed row again (a fresh deadline).",
+)
 @pass_app
 def outbox_command(
     app: AppContext, failures: int, mark_sent: int | None, resend: int | None
@@ -334,9 +339,12 @@ def outbox_command(
         assert outbox_id is not None
         with database.session() as session:
             try:
-                outbox.resolve_unknown(
-                    session, outbox_id, delivered=mark_sent is not None, now=datetime.now(UTC)
-                )
+                if mark_sent is not None:
+                    outbox.resolve_unknown(
+                        session, outbox_id, delivered=True, now=datetime.now(UTC)
+                    )
+                else:
+                    outbox.queue_again(session, outbox_id, now=datetime.now(UTC))
             except (LookupError, ValueError) as error:
                 raise DeliveryError(f"{error}; see `digest outbox`") from None
         click.echo(

@@ -21,6 +21,7 @@ from digest.send.delivery import Pacer
 from digest.store import Database, open_database
 from digest.store.outbox import (
     get_entry,
+    queue_again,
     queue_message,
     reactivate_subscriber,
     resolve_unknown,
@@ -332,6 +333,15 @@ def test_temporary_failures_give_up_at_the_retry_deadline(
     assert schedule[-1][0] == NOW + timedelta(hours=1)
     assert "gave up after 1 h" in entry.reply and report.failed == 1
     assert smtp_server.received == []
+    # Once the server is back, the operator sends it again with a fresh deadline.
+    smtp_server.faults.rcpt_451.clear()
+    back = when + timedelta(hours=5)
+    with db.session() as session:
+        queue_again(session, entry.id, now=back)
+        with pytest.raises(ValueError, match="is retrying; only unknown or failed"):
+            queue_again(session, entry.id, now=back)
+    assert send_due(settings, db, now=back).sent == 1
+    assert len(smtp_server.received) == 1
     db.dispose()
 
 

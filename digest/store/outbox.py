@@ -573,8 +573,27 @@ def resolve_unknown(session: Session, outbox_id: int, *, delivered: bool, now: d
         row.state, row.sent_at = "sent", now
         row.reply = "marked sent by the operator"
     else:
-        row.state, row.next_attempt_at = "retrying", now
-        row.reply = "queued again by the operator"
+        queue_again(session, outbox_id, now=now)
+
+
+def queue_again(session: Session, outbox_id: int, *, now: datetime) -> None:
+    """Send an "unknown" or "failed" row again on the next run, with a fresh retry deadline.
+
+    The deadline counts from `queued_at`, so it starts again from `now`: a row failed by a
+    day-long outage can be sent once the mail server is back.
+    """
+    row = session.get(OutboxRow, outbox_id)
+    if row is None:
+        raise LookupError(f"no outbox row {outbox_id}")
+    if row.state not in ("unknown", "failed"):
+        raise ValueError(
+            f"outbox row {outbox_id} is {row.state}; only unknown or failed rows are sent again"
+        )
+    kept = session.scalar(select(func.count()).where(_messages.c.outbox_id == outbox_id))
+    if not kept:
+        raise ValueError(f"outbox row {outbox_id}: its message is no longer kept")
+    row.state, row.next_attempt_at, row.queued_at = "retrying", now, now
+    row.reply = "queued again by the operator"
 
 
 def reactivate_subscriber(session: Session, subscriber_id: int, now: datetime) -> bool:
