@@ -156,6 +156,20 @@ def test_rows_left_sending_by_a_dead_sender_are_requeued(database: Database) -> 
     assert entry.state == "queued" and "may arrive twice" in entry.reply
 
 
+def test_a_claim_made_late_in_a_long_run_is_leased_from_when_it_was_made(
+    database: Database,
+) -> None:
+    with database.session() as session:
+        _queue(session, _subscriber(session))
+    run_started, claimed = NOW, NOW + timedelta(hours=3)  # a slow, rate-limited run
+    with database.session() as session:
+        (job,) = claim_due(session, now=run_started, limit=1, claimer="a:1:x", claimed_at=claimed)
+    with database.session() as session:
+        soon = claimed + timedelta(minutes=30)
+        assert recover_interrupted(session, now=soon, host="b", lease=timedelta(hours=1)) == []
+        assert get_entry(session, job.id).state == "sending"
+
+
 def test_record_results_writes_outcomes_and_subscriber_effects(database: Database) -> None:
     with database.session() as session:
         a, b, c = (_subscriber(session, n) for n in range(3))

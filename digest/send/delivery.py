@@ -459,6 +459,7 @@ class _Run:
             limit=self.chunk,
             claimer=self.claimer,
             day=self.day,
+            claimed_at=self.clock(),  # an hour into a slow run, the claim is still fresh
         )
         if len(jobs) < self.chunk:
             self.exhausted = True

@@ -290,11 +290,19 @@ def due_entries(
 
 
 def claim_due(
-    session: Session, *, now: datetime, limit: int, claimer: str, day: date | None = None
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    claimer: str,
+    day: date | None = None,
+    claimed_at: datetime | None = None,
 ) -> list[OutboxJob]:
     """Mark up to `limit` due rows as being sent by `claimer` and return them, oldest first.
 
-    The update re-checks the state, so two senders never claim the same row.
+    Rows due at `now` are claimed; the claim is stamped `claimed_at` (default `now`): a
+    long run passes the present time, so that other hosts see a fresh claim, not one as
+    old as the run. The update re-checks the state, so two senders never claim the same row.
     """
     ids = list(
         session.scalars(
@@ -306,7 +314,7 @@ def claim_due(
     session.execute(
         update(_outbox)
         .where(_outbox.c.id.in_(ids), _outbox.c.state.in_(DUE_STATES))
-        .values(state="sending", claimed_by=claimer, claimed_at=now)
+        .values(state="sending", claimed_by=claimer, claimed_at=claimed_at or now)
     )
     rows = session.execute(
         select(
