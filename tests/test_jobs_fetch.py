@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 import json
 import re
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,25 @@ def test_fetch_all_then_not_modified(
         latest = last_fetches(session)
     assert latest["arxiv"].day == date(2026, 9, 24)
     assert latest["arxiv"].started_at == LATER
+
+
+def test_without_a_given_time_papers_are_stamped_when_saved_not_when_the_fetch_began(
+    server_settings: Any, server_database: Database, httpserver: HTTPServer
+) -> None:
+    answered: list[datetime] = []
+
+    def slow(request: Request) -> Response:  # a slow server: the fetch takes a while
+        time.sleep(0.5)
+        answered.append(datetime.now(UTC))
+        return Response(HF_API)
+
+    httpserver.expect_request("/api/daily_papers").respond_with_handler(slow)
+    began = datetime.now(UTC)
+    (report,) = fetch_sources(server_settings, server_database, source="hf", day=date(2026, 6, 12))
+    assert report.new == 30, report.summary()
+    with server_database.session() as session:
+        seen = {paper.first_seen_at for paper in list_papers(session)}
+    assert len(seen) == 1 and seen.pop() >= answered[0] > began + timedelta(seconds=0.4)
 
 
 def test_default_day_is_today_in_utc(

@@ -196,7 +196,13 @@ def fetch_sources(
     is). `day` is the Hugging Face day (default: today in UTC); arXiv's feed always has
     the latest announcements. A failing source is reported (and logged in the store)
     without stopping the others. `client` lets the scheduler keep one polite client.
+
+    Papers are stamped first seen at `now`, or without it at the moment each listing is
+    saved: a manual fetch that takes minutes (retries, slow servers) alongside a running
+    service must not stamp its papers with a time a digest run has already covered.
+    (The scheduler passes its clock's `now`; its jobs never overlap a digest run.)
     """
+    fixed = now is not None
     now = now or datetime.now(UTC)
     if file is not None:
         return [_read_into_store(settings, database, source, file, now)]
@@ -223,7 +229,7 @@ def fetch_sources(
                     )
                 )
                 continue
-            reports.append(_store_listing(database, listing, now))
+            reports.append(_store_listing(database, listing, now if fixed else datetime.now(UTC)))
     finally:
         if own_client:
             client.close()
