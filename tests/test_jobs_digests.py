@@ -153,6 +153,18 @@ def test_a_paper_seen_just_before_the_cutoff_waits_for_the_next_digest(
     assert day == date(2026, 6, 13) and paper.title[:40] in " ".join(text.split())
 
 
+def test_a_paper_seen_exactly_at_the_cutoff_goes_in_the_next_digest(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    subscribe(database, "ada@example.org", "title:psychometric")
+    paper = next(p for p in listing if "psychometric" in p.title.lower())
+    store(database, [paper], FRIDAY_8AM - SETTLE)  # the very instant of Friday's cutoff
+    assert run(settings, database, FRIDAY_8AM).empty == 1
+    run(settings, database, FRIDAY_8AM + timedelta(days=1))
+    [(_, day, text)] = digests(database)
+    assert day == date(2026, 6, 13) and paper.title[:40] in " ".join(text.split())
+
+
 def test_after_downtime_one_digest_dated_the_last_missed_day(
     settings: Settings, database: Database, listing: tuple[Paper, ...]
 ) -> None:

@@ -86,7 +86,9 @@ def test_an_and_entry_is_one_hit_with_the_spans_of_every_clause() -> None:
     assert match.score == 3 + 1
 
 
-def test_windows_offer_only_papers_first_seen_after_the_watermark() -> None:
+def test_windows_offer_only_papers_first_seen_at_or_after_the_watermark() -> None:
+    # Windows are [watermark, cutoff): the store reads up to the cutoff, not including
+    # it, and the cutoff becomes the next watermark, so a paper seen exactly then counts.
     papers = [
         paper(1, "Diffusion old", first_seen_at=DAY - timedelta(days=2)),
         paper(2, "Diffusion new", first_seen_at=DAY),
@@ -96,9 +98,10 @@ def test_windows_offer_only_papers_first_seen_after_the_watermark() -> None:
     interests = parse_interests("diffusion")
     subscribers = [
         ("all", interests, None),
-        ("since yesterday", interests, DAY - timedelta(days=1)),
+        ("since yesterday", interests, DAY - timedelta(days=1, microseconds=-1)),
         ("since two days", interests, DAY - timedelta(days=2, hours=1)),
-        ("up to date", interests, DAY),
+        ("up to date", interests, DAY + timedelta(microseconds=1)),
+        ("from the newest", interests, DAY),
     ]
     results = dict(match_many(papers, iter(subscribers), 10))
     assert sorted(ids(results["all"])) == ["2606.00001", "2606.00002", "2606.00003", "2606.00004"]
@@ -106,6 +109,7 @@ def test_windows_offer_only_papers_first_seen_after_the_watermark() -> None:
     assert sorted(ids(results["since two days"])) == ["2606.00001", "2606.00002", "2606.00004"]
     assert results["up to date"].matches == ()
     assert results["up to date"].more == 0
+    assert ids(results["from the newest"]) == ["2606.00002"]
 
 
 def test_match_many_keeps_the_order_and_shares_work_between_subscribers() -> None:

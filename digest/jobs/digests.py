@@ -3,7 +3,7 @@
 Each active subscriber has a watermark (`last_digest_at`) and a due time
 (`next_digest_at`, their chosen local time, computed across daylight-saving changes).
 `queue_due_digests` takes the subscribers due at `now`, matches each against the papers
-first seen after their own watermark and up to the cutoff, renders one message each,
+first seen from their own watermark up to (not including) the cutoff, renders one each,
 and in one transaction per batch queues the messages and moves each watermark to the
 cutoff and each due time to the next local send time after `now`.
 
@@ -101,7 +101,7 @@ def queue_due_digests(
 
 
 def _window_papers(session: Session, due: Sequence[Subscriber], cutoff: datetime) -> list[Paper]:
-    """Every paper some subscriber of the batch may get: first seen after the oldest mark."""
+    """Every paper some subscriber of the batch may get: first seen from the oldest mark."""
     marks = [s.last_digest_at for s in due]
     start = None if None in marks else min(mark for mark in marks if mark is not None)
     return papers_first_seen_between(session, start, cutoff)

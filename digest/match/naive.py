@@ -273,6 +273,6 @@ def naive_match_many(
             p
             for p in prepared
             if watermark is None
-            or (p.paper.first_seen_at is not None and p.paper.first_seen_at > watermark)
+            or (p.paper.first_seen_at is not None and p.paper.first_seen_at >= watermark)
         ]
         yield key, naive_match_subscriber(interests, window, max_papers)

@@ -18,7 +18,7 @@ matrix of weights (entries x papers). A subscriber's scores are then the sum of 
 of their entries, computed for a block of subscribers at a time with NumPy, and the top
 `max_papers` of each row are picked with `argpartition`; subscribers with the same list
 and window share one selection. Papers are kept in order of
-`first_seen_at`, so a subscriber's window (papers first seen after their watermark) is
+`first_seen_at`, so a subscriber's window (papers first seen at or after their watermark) is
 a suffix of the columns. The `Match` and `Hit` objects are built for the chosen papers
 only, and shared between subscribers whose interests chose a paper for the same reasons.
 """
@@ -26,7 +26,7 @@ only, and shared between subscribers whose interests chose a paper for the same 
 from __future__ import annotations
 
 import gc
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
@@ -205,7 +205,7 @@ class Matcher:
         """The first column a subscriber with this watermark may receive."""
         if watermark is None:
             return 0
-        return max(self._known_from, bisect_right(self._seen, watermark, lo=self._known_from))
+        return max(self._known_from, bisect_left(self._seen, watermark, lo=self._known_from))
 
     def select(
         self, interests: Interests, watermark: datetime | None, max_papers: int
@@ -419,7 +419,7 @@ def match_many(
     subscribers: Iterable[tuple[K, Interests, datetime | None]],
     max_papers: int,
 ) -> Iterator[tuple[K, Selection]]:
-    """Each subscriber's selection from the papers first seen after their watermark.
+    """Each subscriber's selection from the papers first seen at or after their watermark.
 
     `subscribers` yields (key, interests, watermark); a watermark of None means every
     paper, and a paper whose `first_seen_at` is unknown is only offered then. Results

@@ -105,7 +105,7 @@ class SubscriberRow(Base):
     """A person who signed up; `status` is pending, active, paused, unsubscribed or bounced.
 
     `last_digest_at` is the watermark: papers first seen before it were considered for an
-    earlier digest already, so each digest holds only papers first seen after it.
+    earlier digest already, so each digest holds only papers first seen at or after it.
     `next_digest_at` is when the next digest is due (None unless active).
     """
 
