@@ -310,6 +310,27 @@ def test_interests_that_no_longer_parse_are_skipped_not_fatal(
     assert skipped is not None and skipped.next_digest_at == FRIDAY_8AM + timedelta(days=1)
 
 
+def test_a_digest_that_cannot_be_rendered_keeps_the_papers_for_later(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    good = subscribe(database, "good@example.org", "agents")
+    odd = subscribe(database, "odd@example.org", "agents")
+    with database.session() as session:  # stored by an older version, say: not mailable
+        session.execute(
+            update(SubscriberRow).where(SubscriberRow.id == odd).values(email="odd@bad_domain")
+        )
+        before = get_subscriber(session, odd)
+    report = run(settings, database, FRIDAY_8AM)
+    assert (report.due, report.queued, report.invalid) == (2, 1, 1)
+    with database.session() as session:
+        kept, moved = get_subscriber(session, odd), get_subscriber(session, good)
+    assert before is not None and kept is not None and moved is not None
+    assert kept.last_digest_at == before.last_digest_at  # its papers are still to come
+    assert moved.last_digest_at == FRIDAY_8AM - SETTLE
+    assert kept.next_digest_at == FRIDAY_8AM + timedelta(days=1)  # tried again tomorrow
+
+
 def test_a_failing_batch_changes_nothing(
     settings: Settings, database: Database, listing: tuple[Paper, ...]
 ) -> None:

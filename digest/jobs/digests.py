@@ -167,6 +167,7 @@ def _compose(
         else:
             matchable.append((subscriber, interests, subscriber.last_digest_at))
             moves.append((subscriber.id, cutoff, following))
+    moved_at = {move[0]: index for index, move in enumerate(moves)}
     for subscriber, selection in _selections(papers, matchable, settings.match.max_papers):
         if not selection.matches and not settings.mail.send_empty:
             report.empty += 1
@@ -178,6 +179,9 @@ def _compose(
         except DigestError as error:  # e.g. an address that cannot be mailed
             report.invalid += 1
             log.warning("subscriber %d: cannot render digest: %s", subscriber.id, error)
+            # Keep their watermark: the papers stay theirs for when it can be rendered.
+            index = moved_at[subscriber.id]
+            moves[index] = (subscriber.id, None, moves[index][2])
             continue
         outgoing.append(Outgoing(subscriber.id, DIGEST, _digest_date(subscriber, now), message))
     return outgoing, moves
