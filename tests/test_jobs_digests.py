@@ -359,6 +359,33 @@ def test_a_failing_batch_changes_nothing(
     assert run(settings, database, FRIDAY_8AM + timedelta(minutes=5)).queued == 3
 
 
+def test_a_time_changed_on_the_manage_page_during_the_run_is_kept(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "agents")
+    changed_at = FRIDAY_8AM + timedelta(seconds=30)
+
+    class Meanwhile(DigestRenderer):
+        """While the job renders, Ada picks 18:00 on the manage page (its own session)."""
+
+        def render_digest(self, *args: object, **kwargs: object):  # type: ignore[override]
+            with database.session() as session:
+                update_preferences(session, ada, send_time="18:00", now=changed_at)
+            return super().render_digest(*args, **kwargs)  # type: ignore[arg-type]
+
+    from digest.tokens import secret_key
+
+    report = run(settings, database, FRIDAY_8AM, renderer=Meanwhile(settings, secret_key(settings)))
+    assert report.queued == 1
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None
+    # 18:00 in Paris that same Friday, as she chose; not the job's Saturday 08:00.
+    assert after.next_digest_at == datetime(2026, 6, 12, 16, 0, tzinfo=UTC)
+    assert after.last_digest_at == FRIDAY_8AM - SETTLE
+
+
 def test_summary_line(settings: Settings, database: Database) -> None:
     report = run(settings, database, FRIDAY_8AM)
     assert report.summary() == (

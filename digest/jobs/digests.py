@@ -40,7 +40,7 @@ from digest.store import Database
 from digest.store.models import OutboxRow
 from digest.store.outbox import DIGEST, Outgoing, queue_messages
 from digest.store.papers import papers_first_seen_between
-from digest.store.subscribers import advance_schedules, due_subscribers
+from digest.store.subscribers import ScheduleMove, advance_schedules, due_subscribers
 from digest.subscriber import Subscriber, digest_day, next_send_at, previous_send_at
 
 log = logging.getLogger(__name__)
@@ -148,25 +148,26 @@ def _compose(
     report: QueueReport,
     now: datetime,
     cutoff: datetime,
-) -> tuple[list[Outgoing], list[tuple[int, datetime | None, datetime]]]:
+) -> tuple[list[Outgoing], list[ScheduleMove]]:
     """Match and render a batch: the messages to queue and the schedules to move."""
     report.due += len(due)
     outgoing: list[Outgoing] = []
-    moves: list[tuple[int, datetime | None, datetime]] = []
+    moves: list[ScheduleMove] = []
     matchable: list[tuple[Subscriber, Interests, datetime | None]] = []
     for subscriber in due:
         following = next_send_at(subscriber.send_time, subscriber.timezone, now)
+        was = subscriber.next_digest_at
         interests = _interests(subscriber.interests, parsed)
         if (subscriber.id, _digest_date(subscriber, now)) in taken:
             report.already += 1
-            moves.append((subscriber.id, None, following))
+            moves.append(ScheduleMove(subscriber.id, None, was, following))
         elif interests is None:
             report.invalid += 1
             log.warning("subscriber %d: interests no longer parse; skipped", subscriber.id)
-            moves.append((subscriber.id, None, following))
+            moves.append(ScheduleMove(subscriber.id, None, was, following))
         else:
             matchable.append((subscriber, interests, subscriber.last_digest_at))
-            moves.append((subscriber.id, cutoff, following))
+            moves.append(ScheduleMove(subscriber.id, cutoff, was, following))
     moved_at = {move[0]: index for index, move in enumerate(moves)}
     for subscriber, selection in _selections(papers, matchable, settings.match.max_papers):
         if not selection.matches and not settings.mail.send_empty:
@@ -181,7 +182,7 @@ def _compose(
             log.warning("subscriber %d: cannot render digest: %s", subscriber.id, error)
             # Keep their watermark: the papers stay theirs for when it can be rendered.
             index = moved_at[subscriber.id]
-            moves[index] = (subscriber.id, None, moves[index][2])
+            moves[index] = moves[index]._replace(mark=None)
             continue
         outgoing.append(Outgoing(subscriber.id, DIGEST, _digest_date(subscriber, now), message))
     return outgoing, moves

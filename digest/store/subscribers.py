@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from digest.store.models import SubscriberRow
+from digest.store.models import SubscriberRow, UTCDateTime
 from digest.subscriber import STATUSES, Subscriber, next_send_at
 
 # A subscription that starts (or starts again after a pause) gets, in its first digest,
@@ -194,30 +195,44 @@ def due_subscribers(
     return [subscriber_from_row(row) for row in rows]
 
 
-def advance_schedules(
-    session: Session, moves: Iterable[tuple[int, datetime | None, datetime]]
-) -> None:
-    """Record digests done: (subscriber id, new watermark or None to keep it, next due)."""
+class ScheduleMove(NamedTuple):
+    """A digest done for one subscriber: the new watermark (None keeps it), and the due
+    time read with the subscriber (`was_due`) and the one that follows it (`due`)."""
+
+    subscriber_id: int
+    mark: datetime | None
+    was_due: datetime | None
+    due: datetime
+
+
+def advance_schedules(session: Session, moves: Iterable[ScheduleMove]) -> None:
+    """Record digests done: move watermarks, and due times that nobody changed meanwhile.
+
+    A due time changed since the job read it (the person picked another time on the
+    manage page, or paused) is theirs to keep: the job's, computed from the old time,
+    is dropped.
+    """
     table = SubscriberRow.__table__
     moves = list(moves)
-    with_mark = [
-        {"key": key, "mark": mark, "due": due} for key, mark, due in moves if mark is not None
-    ]
-    keep_mark = [{"key": key, "due": due} for key, mark, due in moves if mark is None]
-    if with_mark:
+    marks = [{"key": m.subscriber_id, "mark": m.mark} for m in moves if m.mark is not None]
+    if marks:
         session.execute(
             update(table)
             .where(table.c.id == bindparam("key"))
-            .values(last_digest_at=bindparam("mark"), next_digest_at=bindparam("due")),
-            with_mark,
+            .values(last_digest_at=bindparam("mark")),
+            marks,
             execution_options={"synchronize_session": False},
         )
-    if keep_mark:
+    dues = [{"key": m.subscriber_id, "was": m.was_due, "due": m.due} for m in moves]
+    if dues:
         session.execute(
             update(table)
-            .where(table.c.id == bindparam("key"))
+            .where(
+                table.c.id == bindparam("key"),
+                table.c.next_digest_at == bindparam("was", type_=UTCDateTime),
+            )
             .values(next_digest_at=bindparam("due")),
-            keep_mark,
+            dues,
             execution_options={"synchronize_session": False},
         )
 
