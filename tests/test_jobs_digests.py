@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import select, update
 
 from digest.config import Settings
+from digest.jobs import digests as digests_job
 from digest.jobs.digests import SETTLE, queue_due_digests
+from digest.match import Matcher
 from digest.paper import Paper
 from digest.render import DigestRenderer
 from digest.sources import hf
@@ -283,12 +285,36 @@ def test_time_zones_pick_their_own_local_morning(
 
 
 def test_many_subscribers_in_batches(
-    settings: Settings, database: Database, listing: tuple[Paper, ...]
+    settings: Settings,
+    database: Database,
+    listing: tuple[Paper, ...],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store(database, listing, SIGNUP)
     ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(7)]
+    built = []
+    monkeypatch.setattr(
+        digests_job, "Matcher", lambda papers: built.append(papers) or Matcher(papers)
+    )
     report = run(settings, database, FRIDAY_8AM, batch=3)
     assert (report.due, report.queued) == (7, 7)
+    assert sorted(s for s, _, _ in digests(database)) == ids
+    assert len(built) == 1  # the papers are indexed once for the run, not once per batch
+
+
+def test_a_batch_outside_the_run_window_gets_a_wider_one(
+    settings: Settings,
+    database: Database,
+    listing: tuple[Paper, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store(database, listing, SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents") for n in range(2)]
+    # As if the run's window had been worked out before someone older became due.
+    late = FRIDAY_8AM - timedelta(hours=1)
+    monkeypatch.setattr(digests_job, "due_window_start", lambda session, now: (2, late))
+    report = run(settings, database, FRIDAY_8AM, batch=1)
+    assert (report.due, report.queued) == (2, 2)
     assert sorted(s for s, _, _ in digests(database)) == ids
 
 

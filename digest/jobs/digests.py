@@ -33,14 +33,18 @@ from sqlalchemy.orm import Session
 from digest import tokens
 from digest.config import Settings
 from digest.errors import DigestError, InterestSyntaxError
-from digest.match import Interests, Selection, match_many, parse_interests
-from digest.paper import Paper
+from digest.match import Interests, Matcher, Selection, parse_interests
 from digest.render import DigestRenderer
 from digest.store import Database
 from digest.store.models import OutboxRow
 from digest.store.outbox import DIGEST, Outgoing, queue_messages
 from digest.store.papers import papers_first_seen_between
-from digest.store.subscribers import ScheduleMove, advance_schedules, due_subscribers
+from digest.store.subscribers import (
+    ScheduleMove,
+    advance_schedules,
+    due_subscribers,
+    due_window_start,
+)
 from digest.subscriber import Subscriber, digest_day, next_send_at, previous_send_at
 
 log = logging.getLogger(__name__)
@@ -82,6 +86,7 @@ def queue_due_digests(
     cutoff = now - SETTLE
     report = QueueReport()
     parsed: dict[str, Interests | None] = {}
+    window: _Window | None = None
     after_id = 0
     while True:
         with database.session() as session:
@@ -89,22 +94,51 @@ def queue_due_digests(
             if not due:
                 break
             after_id = due[-1].id
-            papers = _window_papers(session, due, cutoff)
-            report.papers = max(report.papers, len(papers))
+            if window is None or not window.covers(due):
+                window = _load_window(session, now, cutoff, due)
+            report.papers = max(report.papers, window.size)
             taken = _taken_days(session, due, now)
             outgoing, moves = _compose(
-                settings, renderer, due, papers, taken, parsed, report, now, cutoff
+                settings, renderer, due, window.matcher, taken, parsed, report, now, cutoff
             )
             report.queued += queue_messages(session, outgoing, now=now)
             advance_schedules(session, moves)
     return report
 
 
-def _window_papers(session: Session, due: Sequence[Subscriber], cutoff: datetime) -> list[Paper]:
-    """Every paper some subscriber of the batch may get: first seen from the oldest mark."""
+@dataclass
+class _Window:
+    """The papers of a run, indexed once for every batch: those first seen from `start`
+    (None: from the first) up to the cutoff."""
+
+    start: datetime | None
+    size: int
+    matcher: Matcher
+
+    def covers(self, due: Sequence[Subscriber]) -> bool:
+        """Whether every subscriber's papers are in the window."""
+        if self.start is None:
+            return True
+        return all(s.last_digest_at is not None and s.last_digest_at >= self.start for s in due)
+
+
+def _load_window(
+    session: Session, now: datetime, cutoff: datetime, due: Sequence[Subscriber]
+) -> _Window:
+    """Every paper a subscriber due at `now` may get, read and indexed once for the run
+    rather than once per batch: at a million subscribers, one index instead of 500.
+
+    (A batch the run's window would not cover, say with someone who became due meanwhile
+    with an older watermark, gets a wider one.)
+    """
+    _, start = due_window_start(session, now)
     marks = [s.last_digest_at for s in due]
-    start = None if None in marks else min(mark for mark in marks if mark is not None)
-    return papers_first_seen_between(session, start, cutoff)
+    if None in marks:
+        start = None
+    elif start is not None:
+        start = min(start, *(mark for mark in marks if mark is not None))
+    papers = papers_first_seen_between(session, start, cutoff)
+    return _Window(start, len(papers), Matcher(papers))
 
 
 def _taken_days(
@@ -142,7 +176,7 @@ def _compose(
     settings: Settings,
     renderer: DigestRenderer,
     due: Sequence[Subscriber],
-    papers: Sequence[Paper],
+    matcher: Matcher,
     taken: set[tuple[int, date]],
     parsed: dict[str, Interests | None],
     report: QueueReport,
@@ -169,7 +203,7 @@ def _compose(
             matchable.append((subscriber, interests, subscriber.last_digest_at))
             moves.append(ScheduleMove(subscriber.id, cutoff, was, following))
     moved_at = {move[0]: index for index, move in enumerate(moves)}
-    for subscriber, selection in _selections(papers, matchable, settings.match.max_papers):
+    for subscriber, selection in _selections(matcher, matchable, settings.match.max_papers):
         if not selection.matches and not settings.mail.send_empty:
             report.empty += 1
             continue
@@ -189,10 +223,10 @@ def _compose(
 
 
 def _selections(
-    papers: Sequence[Paper],
+    matcher: Matcher,
     matchable: list[tuple[Subscriber, Interests, datetime | None]],
     max_papers: int,
 ) -> Iterator[tuple[Subscriber, Selection]]:
     if not matchable:
         return iter(())
-    return match_many(papers, matchable, max_papers)
+    return matcher.select_many(matchable, max_papers)
