@@ -247,6 +247,7 @@ class WebSettings:
     ratelimit_storage: str = checked("memory://", limit_storage)
     signup_limit: str = checked("10 per hour", rate_limit)
     address_limit: str = checked("5 per hour", rate_limit)
+    sample_limit: str = checked("30 per hour", rate_limit)
     trusted_proxies: int = checked(0, between(0, 10))
     threads: int = checked(8, between(1, 256))
 

@@ -206,6 +206,17 @@ def test_a_sample_with_nothing_matched_says_so(site: Site) -> None:
     assert "Nothing new matched" in html
 
 
+def test_samples_are_rate_limited_per_client(make_site: Any) -> None:
+    site = make_site(web={"sample_limit": "2 per hour"})
+    ada = _add(site, interests="diffusion")
+    sample = f"{_manage(site, ada)}/sample"
+    assert [site.get(sample).status_code for _ in range(2)] == [200, 200]
+    refused = site.get(sample)
+    assert refused.status_code == 429
+    assert "Too many samples" in refused.get_data(as_text=True)
+    assert site.get(_manage(site, ada)).status_code == 200  # the page itself is not limited
+
+
 # --- unsubscribe --------------------------------------------------------------------
 
 

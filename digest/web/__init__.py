@@ -158,7 +158,7 @@ def _accepted(response: Response) -> bool:
 
 
 def _protect(app: Flask, settings: Settings) -> None:
-    """CSRF on every form and rate limits on sign-ups; one instance of each per app."""
+    """CSRF on every form, rate limits on sign-ups and samples; one instance of each per app."""
     csrf = CSRFProtect(app)
     # RFC 8058 one-click unsubscribe comes without cookies or token; the view checks the
     # CSRF token itself for the page's own button (the signed link is the capability).
@@ -186,6 +186,9 @@ def _protect(app: Flask, settings: Settings) -> None:
         settings.web.address_limit, methods=["POST"], key_func=_address_key, deduct_when=_accepted
     )(signup)
     app.view_functions["subscribe.signup"] = signup
+    # A sample matches and renders a week of papers: cheap to ask for, not to make.
+    sample = app.view_functions["manage.sample"]
+    app.view_functions["manage.sample"] = limiter.limit(settings.web.sample_limit)(sample)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -239,6 +242,13 @@ def _register_handlers(app: Flask) -> None:
             from digest.web.subscribe import signup_rate_limited
 
             return signup_rate_limited()
+        if error.code == 429 and request.endpoint == "manage.sample":
+            return render_template(
+                "error.html",
+                title="Too many samples",
+                message="Your address has asked for many samples this hour. "
+                "Please try again later.",
+            ), 429
         return render_template(
             "error.html", title=f"{error.code} {error.name}", message=error.description
         ), error.code or 500
