@@ -15,6 +15,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from digest.jobs import FetchReport, fetch_sources, paper_to_dict, stored_papers
+from digest.jobs import fetch as fetch_job
 from digest.sources import PoliteClient
 from digest.store import Database
 from digest.store.models import FetchRow, HttpCacheRow
@@ -150,6 +151,35 @@ def test_bad_file_changes_nothing_and_is_logged(
     assert snapshot(database) == before
     last = fetch_rows(database)[-1]
     assert (last.origin, last.error, last.papers) == (str(bad), report.error, 0)
+
+
+def test_a_listing_the_database_refuses_is_a_logged_failure_and_the_others_run(
+    server_settings: Any,
+    server_database: Database,
+    httpserver: HTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    httpserver.expect_request("/api/daily_papers").respond_with_data(HF_API)
+    httpserver.expect_request("/rss/cs.LG+cs.CL").respond_with_data(RSS)
+    real_save = fetch_job.save_papers
+
+    def refuse_hf(session: Any, papers: Any, now: Any) -> Any:  # a fault in the database
+        if any(p.sources == ("hf",) for p in papers):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return real_save(session, papers, now)
+
+    monkeypatch.setattr(fetch_job, "save_papers", refuse_hf)
+    hf_report, arxiv_report = fetch_sources(
+        server_settings, server_database, day=date(2026, 6, 12), now=NOW
+    )
+    assert hf_report.error == (
+        "hf: cannot store the listing: Python int too large to convert to SQLite INTEGER"
+    )
+    assert arxiv_report.ok and arxiv_report.new == 2
+    with server_database.session() as session:
+        assert count_papers(session) == 2  # nothing of the refused listing is kept
+    last = fetch_rows(server_database)
+    assert [(row.source, row.error is None) for row in last] == [("hf", False), ("arxiv", True)]
 
 
 def test_file_for_the_wrong_source_is_refused(settings: Any, database: Database) -> None:

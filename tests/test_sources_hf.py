@@ -608,6 +608,15 @@ def _edited_entry(entry: dict[str, Any], path: str, key: Any, value: Any) -> dic
 API_ENTRY = json.loads(API_BYTES)[10]  # has organisation, code and project links
 
 
+def test_a_count_too_big_to_store_skips_the_entry_and_nul_characters_go() -> None:
+    entries = json.loads(API_BYTES)
+    entries[0]["paper"]["upvotes"] = 10**20  # no database integer holds it
+    entries[1]["paper"]["title"] = "Null\x00 bytes in a title"  # PostgreSQL text cannot
+    listing = hf.parse_api(json.dumps(entries), "api.json")
+    assert (len(listing.papers), listing.skipped) == (29, 1)
+    assert any(p.title == "Null bytes in a title" for p in listing.papers)
+
+
 @pytest.mark.parametrize(("path", "key", "value"), _entry_edits(API_ENTRY))
 def test_every_api_field_with_every_wrong_type(path: str, key: str, value: Any) -> None:
     edited = _edited_entry(API_ENTRY, path, key, value)

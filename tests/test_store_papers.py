@@ -184,6 +184,14 @@ def test_validators_round_trip(database: Database) -> None:
         assert get_validators(session, url) == ('"v2"', None)
 
 
+def test_validators_too_long_for_their_columns_are_dropped(database: Database) -> None:
+    url = "https://huggingface.co/api/daily_papers?date=2026-06-12"
+    with database.session() as session:
+        put_validators(session, url, '"' + "e" * 600 + '"', "x" * 200, T0)
+    with database.session() as session:
+        assert get_validators(session, url) == (None, None)
+
+
 def test_fetch_log_keeps_the_latest_per_source(database: Database) -> None:
     def record(source: str, started: datetime, error: str | None = None) -> FetchRecord:
         return FetchRecord(source, date(2026, 6, 12), "origin", started, 3, 2, 1, 0, error)

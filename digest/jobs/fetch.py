@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from digest.config import Settings
-from digest.errors import DigestError, FetchError, ParseError
+from digest.errors import DigestError, FetchError, ParseError, StoreError
 from digest.paper import Paper
 from digest.sources import (
     SOURCES,
@@ -81,7 +83,20 @@ class FetchReport:
 
 
 def _store_listing(database: Database, listing: Listing, now: datetime) -> FetchReport:
-    """Save a parsed listing, its validators and its log line in one transaction."""
+    """Save a parsed listing, its validators and its log line in one transaction.
+
+    If the database refuses any of it, nothing of the listing is kept and the failure is
+    logged and reported like any other, so the other sources still run.
+    """
+    try:
+        return _save_listing(database, listing, now)
+    except (SQLAlchemyError, OverflowError, ValueError) as error:
+        detail = getattr(error, "orig", None) or error
+        failure = StoreError(f"{listing.source}: cannot store the listing: {detail}")
+        return _record_failure(database, listing.source, listing.day, listing.origin, failure, now)
+
+
+def _save_listing(database: Database, listing: Listing, now: datetime) -> FetchReport:
     with database.session() as session:
         day = listing.day
         if listing.not_modified and day is None:

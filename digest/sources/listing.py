@@ -90,11 +90,14 @@ def optional_text(value: Any, what: str) -> str | None:
     return normalise_space(value) or None
 
 
+MAX_COUNT = 2**31 - 1  # what every database's INTEGER holds
+
+
 def optional_count(value: Any, what: str) -> int | None:
-    """An optional non-negative integer (a JSON bool is not a count)."""
+    """An optional non-negative integer that fits the store (a JSON bool is not a count)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
         raise Malformed(f"{what} is not a count")
     return value
 

@@ -190,10 +190,20 @@ def get_validators(session: Session, url: str) -> tuple[str | None, str | None]:
     return (row.etag, row.last_modified) if row else (None, None)
 
 
+MAX_ETAG, MAX_LAST_MODIFIED = 500, 100  # the columns' sizes
+
+
 def put_validators(
     session: Session, url: str, etag: str | None, last_modified: str | None, now: datetime
 ) -> None:
-    """Keep the validators of a good response, to make the next request conditional."""
+    """Keep the validators of a good response, to make the next request conditional.
+
+    A validator too long for its column is dropped, not cut: a cut one would never match.
+    """
+    if etag is not None and len(etag) > MAX_ETAG:
+        etag = None
+    if last_modified is not None and len(last_modified) > MAX_LAST_MODIFIED:
+        last_modified = None
     row = session.get(HttpCacheRow, url)
     if row is None:
         session.add(HttpCacheRow(url=url, etag=etag, last_modified=last_modified, updated_at=now))
