@@ -103,15 +103,23 @@ def test_429_honours_retry_after_http_date(
     assert fake_time.sleeps == [30.0]
 
 
-def test_retry_after_is_capped_by_max_backoff(
+def test_a_retry_after_longer_than_max_backoff_ends_the_fetch_at_once(
     httpserver: HTTPServer, make_client: Any, fake_time: Any
 ) -> None:
+    # Asked to wait an hour: stop now (the next scheduled fetch will try), rather than
+    # retrying sooner than asked or holding the job for an hour.
     httpserver.expect_oneshot_request("/feed").respond_with_data(
         "", status=503, headers={"Retry-After": "3600"}
     )
     httpserver.expect_request("/feed").respond_with_data(RSS)
-    make_client(max_backoff=10.0).get(httpserver.url_for("/feed"), source="arxiv")
-    assert fake_time.sleeps == [10.0]
+    url = httpserver.url_for("/feed")
+    with pytest.raises(FetchError) as caught:
+        make_client(max_backoff=10.0).get(url, source="arxiv")
+    assert str(caught.value) == (
+        f"arxiv: cannot fetch {url}: HTTP 503 Service Unavailable; "
+        "the server asks to wait 3600 s"
+    )
+    assert fake_time.sleeps == [] and statuses(httpserver) == [503]
 
 
 def test_503_backs_off_exponentially_then_succeeds(

@@ -3,7 +3,8 @@
 Being a good citizen of the sites we read is part of the job, so one place does it:
 - a descriptive User-Agent (`settings.user_agent`) and a timeout on every request;
 - retries with exponential backoff on 429, 5xx and network errors, honouring a
-  `Retry-After` header (seconds or an HTTP date), never waiting longer than `max_backoff`;
+  `Retry-After` header (seconds or an HTTP date), never waiting longer than `max_backoff`
+  (a server asking for a longer pause ends the fetch at once: the next one tries again);
 - conditional requests: the caller passes the ETag / Last-Modified of the last good
   response (`Validators`); a 304 comes back as a `Response` with `not_modified` set;
 - a minimum interval between two requests to the same host (arXiv asks for one request
@@ -226,6 +227,12 @@ class PoliteClient:
                 retry_after = parse_retry_after(retry_after_header, self._wall_clock())
             if attempt == self.retries:
                 break
+            if retry_after is not None and retry_after > self.max_backoff:
+                # The server asks for a longer pause than a job should sit through:
+                # respect it by stopping now; the next scheduled fetch tries again.
+                raise FetchError(
+                    source, url, f"{problem}; the server asks to wait {retry_after:.0f} s"
+                )
             delay = self._backoff_delay(attempt, retry_after)
             log.debug("%s: %s on %s; retrying in %.1f s", source, problem, url, delay)
             self._sleep(delay)
