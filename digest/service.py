@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import FrameType
+from typing import Any
 
 from digest.clock import clock_from_environment
 from digest.config import Settings
+from digest.errors import DigestError
 from digest.store import open_database
 
 log = logging.getLogger("digest.service")
@@ -61,6 +63,21 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+def _listen(app: Any, settings: Settings) -> Any:
+    """The WSGI server, bound to [web] host and port; DigestError if it cannot bind."""
+    from waitress import create_server
+
+    host, port = settings.web.host, settings.web.port
+    try:
+        threads = settings.web.threads
+        return create_server(app, host=host, port=port, threads=threads, ident="digest")
+    except OSError as error:
+        raise DigestError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; "
+            "set [web] host and port, or stop what is using it"
+        ) from None
+
+
 def run(
     settings: Settings,
     *,
@@ -70,8 +87,6 @@ def run(
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; `ready(url)` is called once the web app listens."""
-    from waitress import create_server
-
     from digest.schedule import Scheduler
     from digest.web import create_app
 
@@ -82,17 +97,12 @@ def run(
     app = None
     with _stop_on_signals() as stopped:
         try:
+            if web:  # listen first: a port in use stops us before any job has run
+                app = create_app(settings, database=database, clock=clock)
+                server = _listen(app, settings)
             if jobs is not None:
                 jobs.start()
-            if web:
-                app = create_app(settings, database=database, clock=clock)
-                server = create_server(
-                    app,
-                    host=settings.web.host,
-                    port=settings.web.port,
-                    threads=settings.web.threads,
-                    ident="digest",
-                )
+            if server is not None:
                 url = f"http://{settings.web.host}:{server.effective_port}"  # type: ignore[union-attr]
                 log.info("web app on %s (public address %s)", url, settings.service.base_url)
                 if ready:

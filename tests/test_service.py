@@ -132,3 +132,23 @@ def test_sigint_stops_the_scheduler_alone(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 0, output
     assert "SIGINT received: stopping" in output and "scheduler stopped" in output
+
+
+def test_a_port_in_use_is_one_line_and_no_job_runs(
+    service: tuple[subprocess.Popen[str], Path, int], tmp_path: Path
+) -> None:
+    _, _, port = service  # the first service holds the port
+    other = tmp_path / "other"
+    other.mkdir()
+    config = write_config(other, port, f"http://127.0.0.1:{free_port()}")
+    second = start(config, "web")
+    output, _ = second.communicate(timeout=30)
+    assert second.returncode == 1, output
+    assert output.strip().splitlines()[-1] == (
+        f"digest: cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "set [web] host and port, or stop what is using it"
+    )
+    assert "Traceback" not in output
+    again = start(config, "run")  # web and scheduler: it stops before the scheduler starts
+    output, _ = again.communicate(timeout=30)
+    assert again.returncode == 1 and "scheduler started" not in output, output

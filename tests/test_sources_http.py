@@ -116,8 +116,7 @@ def test_a_retry_after_longer_than_max_backoff_ends_the_fetch_at_once(
     with pytest.raises(FetchError) as caught:
         make_client(max_backoff=10.0).get(url, source="arxiv")
     assert str(caught.value) == (
-        f"arxiv: cannot fetch {url}: HTTP 503 Service Unavailable; "
-        "the server asks to wait 3600 s"
+        f"arxiv: cannot fetch {url}: HTTP 503 Service Unavailable; the server asks to wait 3600 s"
     )
     assert fake_time.sleeps == [] and statuses(httpserver) == [503]
 
