@@ -186,7 +186,9 @@ class SourcesSettings:
 class MatchSettings:
     """[match]: what goes into a digest."""
 
-    max_papers: int = checked(20, between(1, 200))
+    # At most 20: 20 of the longest papers make ~97 KB of HTML, and past ~102 KB Gmail
+    # clips a message, hiding its footer (unsubscribe link, postal address).
+    max_papers: int = checked(20, between(1, 20))
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,10 @@ def test_environment_converts_types() -> None:
         ("[smtp]\nprot = 25\n", 'config.toml: [smtp] unknown key "prot"'),
         ("[smpt]\nport = 25\n", 'config.toml: top level unknown key "smpt"'),
         (
+            "[match]\nmax_papers = 21\n",
+            "config.toml: [match] max_papers must be between 1 and 20, got 21",
+        ),
+        (
             '[match]\nmax_papers = "20"\n',
             'config.toml: [match] max_papers must be an integer, got "20"',
         ),
