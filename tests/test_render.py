@@ -11,6 +11,7 @@ import dataclasses
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dkim
@@ -415,6 +416,50 @@ def test_max_papers_limits_the_cards(mail_settings: Any, papers: list[Paper]) ->
     assert len(strictly_parsed_html(html).findall(".//table[@class='card']")) == 5
     assert f"…and {45 + selection.more} more matched" in html
     assert parse(message)["Subject"].startswith(f"{50 + selection.more} new papers on model")
+
+
+def test_one_renderer_shared_by_threads_makes_the_same_messages(
+    mail_settings: Any, papers: list[Paper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The web app's threads and the scheduler share one renderer; a tiny card cache
+    # makes them evict each other's cards all the time.
+    import threading
+
+    from digest.render import renderer as renderer_module
+
+    monkeypatch.setattr(renderer_module, "CARD_CACHE_SIZE", 8)
+    # Links' tokens carry the second they were made: hold it still for the comparison.
+    monkeypatch.setattr("itsdangerous.timed.time", SimpleNamespace(time=lambda: 1_781_244_000))
+    topics = ["diffusion", "agent", "reasoning", "video", "RLHF", "language model", "graph"]
+    jobs = []
+    for i in range(40):
+        interests = topics[i % 7 : i % 7 + 3]
+        reader = subscriber(", ".join(interests), subscriber_id=i, email=f"r{i}@example.org")
+        jobs.append((reader, select(papers, interests)))
+    alone = DigestRenderer(mail_settings(), SECRET)
+    expected = [alone.render_digest(r, sel, DAY, now=NOW).data for r, sel in jobs]
+    shared = DigestRenderer(mail_settings(), SECRET)
+    results: dict[int, bytes] = {}
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for round_ in range(3):
+                for i in range(offset, len(jobs), 4):
+                    reader, selection = jobs[(i + round_) % len(jobs)]
+                    data = shared.render_digest(reader, selection, DAY, now=NOW).data
+                    results.setdefault((i + round_) % len(jobs), data)
+                    assert data == expected[(i + round_) % len(jobs)]
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(results) == len(jobs)
 
 
 def test_empty_digest(renderer: DigestRenderer) -> None:

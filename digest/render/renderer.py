@@ -29,6 +29,7 @@ measures one against the other.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import hmac
@@ -579,9 +580,14 @@ class DigestRenderer:
 
 
 def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
-    """Keep at most `size` entries, dropping the oldest (a run rarely gets there)."""
+    """Keep at most `size` entries, dropping the oldest (a run rarely gets there).
+
+    Safe when threads share the renderer (the web app's threads, the scheduler): two
+    threads may pick the same oldest entry, so dropping it tolerates its being gone.
+    """
     if len(cache) >= size:
-        del cache[next(iter(cache))]
+        with contextlib.suppress(StopIteration, RuntimeError):  # changed by another thread
+            cache.pop(next(iter(cache)), None)
     cache[key] = value
 
 
