@@ -73,6 +73,14 @@ def test_outcomes_map_to_row_states() -> None:
         (530, "mail", "5.7.0 Authentication required", "retrying", ""),
         (550, "mail", "5.7.1 SPF check failed", "retrying", ""),
         (554, "end", "5.7.1 Message rejected as spam", "retrying", ""),
+        # Postfix checks our sender at RCPT: a wrong from address is not the reader's.
+        (550, "rcpt", "5.1.0 <news@x>: Sender address rejected: User unknown", "retrying", ""),
+        (553, "rcpt", "5.1.8 <news@x>: Sender address rejected: Domain not found", "retrying", ""),
+        (553, "rcpt", "5.1.7 Bad sender address syntax", "retrying", ""),
+        # Microsoft 365's word for a recipient that does not exist.
+        (550, "rcpt", "5.4.1 Recipient address rejected: Access denied", "failed", "suppress"),
+        # Recipient verification quoting a downstream relay refusal: still the reader's.
+        (550, "rcpt", "5.1.1 <a@x>: said: 554 5.7.1 Relay access denied", "failed", "suppress"),
     ],
 )
 def test_refusals_that_blame_our_side_never_bounce_the_reader(

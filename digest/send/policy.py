@@ -6,14 +6,16 @@
   crowd of retries spreads out), until `[delivery] retry_deadline_hours` after it was
   queued; then it fails.
 - Permanent (5xx): the row fails at once and keeps the server's reply. 550/551/553 on
-  RCPT means the address does not exist: the subscriber is bounced at once. Any other
-  permanent failure counts, and `[delivery] bounce_threshold` of them in a row bounce
-  the subscriber.
+  RCPT with no enhanced code, with a 5.1.x one, or saying so in words ("recipient
+  address rejected") means the address does not exist: the subscriber is bounced at
+  once. Any other permanent failure counts, and `[delivery] bounce_threshold` of them
+  in a row bounce the subscriber.
 - Refused by our own mail server (a 5xx whose enhanced status is 5.7.x, security or
-  policy, or whose text says relaying or authentication was refused): the fault is the
-  sender's set-up (missing AUTH, a relay that does not know us, SPF), not the reader's
-  address, so it never bounces anyone. It is retried like a temporary failure, which
-  leaves the operator until the retry deadline to fix the settings.
+  policy, or 5.1.7/5.1.8, our sender address; or whose text says relaying,
+  authentication or our sender address was refused): the fault is the sender's set-up
+  (missing AUTH, a relay that does not know us, a wrong from address, SPF), not the
+  reader's address, so it never bounces anyone. It is retried like a temporary
+  failure, which leaves the operator until the retry deadline to fix the settings.
 - Unknown (connection lost after the final "."): neither retried nor failed; see
   `digest.send.delivery` for what the operator does.
 """
@@ -36,7 +38,11 @@ RETRY_DELAYS = (
 JITTER = 0.2
 NO_SUCH_USER = frozenset({550, 551, 553})  # on RCPT: the mailbox does not exist
 # An RFC 3463 enhanced status code at the start of the reply text, e.g. "5.1.1".
-_ENHANCED = re.compile(r"\s*([245])\.(\d{1,3})\.\d{1,3}\b")
+_ENHANCED = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Our own sender address refused (Postfix reports it at RCPT, with 5.1.x codes too).
+_SENDER_REJECTED = re.compile(
+    r"sender\s+address\s+rejected|sender\s+verify\s+failed|sender\s+rejected", re.IGNORECASE
+)
 # How relays word a refusal to take our mail at all, with or without a 5.7.x code.
 _REFUSED_SENDER = re.compile(
     r"relay(ing)?\s+(access\s+)?(denied|not\s+permitted|prohibited|not\s+allowed)"
@@ -44,23 +50,47 @@ _REFUSED_SENDER = re.compile(
     r"|authenticat(ion|e)\s+(is\s+)?required|not\s+authenticated|must\s+authenticate",
     re.IGNORECASE,
 )
+# A recipient that does not exist, in the words of servers that use other codes for it
+# (Microsoft 365: "550 5.4.1 Recipient address rejected: Access denied").
+_NO_SUCH_MAILBOX = re.compile(
+    r"recipient\s+address\s+rejected|user\s+unknown|unknown\s+(user|recipient|mailbox)"
+    r"|no\s+such\s+(user|mailbox|recipient)|does\s+not\s+exist",
+    re.IGNORECASE,
+)
+_SENDER_DETAILS = {7, 8}  # X.1.7 bad sender mailbox syntax, X.1.8 bad sender's system
+
+
+def _enhanced(reply: str) -> tuple[int, int, int] | None:
+    found = _ENHANCED.match(reply)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
 
 
 def refused_sender(outcome: Outcome) -> bool:
-    """Whether a permanent refusal blames our side (relay, AUTH, policy), not the reader."""
-    enhanced = _ENHANCED.match(outcome.reply)
-    if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "7":
+    """Whether a permanent refusal blames our side (relay, AUTH, policy, our sender
+    address), not the reader's address."""
+    reply = outcome.reply
+    if _SENDER_REJECTED.search(reply):
         return True
-    return bool(_REFUSED_SENDER.search(outcome.reply))
+    enhanced = _enhanced(reply)
+    if enhanced is not None:
+        _, subject, detail = enhanced
+        if subject == 7 or (subject == 1 and detail in _SENDER_DETAILS):
+            return True
+        if subject == 1:  # the reader's address, whatever else the text quotes
+            return False
+    return bool(_REFUSED_SENDER.search(reply))
 
 
 def no_such_user(outcome: Outcome) -> bool:
     """Whether a permanent refusal says the reader's mailbox does not exist."""
     if outcome.stage != "rcpt" or outcome.code not in NO_SUCH_USER:
         return False
-    enhanced = _ENHANCED.match(outcome.reply)
-    # Without an enhanced code, trust the basic one; with one, only 5.1.x is addressing.
-    return enhanced is None or enhanced.group(2) == "1"
+    enhanced = _enhanced(outcome.reply)
+    # Without an enhanced code, trust the basic one; with one, 5.1.x is addressing, and
+    # other codes count when the text says so.
+    if enhanced is None or enhanced[1] == 1:
+        return True
+    return bool(_NO_SUCH_MAILBOX.search(outcome.reply))
 
 
 def retry_delay(failures: int, rng: random.Random) -> timedelta:
