@@ -302,6 +302,40 @@ def test_many_subscribers_in_batches(
     assert len(built) == 1  # the papers are indexed once for the run, not once per batch
 
 
+def test_an_old_watermark_widens_only_its_batch_and_at_most_30_days(
+    settings: Settings,
+    database: Database,
+    listing: tuple[Paper, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ancient, old, new = listing[:5], listing[5:15], listing[15:]
+    store(database, ancient, FRIDAY_8AM - timedelta(days=35))
+    store(database, old, FRIDAY_8AM - timedelta(days=20))
+    store(database, new, SIGNUP)
+    ids = [
+        subscribe(database, f"reader{n}@example.org", "agents, model, learning") for n in range(3)
+    ]
+    with database.session() as session:  # back after a month away, say
+        session.execute(
+            update(SubscriberRow)
+            .where(SubscriberRow.id == ids[1])
+            .values(last_digest_at=FRIDAY_8AM - timedelta(days=40))
+        )
+    built: list[int] = []
+    monkeypatch.setattr(
+        digests_job, "Matcher", lambda papers: built.append(len(papers)) or Matcher(papers)
+    )
+    report = run(settings, database, FRIDAY_8AM, batch=1)
+    assert report.queued == 3
+    # One index of the last week for the run, one wider (but at most 30 days) for the
+    # batch that needs it.
+    assert built == [15, 25]
+    texts = {subscriber: " ".join(text.split()) for subscriber, _, text in digests(database)}
+    assert any(p.title[:40] in texts[ids[1]] for p in old)
+    assert not any(p.title[:40] in texts[ids[1]] for p in ancient)
+    assert not any(p.title[:40] in texts[ids[0]] for p in old)
+
+
 def test_a_batch_outside_the_run_window_gets_a_wider_one(
     settings: Settings,
     database: Database,

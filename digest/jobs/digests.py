@@ -16,6 +16,10 @@ latest send time that passed. A digest already queued for that date
 (say the subscriber moved their time to later the same day) is left alone and the
 window stays open for the next one.
 
+A digest reaches back at most `MAX_WINDOW` (30 days), whatever the watermark says.
+The papers are read and indexed once per run for the last `SHARED_WINDOW` (7 days) and
+shared by every batch; a batch with an older watermark gets a window of its own.
+
 The cutoff is `now` less `SETTLE`: a fetch that started before the job but commits
 after it read the papers still lands inside a later window, never behind a watermark.
 """
@@ -50,6 +54,8 @@ from digest.subscriber import Subscriber, digest_day, next_send_at, previous_sen
 log = logging.getLogger(__name__)
 
 SETTLE = timedelta(minutes=5)
+SHARED_WINDOW = timedelta(days=7)  # how far back the papers indexed for a whole run go
+MAX_WINDOW = timedelta(days=30)  # how far back any digest goes
 BATCH = 2000
 
 
@@ -86,7 +92,7 @@ def queue_due_digests(
     cutoff = now - SETTLE
     report = QueueReport()
     parsed: dict[str, Interests | None] = {}
-    window: _Window | None = None
+    shared: _Window | None = None
     after_id = 0
     while True:
         with database.session() as session:
@@ -94,8 +100,8 @@ def queue_due_digests(
             if not due:
                 break
             after_id = due[-1].id
-            if window is None or not window.covers(due):
-                window = _load_window(session, now, cutoff, due)
+            shared = shared or _shared_window(session, now, cutoff)
+            window = shared if shared.covers(due) else _batch_window(session, due, cutoff)
             report.papers = max(report.papers, window.size)
             taken = _taken_days(session, due, now)
             outgoing, moves = _compose(
@@ -108,8 +114,8 @@ def queue_due_digests(
 
 @dataclass
 class _Window:
-    """The papers of a run, indexed once for every batch: those first seen from `start`
-    (None: from the first) up to the cutoff."""
+    """Papers indexed for matching: those first seen from `start` (None: from the
+    first) up to the cutoff."""
 
     start: datetime | None
     size: int
@@ -122,21 +128,30 @@ class _Window:
         return all(s.last_digest_at is not None and s.last_digest_at >= self.start for s in due)
 
 
-def _load_window(
-    session: Session, now: datetime, cutoff: datetime, due: Sequence[Subscriber]
-) -> _Window:
-    """Every paper a subscriber due at `now` may get, read and indexed once for the run
-    rather than once per batch: at a million subscribers, one index instead of 500.
+def _shared_window(session: Session, now: datetime, cutoff: datetime) -> _Window:
+    """The papers every batch of the run shares, read and indexed once for the run
+    rather than once per batch (at a million subscribers: one index, not 500).
 
-    (A batch the run's window would not cover, say with someone who became due meanwhile
-    with an older watermark, gets a wider one.)
+    It starts at the oldest watermark among the due subscribers, but at most
+    `SHARED_WINDOW` back: a subscriber whose watermark is older (back after a long pause
+    in service, or one whose digests keep failing) must not make every run index weeks
+    of papers for everyone. Their batches get a window of their own.
     """
-    _, start = due_window_start(session, now)
+    _, oldest = due_window_start(session, now)
+    floor = cutoff - SHARED_WINDOW
+    start = floor if oldest is None else max(oldest, floor)
+    papers = papers_first_seen_between(session, start, cutoff)
+    return _Window(start, len(papers), Matcher(papers))
+
+
+def _batch_window(session: Session, due: Sequence[Subscriber], cutoff: datetime) -> _Window:
+    """The papers of one batch the shared window does not cover: from its oldest mark,
+    but at most `MAX_WINDOW` back (a watermark that cannot move, say of an address that
+    can never be mailed, must not grow the window day after day)."""
     marks = [s.last_digest_at for s in due]
-    if None in marks:
-        start = None
-    elif start is not None:
-        start = min(start, *(mark for mark in marks if mark is not None))
+    floor = cutoff - MAX_WINDOW
+    oldest = None if None in marks else min(mark for mark in marks if mark is not None)
+    start = floor if oldest is None else max(oldest, floor)
     papers = papers_first_seen_between(session, start, cutoff)
     return _Window(start, len(papers), Matcher(papers))
 
