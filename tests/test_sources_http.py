@@ -103,22 +103,30 @@ def test_429_honours_retry_after_http_date(
     assert fake_time.sleeps == [30.0]
 
 
-def test_a_retry_after_longer_than_max_backoff_ends_the_fetch_at_once(
+def test_a_retry_after_longer_than_max_backoff_stops_asking_that_host_until_it_is_over(
     httpserver: HTTPServer, make_client: Any, fake_time: Any
 ) -> None:
-    # Asked to wait an hour: stop now (the next scheduled fetch will try), rather than
+    # Asked to wait an hour: stop now and leave the host alone for the hour, rather than
     # retrying sooner than asked or holding the job for an hour.
     httpserver.expect_oneshot_request("/feed").respond_with_data(
         "", status=503, headers={"Retry-After": "3600"}
     )
     httpserver.expect_request("/feed").respond_with_data(RSS)
     url = httpserver.url_for("/feed")
+    client = make_client(max_backoff=10.0)
     with pytest.raises(FetchError) as caught:
-        make_client(max_backoff=10.0).get(url, source="arxiv")
+        client.get(url, source="arxiv")
     assert str(caught.value) == (
         f"arxiv: cannot fetch {url}: HTTP 503 Service Unavailable; the server asks to wait 3600 s"
     )
     assert fake_time.sleeps == [] and statuses(httpserver) == [503]
+    # Nothing goes to that host until the hour is over (another page of it included).
+    fake_time.now += 1800
+    with pytest.raises(FetchError, match="the server asked us to wait; 1800 s still to go"):
+        client.get(httpserver.url_for("/other"), source="hf")
+    assert statuses(httpserver) == [503]
+    fake_time.now += 1800
+    assert client.get(url, source="arxiv").content == RSS
 
 
 def test_503_backs_off_exponentially_then_succeeds(

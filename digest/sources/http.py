@@ -4,7 +4,8 @@ Being a good citizen of the sites we read is part of the job, so one place does 
 - a descriptive User-Agent (`settings.user_agent`) and a timeout on every request;
 - retries with exponential backoff on 429, 5xx and network errors, honouring a
   `Retry-After` header (seconds or an HTTP date), never waiting longer than `max_backoff`
-  (a server asking for a longer pause ends the fetch at once: the next one tries again);
+  (a server asking for a longer pause ends the fetch at once, and the client sends that
+  host nothing more until the pause is over);
 - conditional requests: the caller passes the ETag / Last-Modified of the last good
   response (`Validators`); a 304 comes back as a `Response` with `not_modified` set;
 - a minimum interval between two requests to the same host (arXiv asks for one request
@@ -155,6 +156,9 @@ class PoliteClient:
         self._clock = clock
         self._wall_clock = wall_clock
         self._last_done: dict[str, float] = {}
+        # Hosts that asked (Retry-After) for a longer pause than we retry within: no
+        # request goes to them before this clock() time.
+        self._not_before: dict[str, float] = {}
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": user_agent},
@@ -201,6 +205,11 @@ class PoliteClient:
         A 2xx or a 304 is returned; any other status, or retries running out, raises.
         """
         headers = validators.headers() if validators else {}
+        resting = self._not_before.get(host_of(url), 0.0) - self._clock()
+        if resting > 0:
+            raise FetchError(
+                source, url, f"the server asked us to wait; {resting:.0f} s still to go"
+            )
         problem = ""
         for attempt in range(self.retries + 1):
             self._wait_turn(url)
@@ -229,7 +238,8 @@ class PoliteClient:
                 break
             if retry_after is not None and retry_after > self.max_backoff:
                 # The server asks for a longer pause than a job should sit through:
-                # respect it by stopping now; the next scheduled fetch tries again.
+                # respect it by asking nothing more of that host until it is over.
+                self._not_before[host_of(url)] = self._clock() + retry_after
                 raise FetchError(
                     source, url, f"{problem}; the server asks to wait {retry_after:.0f} s"
                 )
