@@ -617,6 +617,15 @@ def test_a_count_too_big_to_store_skips_the_entry_and_nul_characters_go() -> Non
     assert any(p.title == "Null bytes in a title" for p in listing.papers)
 
 
+def test_links_with_control_characters_are_dropped_not_stored() -> None:
+    entries = json.loads(API_BYTES)
+    entries[10]["paper"]["githubRepo"] = "https://github.com/a/b\x00c"
+    entries[11]["paper"]["githubRepo"] = "https://github.com/a/b\x7fc"
+    listing = hf.parse_api(json.dumps(entries), "api.json")
+    assert len(listing.papers) == 30
+    assert listing.papers[10].url_code is None and listing.papers[11].url_code is None
+
+
 @pytest.mark.parametrize(("path", "key", "value"), _entry_edits(API_ENTRY))
 def test_every_api_field_with_every_wrong_type(path: str, key: str, value: Any) -> None:
     edited = _edited_entry(API_ENTRY, path, key, value)

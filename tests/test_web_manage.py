@@ -214,6 +214,9 @@ def test_samples_are_rate_limited_per_client(make_site: Any) -> None:
     refused = site.get(sample)
     assert refused.status_code == 429
     assert "Too many samples" in refused.get_data(as_text=True)
+    # It is shown in the manage page's frame, where the sample would have been.
+    assert refused.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in refused.headers["Content-Security-Policy"]
     assert site.get(_manage(site, ada)).status_code == 200  # the page itself is not limited
 
 

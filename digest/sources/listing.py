@@ -107,7 +107,11 @@ def optional_url(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if len(value) > MAX_URL or not re.match(r"^https?://[^\s/]+", value) or re.search(r"\s", value):
+    if (
+        len(value) > MAX_URL
+        or not re.match(r"^https?://[^\s/]+", value)
+        or re.search(r"[\s\x00-\x1f\x7f]", value)  # spaces, control characters (NUL)
+    ):
         return None
     return value
 

@@ -237,18 +237,24 @@ def _register_handlers(app: Flask) -> None:
         ), 400
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[str, int] | HTTPException:
+    def http_error(error: HTTPException) -> Any:
         if error.code == 429 and request.endpoint == "subscribe.signup":
             from digest.web.subscribe import signup_rate_limited
 
             return signup_rate_limited()
         if error.code == 429 and request.endpoint == "manage.sample":
-            return render_template(
+            page = render_template(
                 "error.html",
                 title="Too many samples",
                 message="Your address has asked for many samples this hour. "
                 "Please try again later.",
-            ), 429
+            )
+            # Shown where the sample would be, in the manage page's frame: allow that.
+            framed = CONTENT_SECURITY_POLICY.replace(
+                "frame-ancestors 'none'", "frame-ancestors 'self'"
+            )
+            headers = {"Content-Security-Policy": framed, "X-Frame-Options": "SAMEORIGIN"}
+            return page, 429, headers
         return render_template(
             "error.html", title=f"{error.code} {error.name}", message=error.description
         ), error.code or 500
