@@ -346,7 +346,7 @@ def test_a_batch_outside_the_run_window_gets_a_wider_one(
     ids = [subscribe(database, f"reader{n}@example.org", "agents") for n in range(2)]
     # As if the run's window had been worked out before someone older became due.
     late = FRIDAY_8AM - timedelta(hours=1)
-    monkeypatch.setattr(digests_job, "due_window_start", lambda session, now: (2, late))
+    monkeypatch.setattr(digests_job, "oldest_due_watermark", lambda session, now: late)
     report = run(settings, database, FRIDAY_8AM, batch=1)
     assert (report.due, report.queued) == (2, 2)
     assert sorted(s for s, _, _ in digests(database)) == ids

@@ -47,7 +47,7 @@ from digest.store.subscribers import (
     ScheduleMove,
     advance_schedules,
     due_subscribers,
-    due_window_start,
+    oldest_due_watermark,
 )
 from digest.subscriber import Subscriber, digest_day, next_send_at, previous_send_at
 
@@ -102,10 +102,11 @@ def queue_due_digests(
             after_id = due[-1].id
             shared = shared or _shared_window(session, now, cutoff)
             window = shared if shared.covers(due) else _batch_window(session, due, cutoff)
-            report.papers = max(report.papers, window.size)
-            taken = _taken_days(session, due, now)
+            report.papers = max(report.papers, window.matcher.count)
+            days = {s.id: _digest_date(s, now) for s in due}  # once each: time zone maths
+            taken = _taken_days(session, days)
             outgoing, moves = _compose(
-                settings, renderer, due, window.matcher, taken, parsed, report, now, cutoff
+                settings, renderer, due, window.matcher, days, taken, parsed, report, now, cutoff
             )
             report.queued += queue_messages(session, outgoing, now=now)
             advance_schedules(session, moves)
@@ -114,18 +115,24 @@ def queue_due_digests(
 
 @dataclass
 class _Window:
-    """Papers indexed for matching: those first seen from `start` (None: from the
-    first) up to the cutoff."""
+    """Papers indexed for matching: those first seen from `start` up to the cutoff."""
 
-    start: datetime | None
-    size: int
+    start: datetime
     matcher: Matcher
 
     def covers(self, due: Sequence[Subscriber]) -> bool:
         """Whether every subscriber's papers are in the window."""
-        if self.start is None:
-            return True
         return all(s.last_digest_at is not None and s.last_digest_at >= self.start for s in due)
+
+
+def _index_window(
+    session: Session, oldest: datetime | None, cutoff: datetime, reach: timedelta
+) -> _Window:
+    """The papers first seen from `oldest` (None: from as far as allowed) up to the
+    cutoff, going back at most `reach`, read and indexed."""
+    floor = cutoff - reach
+    start = floor if oldest is None else max(oldest, floor)
+    return _Window(start, Matcher(papers_first_seen_between(session, start, cutoff)))
 
 
 def _shared_window(session: Session, now: datetime, cutoff: datetime) -> _Window:
@@ -137,11 +144,7 @@ def _shared_window(session: Session, now: datetime, cutoff: datetime) -> _Window
     in service, or one whose digests keep failing) must not make every run index weeks
     of papers for everyone. Their batches get a window of their own.
     """
-    _, oldest = due_window_start(session, now)
-    floor = cutoff - SHARED_WINDOW
-    start = floor if oldest is None else max(oldest, floor)
-    papers = papers_first_seen_between(session, start, cutoff)
-    return _Window(start, len(papers), Matcher(papers))
+    return _index_window(session, oldest_due_watermark(session, now), cutoff, SHARED_WINDOW)
 
 
 def _batch_window(session: Session, due: Sequence[Subscriber], cutoff: datetime) -> _Window:
@@ -149,18 +152,13 @@ def _batch_window(session: Session, due: Sequence[Subscriber], cutoff: datetime)
     but at most `MAX_WINDOW` back (a watermark that cannot move, say of an address that
     can never be mailed, must not grow the window day after day)."""
     marks = [s.last_digest_at for s in due]
-    floor = cutoff - MAX_WINDOW
     oldest = None if None in marks else min(mark for mark in marks if mark is not None)
-    start = floor if oldest is None else max(oldest, floor)
-    papers = papers_first_seen_between(session, start, cutoff)
-    return _Window(start, len(papers), Matcher(papers))
+    return _index_window(session, oldest, cutoff, MAX_WINDOW)
 
 
-def _taken_days(
-    session: Session, due: Sequence[Subscriber], now: datetime
-) -> set[tuple[int, date]]:
-    """(subscriber, date) pairs that already have a digest in the outbox."""
-    wanted = {(s.id, _digest_date(s, now)) for s in due}
+def _taken_days(session: Session, days: dict[int, date]) -> set[tuple[int, date]]:
+    """(subscriber, date) pairs, of the digest dates given, already in the outbox."""
+    wanted = set(days.items())
     rows = session.execute(
         select(OutboxRow.subscriber_id, OutboxRow.digest_date).where(
             OutboxRow.kind == DIGEST,
@@ -192,49 +190,49 @@ def _compose(
     renderer: DigestRenderer,
     due: Sequence[Subscriber],
     matcher: Matcher,
+    days: dict[int, date],
     taken: set[tuple[int, date]],
     parsed: dict[str, Interests | None],
     report: QueueReport,
     now: datetime,
     cutoff: datetime,
 ) -> tuple[list[Outgoing], list[ScheduleMove]]:
-    """Match and render a batch: the messages to queue and the schedules to move."""
+    """Match and render a batch: the messages to queue and the schedules to move.
+
+    `days` holds each subscriber's digest date."""
     report.due += len(due)
     outgoing: list[Outgoing] = []
-    moves: list[ScheduleMove] = []
+    moves: dict[int, ScheduleMove] = {}
     matchable: list[tuple[Subscriber, Interests, datetime | None]] = []
     for subscriber in due:
         following = next_send_at(subscriber.send_time, subscriber.timezone, now)
         was = subscriber.next_digest_at
         interests = _interests(subscriber.interests, parsed)
-        if (subscriber.id, _digest_date(subscriber, now)) in taken:
+        if (subscriber.id, days[subscriber.id]) in taken:
             report.already += 1
-            moves.append(ScheduleMove(subscriber.id, None, was, following))
+            moves[subscriber.id] = ScheduleMove(subscriber.id, None, was, following)
         elif interests is None:
             report.invalid += 1
             log.warning("subscriber %d: interests no longer parse; skipped", subscriber.id)
-            moves.append(ScheduleMove(subscriber.id, None, was, following))
+            moves[subscriber.id] = ScheduleMove(subscriber.id, None, was, following)
         else:
             matchable.append((subscriber, interests, subscriber.last_digest_at))
-            moves.append(ScheduleMove(subscriber.id, cutoff, was, following))
-    moved_at = {move[0]: index for index, move in enumerate(moves)}
+            moves[subscriber.id] = ScheduleMove(subscriber.id, cutoff, was, following)
     for subscriber, selection in _selections(matcher, matchable, settings.match.max_papers):
         if not selection.matches and not settings.mail.send_empty:
             report.empty += 1
             continue
+        day = days[subscriber.id]
         try:
-            message = renderer.render_digest(
-                subscriber, selection, _digest_date(subscriber, now), now=now
-            )
+            message = renderer.render_digest(subscriber, selection, day, now=now)
         except DigestError as error:  # e.g. an address that cannot be mailed
             report.invalid += 1
             log.warning("subscriber %d: cannot render digest: %s", subscriber.id, error)
             # Keep their watermark: the papers stay theirs for when it can be rendered.
-            index = moved_at[subscriber.id]
-            moves[index] = moves[index]._replace(mark=None)
+            moves[subscriber.id] = moves[subscriber.id]._replace(mark=None)
             continue
-        outgoing.append(Outgoing(subscriber.id, DIGEST, _digest_date(subscriber, now), message))
-    return outgoing, moves
+        outgoing.append(Outgoing(subscriber.id, DIGEST, day, message))
+    return outgoing, list(moves.values())
 
 
 def _selections(

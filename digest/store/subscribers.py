@@ -195,16 +195,16 @@ def due_subscribers(
     return [subscriber_from_row(row) for row in rows]
 
 
-def due_window_start(session: Session, now: datetime) -> tuple[int, datetime | None]:
-    """How many active subscribers are due at `now`, and the oldest of their watermarks
-    (None if one of them has none): where the papers any of them may get begin."""
+def oldest_due_watermark(session: Session, now: datetime) -> datetime | None:
+    """The oldest watermark among the active subscribers due at `now` (None if none is
+    due or one of them has none): where the papers any of them may get begin."""
     mark = SubscriberRow.last_digest_at
-    due, unmarked, oldest = session.execute(
-        select(func.count(), func.count() - func.count(mark), func.min(mark)).where(
+    unmarked, oldest = session.execute(
+        select(func.count() - func.count(mark), func.min(mark)).where(
             SubscriberRow.status == "active", SubscriberRow.next_digest_at <= now
         )
     ).one()
-    return due, (None if unmarked else oldest)
+    return None if unmarked else oldest
 
 
 class ScheduleMove(NamedTuple):
