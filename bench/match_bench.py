@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from digest.match import Matcher, parse_interests  # noqa: E402
-from digest.match.naive import naive_match_many  # noqa: E402
 from digest.paper import Paper  # noqa: E402
+from tests.reference.naive import naive_match_many  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PAPERS_FILE = SHARED / "data" / "papers.jsonl"

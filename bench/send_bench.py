@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from digest.config import load_settings  # noqa: E402
-from digest.render import Message  # noqa: E402
+from digest.message import Message  # noqa: E402
 from digest.send import send_due  # noqa: E402
 from digest.send.smtp import SmtpBackend, dot_stuff  # noqa: E402
 from digest.store import open_database  # noqa: E402

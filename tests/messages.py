@@ -16,7 +16,7 @@ from email.policy import SMTP
 from functools import cache
 from pathlib import Path
 
-from digest.render import Message
+from digest.message import Message
 from digest.store import Database
 from digest.store.models import SubscriberRow
 from digest.store.outbox import Outgoing, queue_messages

@@ -29,8 +29,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from digest.match import parse_interests
-from digest.match.naive import naive_match_subscriber
 from digest.sources import arxiv, hf
+from tests.reference.naive import naive_match_subscriber
 from tests.smtp_server import SmtpServer, free_port
 
 ROOT = Path(__file__).parents[1]

@@ -15,8 +15,8 @@ import pytest
 
 from digest.match import match_subscriber, parse_interests
 from digest.match.index import PaperIndex
-from digest.match.naive import naive_match_subscriber
 from digest.paper import Paper
+from tests.reference.naive import naive_match_subscriber
 
 DATA = Path(__file__).parent / "data"
 

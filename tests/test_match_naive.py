@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from digest.errors import InterestSyntaxError
 from digest.match import Matcher, match_many, match_subscriber, parse_interests
-from digest.match.naive import naive_match_many, naive_match_subscriber
 from digest.paper import Paper
+from tests.reference.naive import naive_match_many, naive_match_subscriber
 
 # A small vocabulary so that random interests often match random papers: inflected
 # forms, joined and hyphenated compounds, acronyms, Unicode, LaTeX and punctuation.

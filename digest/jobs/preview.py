@@ -14,7 +14,8 @@ from pathlib import Path
 from digest import match, tokens
 from digest.config import Settings
 from digest.errors import DigestError
-from digest.render import DigestRenderer, Message
+from digest.message import Message
+from digest.render import DigestRenderer
 from digest.store import Database
 from digest.store.papers import papers_first_seen_between
 from digest.store.subscribers import find_subscriber

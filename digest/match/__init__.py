@@ -4,7 +4,6 @@
 - `text`: what a word is (folding, tokens, gaps, light stemming).
 - `index`: the day's papers, tokenised once, and where each clause matches.
 - `rank`: scores, windows and selections (`match_subscriber`, `match_many`).
-- `naive`: the regex-per-interest baseline that tests and benchmarks compare against.
 - `results`: the types handed to `render` (`Span`, `Hit`, `Match`, `Selection`).
 """
 

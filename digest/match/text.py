@@ -1,7 +1,8 @@
 """What a word is: folding, tokens, the gaps between them, and light stemming.
 
-These definitions are shared by the interest parser, the fast index and the naive
-baseline, so that all three agree on what "the same word" means:
+These definitions are shared by the interest parser, the fast index and the tests' naive
+baseline (`tests/reference/naive.py`), so that all three agree on what "the same word"
+means:
 
 - `fold` makes text case- and accent-insensitive (per character: NFKD, combining marks
   and invisible format characters dropped, casefolded) and keeps a map back to the
@@ -14,7 +15,7 @@ baseline, so that all three agree on what "the same word" means:
   never matches).
   In names (authors, organisation), dots and apostrophes also join: "R. Michael".
 - `stem` is a light English stemmer (plurals, -ing, -ed, a final -e, a doubled final
-  consonant) and `inflections` is its exact inverse, used by the regex baseline.
+  consonant); the tests' regex baseline inverts it (`inflections`).
 """
 
 from __future__ import annotations
@@ -160,27 +161,3 @@ def _strip_verb_ending(word: str) -> str:
                     return word  # speed, need, exceed: not a past tense
                 return rest
     return word
-
-
-@lru_cache(maxsize=65536)
-def inflections(stemmed: str) -> frozenset[str]:
-    """Every word whose `stem` is `stemmed` (the stemmer's exact inverse).
-
-    Built by undoing each step of `stem` in reverse order, in every way it could have
-    applied, and keeping the candidates that really stem to `stemmed`.
-    """
-    candidates = {stemmed}
-    if stemmed[-1:].isalpha() and stemmed[-1:] not in _VOWELS:
-        candidates.add(stemmed + stemmed[-1])  # undo undoubling
-    candidates |= {c + "e" for c in candidates}  # undo the final -e
-    verbs = set(candidates)
-    for c in candidates:
-        verbs |= {c + "ing", c + "ed"}
-        if c.endswith("y"):
-            verbs.add(c[:-1] + "ied")
-    plurals = set(verbs)
-    for c in verbs:
-        plurals |= {c + "s", c + "es"}
-        if c.endswith("y"):
-            plurals.add(c[:-1] + "ies")
-    return frozenset(c for c in plurals if stem(c) == stemmed)

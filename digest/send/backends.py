@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from digest.errors import DeliveryError
-from digest.render import Message
+from digest.message import Message
 
 # Outcome statuses.
 SENT = "sent"

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from digest.render import Message
+from digest.message import Message
 from digest.send.backends import SENT, BackendUnavailable, Outcome
 
 

@@ -25,7 +25,7 @@ import ssl
 from collections.abc import Callable
 
 from digest.config import SmtpSettings
-from digest.render import Message
+from digest.message import Message
 from digest.send.backends import (
     PERMANENT,
     SENT,

@@ -38,9 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.render import Message
+from digest.message import Message
 from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow, UTCDateTime
-from digest.store.subscribers import set_status
+from digest.store.subscribers import change_status
 
 STATES = ("queued", "sending", "retrying", "sent", "failed", "unknown", "skipped")
 DUE_STATES = ("queued", "retrying")
@@ -476,21 +476,11 @@ def _apply_to_subscribers(
         )
     if not bounced:
         return []
-    newly = list(
-        session.scalars(
-            select(_subscribers.c.id).where(
-                _subscribers.c.id.in_(bounced), _subscribers.c.status != "bounced"
-            )
-        )
-    )
+    # Through the one status writer, which also takes them off the digest schedule.
+    newly = change_status(session, bounced, "bounced", now)
     if newly:
-        session.execute(
-            update(_subscribers)
-            .where(_subscribers.c.id.in_(newly))
-            .values(status="bounced", status_changed_at=now)
-        )
         skip_waiting(session, newly, reason="not sent: the address bounced")
-    return sorted(newly)
+    return newly
 
 
 def skip_waiting(session: Session, subscriber_ids: Iterable[int], *, reason: str) -> int:
@@ -611,13 +601,11 @@ def reactivate_subscriber(session: Session, subscriber_id: int, now: datetime) -
     as for any subscriber who becomes active. Rows skipped while they were bounced stay
     skipped: old digests are not worth sending late.
     """
-    row = session.get(SubscriberRow, subscriber_id)
-    if row is None:
+    if change_status(session, subscriber_id, "active", now, only_from=("bounced",)):
+        return True
+    if session.get(SubscriberRow, subscriber_id) is None:
         raise LookupError(f"no subscriber {subscriber_id}")
-    if row.status != "bounced":
-        return False
-    set_status(session, subscriber_id, "active", now)
-    return True
+    return False
 
 
 def drop_old_messages(session: Session, *, before: datetime) -> int:

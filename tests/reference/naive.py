@@ -32,11 +32,37 @@ from digest.match.text import (
     NAME_JOIN_CHARS,
     TOKEN,
     fold,
-    inflections,
     original_span,
     stem,
 )
 from digest.paper import Paper
+
+_VOWELS = frozenset("aeiouy")  # as in `digest.match.text.stem`
+
+
+@lru_cache(maxsize=65536)
+def inflections(stemmed: str) -> frozenset[str]:
+    """Every word whose `stem` is `stemmed` (`text.stem`'s exact inverse).
+
+    Built by undoing each step of `stem` in reverse order, in every way it could have
+    applied, and keeping the candidates that really stem to `stemmed`.
+    """
+    candidates = {stemmed}
+    if stemmed[-1:].isalpha() and stemmed[-1:] not in _VOWELS:
+        candidates.add(stemmed + stemmed[-1])  # undo undoubling
+    candidates |= {c + "e" for c in candidates}  # undo the final -e
+    verbs = set(candidates)
+    for c in candidates:
+        verbs |= {c + "ing", c + "ed"}
+        if c.endswith("y"):
+            verbs.add(c[:-1] + "ied")
+    plurals = set(verbs)
+    for c in verbs:
+        plurals |= {c + "s", c + "es"}
+        if c.endswith("y"):
+            plurals.add(c[:-1] + "ies")
+    return frozenset(c for c in plurals if stem(c) == stemmed)
+
 
 K = TypeVar("K")
 
