@@ -6,8 +6,8 @@ Builds realistic digests from the real papers of papers.jsonl: subscribers with 
 interests drawn from a vocabulary of topics, each digest the 20 best matching papers
 (made like the matcher makes them: a Span for every occurrence). Then, on one core:
 
-- naive: `DigestRenderer.reference_digest`, i.e. Jinja renders every card and the page,
-  css-inline inlines the whole page, `EmailMessage` (default policy) builds the message;
+- naive: `reference_digest` (tests/reference/render.py), i.e. Jinja renders every card and
+  the page, css-inline inlines the whole page, `EmailMessage` (default policy) builds the message;
 - ours, same digests: `render_digest` on a fresh renderer, so every card is new at first;
 - ours, a run: `render_digest` on a fresh renderer over all the digests (a daily run);
 - ours, warm: the same digests again on that renderer (every card cached).
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import gc
 import os
 import random
@@ -43,6 +44,7 @@ from digest.config import load_settings  # noqa: E402
 from digest.match import Selection  # noqa: E402
 from digest.render import DigestRenderer  # noqa: E402
 from digest.subscriber import Subscriber  # noqa: E402
+from tests.reference.render import reference_digest  # noqa: E402
 
 DAY = date(2026, 6, 12)
 NOW = datetime(2026, 6, 12, 6, 0, tzinfo=UTC)
@@ -98,6 +100,11 @@ def rate(render: Callable[[Subscriber, Selection, date], object], digests: list[
     return len(digests) / (time.process_time() - started)
 
 
+def reference_of(renderer: DigestRenderer) -> Callable[..., object]:
+    """The naive way, with the same renderer's settings and templates."""
+    return functools.partial(reference_digest, renderer)
+
+
 def best_of(rounds: int, measure: Callable[[], float]) -> float:
     return max(measure() for _ in range(rounds))
 
@@ -123,7 +130,7 @@ def main() -> None:
         def fresh() -> DigestRenderer:
             return DigestRenderer(settings, secret)  # type: ignore[arg-type]
 
-        naive = best_of(options.rounds, lambda: rate(fresh().reference_digest, few))
+        naive = best_of(options.rounds, lambda: rate(reference_of(fresh()), few))
         same = best_of(options.rounds, lambda: rate(fresh().render_digest, few))
         run = best_of(options.rounds, lambda: rate(fresh().render_digest, digests))
         warm_renderer = fresh()

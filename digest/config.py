@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest.address import AddressError, check_address, check_url, shown
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "config.toml"
@@ -61,17 +62,22 @@ def between(low: int, high: int) -> Check:
 
 
 def http_url(value: str) -> str | None:
-    """Accept an absolute http(s) URL without a trailing slash problem."""
-    if re.match(r"^https?://[^\s/]+", value):
-        return None
-    return f'must be an http:// or https:// URL, got "{value}"'
+    """Accept an absolute http(s) URL with a host, fit for links and headers."""
+    try:
+        check_url(value)
+    except ValueError as error:
+        return str(error)
+    return None if re.match(r"^https?://[^/]+", value) else f"has no host: {shown(value)}"
 
 
 def optional_email(value: str) -> str | None:
-    """Accept an empty string or something shaped like an address."""
-    if not value or re.match(r"^[^@\s<>]+@[^@\s<>]+$", value):
-        return None
-    return f'must be an email address like digest@example.org, got "{value}"'
+    """Accept an empty string or an address we can send from (`digest.address`)."""
+    try:
+        if value:
+            check_address(value)
+    except AddressError as error:
+        return f"{shown(value)} is not a valid address: {error.reason}"
+    return None
 
 
 def time_of_day(value: str) -> str | None:
@@ -195,7 +201,7 @@ class MatchSettings:
 class MailSettings:
     """[mail]: who the mail comes from and what its footer says."""
 
-    from_address: str = checked("digest@localhost", optional_email)
+    from_address: str = checked("digest@localhost.localdomain", optional_email)
     from_name: str = "Paper digest"
     confirm_from: str = checked("", optional_email)
     postal_address: str = ""
@@ -306,7 +312,7 @@ class Settings:
     @property
     def mail_domain(self) -> str:
         """The sending domain: the part after @ of the digest sender."""
-        return self.mail.from_address.rpartition("@")[2] or "localhost"
+        return self.mail.from_address.rpartition("@")[2]
 
     @property
     def user_agent(self) -> str:
@@ -356,7 +362,20 @@ def load_settings(
     if overrides:
         settings = _build(Settings, _merge(_as_dict(settings), overrides), "overrides", [])
     base = config_path.parent if config_path else Path.cwd()
-    return _resolve_paths(settings, base.resolve(), config_path)
+    settings = _resolve_paths(settings, base.resolve(), config_path)
+    _check_as_a_whole(settings, config_path.name if config_path else "settings")
+    return settings
+
+
+def _check_as_a_whole(settings: Settings, label: str) -> None:
+    """Refuse at load what a command would refuse later: the mail settings that every
+    message needs (senders, List-Id, base URL, a half-set [dkim], an unreadable key)."""
+    from digest.sender import mail_identity  # it imports this module's types
+
+    try:
+        mail_identity(settings)
+    except ConfigError as error:
+        raise ConfigError(f"{label}: {error}") from None
 
 
 def _find_config_file(

@@ -81,13 +81,13 @@ def build_digest(
 
 @cache
 def _template(day: date, papers: int) -> bytes:
-    return build_digest(0, "reader0@template.invalid", day, papers=papers).data
+    return build_digest(0, "reader0@template.example.org", day, papers=papers).data
 
 
 def _from_template(subscriber_id: int, recipient: str, day: date, papers: int) -> Message:
     """A digest like `build_digest`'s, made by filling in one built message (fast)."""
     data = _template(day, papers)
-    data = data.replace(b"reader0@template.invalid", recipient.encode(), 1)
+    data = data.replace(b"reader0@template.example.org", recipient.encode(), 1)
     identifier = message_id(subscriber_id, day)
     data = data.replace(message_id(0, day).encode(), identifier.encode(), 1)
     return Message(sender=SENDER, recipient=recipient, message_id=identifier, data=data)

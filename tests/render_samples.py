@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from digest.match import Hit, Match, Selection, Span
-from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url, hf_paper_url
 from digest.message import Message
+from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url, hf_paper_url
 from digest.render.view import URL_CHARS
 from digest.subscriber import Subscriber
 

@@ -30,7 +30,7 @@ def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert settings.mail_backend == "maildir"
     assert settings.maildir == tmp_path / "digest-data" / "maildir"
     assert settings.match.max_papers == 20
-    assert settings.confirm_from == "confirm@localhost"
+    assert settings.confirm_from == "confirm@localhost.localdomain"
 
 
 def test_reads_config_toml_in_current_folder(
@@ -158,8 +158,31 @@ def test_environment_converts_types() -> None:
         ),
         (
             '[mail]\nfrom_address = "not an address"\n',
-            "config.toml: [mail] from_address must be an email address like digest@example.org, "
-            'got "not an address"',
+            'config.toml: [mail] from_address "not an address" is not a valid address: An '
+            "email address must have an @-sign.",
+        ),
+        (
+            '[mail]\nfrom_address = "ab@x..y"\n',
+            'config.toml: [mail] from_address "ab@x..y" is not a valid address: An email '
+            "address cannot have two periods in a row.",
+        ),
+        (
+            '[mail]\nconfirm_from = "confirm@localhost"\n',
+            'config.toml: [mail] confirm_from "confirm@localhost" is not a valid address: The '
+            "part after the @-sign is a special-use or reserved name",
+        ),
+        (
+            '[mail]\nlist_id = "Papers <not a domain>"\n',
+            'config.toml: [mail] list_id "Papers <not a domain>" must look like "Name '
+            '<label.example.org>"',
+        ),
+        (
+            '[dkim]\nselector = "mail"\ndomain = "example.org"\n',
+            "config.toml: [dkim] key_file must be set too to sign mail",
+        ),
+        (
+            '[dkim]\nselector = "mail"\ndomain = "example.org"\nkey_file = "missing.pem"\n',
+            "config.toml: [dkim] key_file ",  # ...missing.pem cannot be read: No such file...
         ),
         ("smtp = 3\n", "config.toml: [smtp] must be a table"),
         (
@@ -261,3 +284,26 @@ def test_example_loads_as_a_config(tmp_path: Path) -> None:
     settings = load_settings(EXAMPLE, environ={})
     assert settings.match == Settings().match
     assert settings.smtp == Settings().smtp
+
+
+def test_an_unreadable_dkim_key_is_named_with_the_reason(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[dkim]\nselector = "mail"\ndomain = "example.org"\nkey_file = "k.pem"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert str(caught.value) == (
+        f"config.toml: [dkim] key_file {tmp_path / 'k.pem'} cannot be read: "
+        "No such file or directory"
+    )
+    (tmp_path / "k.pem").write_text("not a key\n")
+    with pytest.raises(ConfigError, match=r"^config.toml: \[dkim\] key_file is not a PEM RSA"):
+        load_settings(path, environ={})
+
+
+def test_the_environment_is_checked_as_a_whole_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no config.toml here: defaults, then the environment
+    with pytest.raises(ConfigError, match=r"^settings: \[dkim\] key_file, domain must be set"):
+        load_settings(environ={"DIGEST_DKIM_SELECTOR": "mail"})

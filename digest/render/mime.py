@@ -6,9 +6,9 @@ ever makes one shape of message (headers, then a `multipart/alternative` of a pl
 and an HTML part, both UTF-8 quoted-printable), so this module writes that shape as
 bytes directly:
 
-- `check_address`, `check_domain`, `check_url` refuse anything that could end a header
-  line or is not a plain address, domain or link: data from the database or the config
-  can never add a header.
+- Addresses, domains and links are checked by `digest.address` before they get here,
+  and all other header text passes `header_text` (`digest.sender`): data from the
+  database or the config can never add a header.
 - `encode_phrase` (display names, list names) and `encode_text` (subjects) turn any text
   into RFC 5322/2047 header syntax: plain words stay readable, everything else becomes
   encoded-words; `header_line` folds a header at 78 characters.
@@ -16,9 +16,10 @@ bytes directly:
   works line by line, so pieces that each end with a newline can be encoded once, kept,
   and concatenated later: that is what lets the renderer cache each paper's card.
 - `assemble_alternative` puts the headers and the two encoded parts together.
-- `DkimSigner` signs the result with dkimpy.
 
-tests/test_mime.py parses what these produce with the standard library's strict policy.
+The DKIM signer is `digest.sender.DkimSigner` (the settings loader checks its key).
+
+tests/test_render_mime.py parses what these produce with the standard library's strict policy.
 """
 
 from __future__ import annotations
@@ -26,83 +27,30 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-from digest.errors import ConfigError, DigestError
+from digest.sender import header_text
+
+__all__ = [
+    "CRLF",
+    "address_tokens",
+    "assemble_alternative",
+    "boundary_for",
+    "encode_lines",
+    "encode_phrase",
+    "encode_text",
+    "header_line",
+    "header_text",
+]
 
 MAX_LINE = 78  # RFC 5322: lines SHOULD be at most 78 characters (998 at most)
 CRLF = b"\r\n"
 
-# RFC 5322 atext, and a dot-atom local part made of it.
-_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
-_LOCAL_PART = re.compile(rf"[{_ATEXT}]+(\.[{_ATEXT}]+)*")
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_PHRASE_ATOM = re.compile(rf"[{_ATEXT} ]+")
-# Header text: no control characters at all (CR and LF are the ones that matter).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
-_SPACES = re.compile(r"\s+")
+_PHRASE_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\- ]+")  # RFC 5322 atext and spaces
 # RFC 2047 5(3): characters an encoded-word may carry unencoded, even inside a phrase.
 _Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 # An encoded-word may have 75 characters; 66 lets one follow "Subject: " within 78.
 _ENCODED_WORD_ROOM = 66 - len("=?utf-8?q??=")
 _LONGEST_PLAIN_WORD = 60  # longer words are split into encoded-words so they can fold
-
-
-def header_text(value: str) -> str:
-    """`value` on one line: control characters (CR, LF, ...) and runs of spaces become one
-    space. Everything that goes into a header passes through here first."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
-
-
-def check_domain(domain: str) -> str:
-    """The domain in its ASCII form (IDNA for international names); ValueError if invalid."""
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError:
-        raise ValueError(f'"{domain}" is not a valid domain name') from None
-    labels = ascii_domain.rstrip(".").split(".")
-    if len(ascii_domain) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise ValueError(f'"{domain}" is not a valid domain name')
-    return ascii_domain.rstrip(".").lower()
-
-
-def check_address(address: str) -> str:
-    """A deliverable address as it goes into headers and the envelope, or DigestError.
-
-    Only plain `local@domain` addresses: an ASCII dot-atom local part (no quoted local
-    parts, no comments, no display name, nothing that could end a header line), and a
-    domain name (international ones in their IDNA form).
-    """
-    local, at, domain = address.rpartition("@")
-    problem = None
-    if not at or not _LOCAL_PART.fullmatch(local) or len(local) > 64:
-        problem = "not a valid email address"
-    else:
-        try:
-            domain = check_domain(domain)
-        except ValueError:
-            problem = "its domain is not a valid domain name"
-    if problem is None and len(local) + 1 + len(domain) > 254:
-        problem = "it is longer than 254 characters"
-    if problem:
-        raise DigestError(f"cannot mail {shown(address)}: {problem}")
-    return f"{local}@{domain}"
-
-
-def check_url(url: str) -> str:
-    """An absolute http(s) URL fit for a header and an href; ValueError if it is not.
-
-    Printable ASCII only (no spaces, no line breaks) and none of the characters that end
-    a header's `<...>` or an attribute value.
-    """
-    if not re.fullmatch(r"https?://[\x21-\x7e]+", url) or any(c in url for c in '<>"\\'):
-        raise ValueError(f"must be an http:// or https:// URL, got {shown(url)}")
-    return url
-
-
-def shown(value: str) -> str:
-    """A value quoted for an error message, control characters made visible."""
-    return '"' + value.encode("unicode_escape").decode("ascii")[:200] + '"'
 
 
 def _encoded_words(text: str) -> list[str]:
@@ -234,71 +182,3 @@ def assemble_alternative(
             b"--\r\n",
         ]
     )
-
-
-# Headers a DKIM signature covers when the message has them: who, what, when, which
-# message, and the one-click unsubscribe (RFC 8058 requires it to be signed).
-DKIM_HEADERS = (
-    b"from",
-    b"to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"list-id",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-    b"mime-version",
-    b"content-type",
-)
-
-
-class DkimSigner:
-    """Signs messages with one RSA key (dkimpy, relaxed/relaxed canonicalization)."""
-
-    def __init__(self, selector: str, domain: str, key: bytes) -> None:
-        # Imported here: most installations leave signing to their mail server.
-        import dkim
-        from dkim.crypto import UnparsableKeyError, parse_pem_private_key
-
-        try:
-            parse_pem_private_key(key)
-        except (UnparsableKeyError, ValueError, IndexError) as error:
-            raise ConfigError(f"[dkim] key_file is not a PEM RSA private key: {error}") from None
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", selector):
-            raise ConfigError(f"[dkim] selector {shown(selector)} is not a DNS label")
-        try:
-            self.domain = check_domain(domain)
-        except ValueError as error:
-            raise ConfigError(f"[dkim] domain: {error}") from None
-        self.selector = selector
-        self._key = key
-        self._sign = dkim.sign
-
-    @classmethod
-    def from_files(cls, selector: str, domain: str, key_file: Path) -> DkimSigner:
-        """A signer with the key read from `key_file`; ConfigError if it cannot be read."""
-        try:
-            key = key_file.read_bytes()
-        except OSError as error:
-            raise ConfigError(
-                f"[dkim] key_file {key_file} cannot be read: {error.strerror or error}"
-            ) from None
-        return cls(selector, domain, key)
-
-    def sign(self, data: bytes) -> bytes:
-        """`data` with a DKIM-Signature header in front."""
-        names = {line.split(b":", 1)[0].strip().lower() for line in _header_lines(data)}
-        signature = self._sign(
-            data,
-            self.selector.encode("ascii"),
-            self.domain.encode("ascii"),
-            self._key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=[name for name in DKIM_HEADERS if name in names],
-        )
-        return signature + data
-
-
-def _header_lines(data: bytes) -> list[bytes]:
-    head = data.split(b"\r\n\r\n", 1)[0]
-    return [line for line in head.split(CRLF) if line and line[:1] not in (b" ", b"\t")]

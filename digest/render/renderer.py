@@ -3,8 +3,7 @@
 `DigestRenderer(settings, secret)` is built once per run (templates loaded, CSS read,
 DKIM key read and checked) and then makes one `Message` per subscriber:
 `render_digest(subscriber, selection, digest_date)` for the daily digest and
-`render_confirmation(subscriber, confirm_url)` for the double opt-in email. The
-functions of the same names do the same for a single message.
+`render_confirmation(subscriber, confirm_url)` for the double opt-in email.
 
 The email is Jinja templates (`templates/email/`): an HTML part laid out in tables with
 its CSS inlined into `style` attributes by css-inline, and a plain-text part with the
@@ -22,27 +21,21 @@ hundred a second. So the renderer does the expensive work once and reuses it:
   so subscribers with the same matches share it.
 - The message is written as bytes by `digest.mime` instead of through `EmailMessage`.
 
-`reference_digest` builds the same message the straightforward way; the tests check the
-two against each other (same headers, same HTML and text), and `bench/render_bench.py`
-measures one against the other.
+`tests/reference/render.py` builds the same message the straightforward way; the tests
+check the two against each other (same headers, same HTML and text), and
+`bench/render_bench.py` measures one against the other.
 """
 
 from __future__ import annotations
 
 import contextlib
-import email
-import email.policy
 import hmac
 import secrets
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
 from operator import attrgetter
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -50,9 +43,11 @@ from markupsafe import Markup
 from markupsafe import escape as jinja_escape
 
 from digest import tokens
+from digest.address import check_address, check_url
 from digest.config import Settings
-from digest.errors import ConfigError, DigestError
+from digest.errors import DigestError
 from digest.match import Match, Selection
+from digest.message import Message
 from digest.paper import Paper
 from digest.paths import templates_dir
 from digest.render import mime
@@ -76,6 +71,7 @@ from digest.render.view import (
     text_fields,
     wrap,
 )
+from digest.sender import mail_identity
 from digest.subscriber import Subscriber
 
 CARD_CACHE_SIZE = 20_000  # filled cards kept per renderer (a few KB each)
@@ -83,30 +79,6 @@ PAPER_CACHE_SIZE = 5_000  # paper card skeletons kept per renderer
 SUBJECT_CACHE_SIZE = 5_000  # encoded Subject headers kept per renderer
 _UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 _AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A complete email, ready for any delivery backend.
-
-    `sender` and `recipient` are the bare envelope addresses (MAIL FROM / RCPT TO);
-    `message_id` is the Message-ID header's value including the angle brackets, stable
-    for the same subscriber and digest date; `data` is the whole message as it goes
-    over the wire after DATA: headers and body, CRLF line endings, no dot-stuffing.
-    """
-
-    sender: str
-    recipient: str
-    message_id: str
-    data: bytes
-
-    def body(self, kind: str) -> str:
-        """The decoded text of the `plain` or `html` part (for previews and samples)."""
-        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
-        part = parsed.get_body((kind,))
-        if part is None:
-            raise ValueError(f"this message has no {kind} part")
-        return part.get_content().replace("\r\n", "\n")
 
 
 # ---------------------------------------------------------------------------------------
@@ -186,26 +158,20 @@ class DigestRenderer:
     def __init__(self, settings: Settings, secret: str) -> None:
         self.settings = settings
         self._secret = secret.encode()
-        self._from_name = mime.header_text(settings.mail.from_name)
-        self._from_address = _config_address(settings.mail.from_address, "from_address")
-        self._confirm_address = _config_address(settings.confirm_from, "confirm_from")
-        self._domain = _config_domain(settings.mail_domain)
-        try:
-            self._base_url = mime.check_url(settings.service.base_url.rstrip("/"))
-        except ValueError as error:
-            raise ConfigError(f"[service] base_url {error}") from None
-        self._site = urlsplit(self._base_url).netloc
-        self._unsubscribe_mailto = (
-            _config_address(settings.mail.unsubscribe_mailto, "unsubscribe_mailto")
-            if settings.mail.unsubscribe_mailto
-            else ""
-        )
-        self._list_name, self._list_address = _list_id(settings, self._from_name, self._domain)
-        self._postal_address = mime.header_text(settings.mail.postal_address)
+        identity = mail_identity(settings)
+        self._from_name = identity.from_name
+        self._from_address = identity.from_address
+        self._confirm_address = identity.confirm_address
+        self._domain = identity.domain
+        self._base_url = identity.base_url
+        self._site = identity.site
+        self._unsubscribe_mailto = identity.unsubscribe_mailto
+        self._list_name, self._list_address = identity.list_name, identity.list_address
+        self._postal_address = identity.postal_address
         self._max_papers = settings.match.max_papers
         self._number_width = max(2, len(str(self._max_papers)))
         self._numbers = [self._number(i).encode("ascii") for i in range(self._max_papers + 1)]
-        self._dkim = _dkim_signer(settings)
+        self._dkim = identity.dkim
         self._from_line = mime.header_line(
             "From", mime.address_tokens(self._from_name, self._from_address)
         )
@@ -282,51 +248,6 @@ class DigestRenderer:
         data = mime.assemble_alternative(headers, text, html, digest.boundary)
         return self._finish(self._from_address, digest.recipient, digest.message_id, data)
 
-    def reference_digest(
-        self,
-        subscriber: Subscriber,
-        selection: Selection,
-        digest_date: date,
-        *,
-        now: datetime | None = None,
-    ) -> Message:
-        """The same message as `render_digest`, built the straightforward, slow way.
-
-        Every card and the page rendered by Jinja, the whole page CSS-inlined, the
-        message built by `EmailMessage` with the default policy. The tests check that
-        both ways give the same message; bench/render_bench.py measures the difference.
-        """
-        digest = self._prepare(subscriber, selection, digest_date)
-        card_template = self._environment.get_template("email/_card.html")
-        text_card_template = self._environment.get_template("email/_card.txt")
-        html_cards, text_cards = [], []
-        for match in digest.shown:
-            paper = paper_view(match.paper)
-            view = match_view(paper, match.hits)
-            fields = html_fields(paper, view, self._plain_style)
-            html_cards.append(card_template.render(card=card_context(paper, fields)))
-            text_context = text_card_context(paper, text_fields(paper, view))
-            text_cards.append(text_card_template.render(card=text_context))
-        numbered = (self._number(i) + card for i, card in enumerate(text_cards, 1))
-        html_page = replace(digest.html_page, cards=Markup("".join(html_cards)))
-        text_page = replace(digest.text_page, cards="\n".join(numbered))
-        html = self._page_inliner.inline(self._render_page("email/digest.html", html_page))
-        text = self._render_page("email/digest.txt", text_page)
-        message = EmailMessage(policy=email.policy.default)
-        message["From"] = Address(self._from_name, addr_spec=self._from_address)
-        message["To"] = digest.recipient
-        message["Subject"] = digest.html_page.subject
-        message["Date"] = now or datetime.now(UTC)
-        message["Message-ID"] = digest.message_id
-        message["List-Id"] = f"{self._list_name} <{self._list_address}>".strip()
-        message["List-Unsubscribe"] = ", ".join(self._unsubscribe_targets(digest))
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(_ending_newline(text), cte="quoted-printable")
-        message.add_alternative(_ending_newline(html), subtype="html", cte="quoted-printable")
-        data = message.as_bytes(policy=email.policy.SMTP)
-        return self._finish(self._from_address, digest.recipient, digest.message_id, data)
-
     def render_confirmation(
         self, subscriber: Subscriber, confirm_url: str, *, now: datetime | None = None
     ) -> Message:
@@ -373,9 +294,9 @@ class DigestRenderer:
         now: datetime | None,
     ) -> Message:
         """A one-off email to one person (not the digest list): templates `email/KIND.*`."""
-        recipient = mime.check_address(subscriber.email)
+        recipient = check_address(subscriber.email).ascii
         try:
-            url = mime.check_url(url)
+            url = check_url(url)
         except ValueError as error:
             raise DigestError(f"the link for the {kind.replace('_', ' ')} email {error}") from None
         interests = one_line(subscriber.interests, INTERESTS_CHARS)
@@ -402,7 +323,7 @@ class DigestRenderer:
     # -- building a digest ---------------------------------------------------------------
 
     def _prepare(self, subscriber: Subscriber, selection: Selection, day: date) -> _Digest:
-        recipient = mime.check_address(subscriber.email)
+        recipient = check_address(subscriber.email).ascii
         shown = tuple(selection.matches[: self._max_papers])
         more = max(0, selection.more) + len(selection.matches) - len(shown)
         heading = heading_for(*matched_interests(shown), len(shown) + more)
@@ -593,93 +514,3 @@ def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None
 
 def _ending_newline(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
-
-
-def _config_address(address: str, key: str) -> str:
-    try:
-        return mime.check_address(address)
-    except DigestError:
-        raise ConfigError(f"[mail] {key} {mime.shown(address)} is not a valid address") from None
-
-
-def _config_domain(domain: str) -> str:
-    try:
-        return mime.check_domain(domain)
-    except ValueError as error:
-        raise ConfigError(f"[mail] from_address: {error}") from None
-
-
-def _list_id(settings: Settings, from_name: str, domain: str) -> tuple[str, str]:
-    """The List-Id's name and its `label.domain` (RFC 2919)."""
-    configured = mime.header_text(settings.mail.list_id)
-    if not configured:
-        return from_name, f"digest.{domain}"
-    name, _, rest = configured.rpartition("<")
-    list_address = rest.removesuffix(">") if rest.endswith(">") else configured
-    name = name.strip() if rest.endswith(">") else ""
-    try:
-        mime.check_domain(list_address)
-    except ValueError:
-        raise ConfigError(
-            f"[mail] list_id {mime.shown(settings.mail.list_id)} must look like "
-            '"Name <label.example.org>"'
-        ) from None
-    return name, list_address
-
-
-def _dkim_signer(settings: Settings) -> mime.DkimSigner | None:
-    """The DKIM signer when [dkim] is set up; ConfigError if it is only half set up."""
-    dkim = settings.dkim
-    # key_file is a string, or a Path that an empty setting resolved to a folder (the
-    # config's own): a folder is never a key file, so it counts as not set.
-    key_file = Path(dkim.key_file) if str(dkim.key_file) else None
-    given = {"selector": dkim.selector, "key_file": key_file and not key_file.is_dir(),
-             "domain": dkim.domain}  # fmt: skip
-    missing = [name for name, value in given.items() if not value]
-    if len(missing) == len(given):
-        return None
-    if missing or key_file is None:  # (the second only tells the type checker)
-        raise ConfigError(f"[dkim] {', '.join(missing)} must be set too to sign mail")
-    return mime.DkimSigner.from_files(dkim.selector, dkim.domain, key_file)
-
-
-# ---------------------------------------------------------------------------------------
-# One-off convenience
-
-
-def render_digest(
-    settings: Settings,
-    secret: str,
-    subscriber: Subscriber,
-    selection: Selection,
-    digest_date: date,
-    *,
-    now: datetime | None = None,
-) -> Message:
-    """One digest message (build a `DigestRenderer` to render many)."""
-    renderer = DigestRenderer(settings, secret)
-    return renderer.render_digest(subscriber, selection, digest_date, now=now)
-
-
-def render_confirmation(
-    settings: Settings,
-    secret: str,
-    subscriber: Subscriber,
-    confirm_url: str,
-    *,
-    now: datetime | None = None,
-) -> Message:
-    """One confirmation message (build a `DigestRenderer` to render many)."""
-    return DigestRenderer(settings, secret).render_confirmation(subscriber, confirm_url, now=now)
-
-
-def render_manage_link(
-    settings: Settings,
-    secret: str,
-    subscriber: Subscriber,
-    manage_url: str,
-    *,
-    now: datetime | None = None,
-) -> Message:
-    """One manage-link message (build a `DigestRenderer` to render many)."""
-    return DigestRenderer(settings, secret).render_manage_link(subscriber, manage_url, now=now)

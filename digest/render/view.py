@@ -17,6 +17,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from digest.address import check_url
 from digest.match import Hit, Match
 from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url
 from digest.render import mime
@@ -183,7 +184,7 @@ def web_url(url: str | None) -> str | None:
     if not url or len(url) > URL_CHARS:
         return None
     try:
-        return mime.check_url(url.strip())
+        return check_url(url.strip())
     except ValueError:
         return None
 

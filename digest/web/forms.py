@@ -11,15 +11,14 @@ from __future__ import annotations
 from functools import cache
 from zoneinfo import available_timezones
 
-from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField, TextAreaField, TimeField
 from wtforms.validators import InputRequired, Length, ValidationError
 
-from digest.errors import DigestError, InterestSyntaxError
+from digest.address import AddressError, check_address
+from digest.errors import InterestSyntaxError
 from digest.match import parse_interests
 from digest.match.query import MAX_CHARS, MAX_ENTRIES
-from digest.render.mime import check_address
 
 MAX_EMAIL = 254
 MAX_INTERESTS = MAX_CHARS
@@ -49,20 +48,14 @@ def time_zone_choices(*keep: str) -> list[tuple[str, str]]:
 def normalise_email(address: str, check_dns: bool) -> str:
     """The address as email-validator normalises it; raises ValueError with its reason.
 
-    Only addresses plain SMTP can carry: no quoted or non-ASCII local parts
+    Only addresses plain SMTP can carry, on a domain the internet routes mail to
+    (`digest.address.check_address`, public): no quoted or non-ASCII local parts
     (international domain names are fine).
     """
     try:
-        normalised = validate_email(
-            address, check_deliverability=check_dns, allow_smtputf8=False
-        ).normalized
-    except EmailNotValidError as error:
-        raise ValueError(str(error)) from None
-    try:
-        check_address(normalised)
-    except DigestError as error:  # what email-validator allows but our headers do not
-        raise ValueError(str(error).rpartition(": ")[2].capitalize() + ".") from None
-    return normalised
+        return check_address(address, public=True, check_dns=check_dns).normalized
+    except AddressError as error:
+        raise ValueError(error.reason) from None
 
 
 def address_key(address: str) -> str:
