@@ -61,14 +61,21 @@ def store_database(request: pytest.FixtureRequest, settings: Settings) -> Iterat
         yield database
         database.dispose()
         return
-    if not POSTGRES_URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test PostgreSQL: set DIGEST_TEST_POSTGRES_URL")
-        pytest.skip("no PostgreSQL server: set DIGEST_TEST_POSTGRES_URL to test on one")
+    yield from _fresh_postgres_database()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[Database]:
+    """A migrated PostgreSQL database, for what only it allows (several hosts on one store)."""
     yield from _fresh_postgres_database()
 
 
 def _fresh_postgres_database() -> Iterator[Database]:
+    """A new database on the test server, migrated, dropped after the test."""
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test PostgreSQL: set DIGEST_TEST_POSTGRES_URL")
+        pytest.skip("no PostgreSQL server: set DIGEST_TEST_POSTGRES_URL to test on one")
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -77,8 +84,8 @@ def _fresh_postgres_database() -> Iterator[Database]:
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     database = Database(make_url(POSTGRES_URL).set(database=name).render_as_string(False))
-    database.upgrade()
     try:
+        database.upgrade()  # inside: a failed migration still drops the database
         yield database
     finally:
         database.dispose()

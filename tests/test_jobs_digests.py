@@ -32,6 +32,12 @@ SIGNUP = datetime(2026, 6, 11, 12, 0, tzinfo=UTC)
 FRIDAY_8AM = datetime(2026, 6, 12, 6, 0, tzinfo=UTC)
 
 
+@pytest.fixture
+def database(store_database: Database) -> Database:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return store_database
+
+
 @pytest.fixture(scope="module")
 def listing() -> tuple[Paper, ...]:
     """The 30 papers of the Hugging Face list of 12 June 2026."""
@@ -202,11 +208,10 @@ def test_nothing_matched_sends_nothing_but_moves_on(
     assert after is not None and after.last_digest_at == FRIDAY_8AM - SETTLE
 
 
-def test_send_empty_sends_a_nothing_new_digest(make_settings, listing: tuple[Paper, ...]) -> None:
+def test_send_empty_sends_a_nothing_new_digest(
+    make_settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
     settings = make_settings(mail={"send_empty": True})
-    from digest.store import open_database
-
-    database = open_database(settings)
     store(database, listing, SIGNUP)
     subscribe(database, "ada@example.org", "title:zebrafish")
     assert run(settings, database, FRIDAY_8AM).queued == 1

@@ -18,7 +18,7 @@ import pytest
 
 from digest.send import send_due
 from digest.send.delivery import Pacer
-from digest.store import Database, open_database
+from digest.store import Database
 from digest.store.outbox import (
     get_entry,
     queue_again,
@@ -48,10 +48,10 @@ def send_settings(make_settings: Any, smtp_server: Any) -> Any:
 
 
 @pytest.fixture
-def db(send_settings: Any) -> Any:
-    database = open_database(send_settings)
-    yield database
-    database.dispose()
+def db(store_database: Database) -> Database:
+    """The store on SQLite and on PostgreSQL: tests that make their own settings use it too
+    (on SQLite it is the file of every settings' data folder)."""
+    return store_database
 
 
 def states(database: Database) -> Counter[str]:
@@ -123,11 +123,12 @@ def test_lines_starting_with_a_dot_survive(send_settings: Any, db: Any, smtp_ser
     assert arrived.data == dotted
 
 
-def test_421_at_connect_is_retried_later(make_settings: Any, smtp_server: Any) -> None:
+def test_421_at_connect_is_retried_later(
+    make_settings: Any, smtp_server: Any, db: Database
+) -> None:
     settings = make_settings(
         smtp=smtp_server.smtp_settings(connections=1), delivery={"backend": "smtp"}
     )
-    db = open_database(settings)
     messages = queue_digests(db, 3, now=NOW)
     smtp_server.faults.greeting_421 = 1
     report = send_due(settings, db, now=NOW)
@@ -138,7 +139,6 @@ def test_421_at_connect_is_retried_later(make_settings: Any, smtp_server: Any) -
     report = send_due(settings, db, now=LATER)
     assert (report.sent, report.error) == (3, None)
     exactly_once(smtp_server, messages)
-    db.dispose()
 
 
 def test_451_on_rcpt_retries_with_backoff(send_settings: Any, db: Any, smtp_server: Any) -> None:
@@ -270,12 +270,11 @@ def test_connection_cut_after_the_final_dot_is_unknown_not_retried(
 
 
 def test_a_server_that_stalls_past_the_timeout_is_retried(
-    make_settings: Any, smtp_server: Any
+    make_settings: Any, smtp_server: Any, db: Database
 ) -> None:
     settings = make_settings(
         smtp=smtp_server.smtp_settings(connections=1, timeout=0.3), delivery={"backend": "smtp"}
     )
-    db = open_database(settings)
     messages = queue_digests(db, 1, now=NOW)
     smtp_server.faults.stall_rcpt = 1.0
     report = send_due(settings, db, now=NOW)
@@ -284,13 +283,13 @@ def test_a_server_that_stalls_past_the_timeout_is_retried(
     smtp_server.faults.stall_rcpt = 0
     assert send_due(settings, db, now=LATER).sent == 1
     exactly_once(smtp_server, messages)
-    db.dispose()
 
 
-def test_a_server_that_is_down_and_comes_back(make_settings: Any, start_smtp_server: Any) -> None:
+def test_a_server_that_is_down_and_comes_back(
+    make_settings: Any, start_smtp_server: Any, db: Database
+) -> None:
     server = start_smtp_server(listen=False)
     settings = make_settings(smtp=server.smtp_settings(connections=2), delivery={"backend": "smtp"})
-    db = open_database(settings)
     messages = queue_digests(db, 5, now=NOW)
     report = send_due(settings, db, now=NOW)
     assert report.sent == 0 and 1 <= report.retrying <= 2
@@ -302,17 +301,15 @@ def test_a_server_that_is_down_and_comes_back(make_settings: Any, start_smtp_ser
     report = send_due(settings, db, now=LATER)
     assert (report.sent, report.error) == (5, None)
     exactly_once(server, messages)
-    db.dispose()
 
 
 def test_temporary_failures_give_up_at_the_retry_deadline(
-    make_settings: Any, smtp_server: Any
+    make_settings: Any, smtp_server: Any, db: Database
 ) -> None:
     settings = make_settings(
         smtp=smtp_server.smtp_settings(connections=1),
         delivery={"backend": "smtp", "retry_deadline_hours": 1},
     )
-    db = open_database(settings)
     queue_digests(db, 1, now=NOW)
     smtp_server.faults.rcpt_451["*"] = 100
     schedule = []
@@ -342,17 +339,15 @@ def test_temporary_failures_give_up_at_the_retry_deadline(
             queue_again(session, entry.id, now=back)
     assert send_due(settings, db, now=back).sent == 1
     assert len(smtp_server.received) == 1
-    db.dispose()
 
 
 def test_consecutive_permanent_failures_bounce_and_a_success_resets(
-    make_settings: Any, smtp_server: Any
+    make_settings: Any, smtp_server: Any, db: Database
 ) -> None:
     settings = make_settings(
         smtp=smtp_server.smtp_settings(connections=1),
         delivery={"backend": "smtp", "bounce_threshold": 2},
     )
-    db = open_database(settings)
     days = [DAY + timedelta(days=n) for n in range(4)]
     queue_digests(db, 1, now=NOW, day=days[0])
     address = "reader0@example.net"
@@ -382,7 +377,6 @@ def test_consecutive_permanent_failures_bounce_and_a_success_resets(
     subscriber = send_day(3, refuse=True)
     assert (subscriber.status, subscriber.consecutive_failures) == ("bounced", 2)
     assert len(smtp_server.received) == 1
-    db.dispose()
 
 
 def test_a_bounced_subscriber_gets_nothing_until_reactivated(
@@ -412,17 +406,15 @@ def test_a_bounced_subscriber_gets_nothing_until_reactivated(
     exactly_once(smtp_server, [messages[1], fresh])
 
 
-def test_rate_limit_spaces_messages_out(make_settings: Any, smtp_server: Any) -> None:
+def test_rate_limit_spaces_messages_out(make_settings: Any, smtp_server: Any, db: Database) -> None:
     settings = make_settings(
         smtp=smtp_server.smtp_settings(connections=2, rate=20.0), delivery={"backend": "smtp"}
     )
-    db = open_database(settings)
     queue_digests(db, 6, now=NOW)
     assert send_due(settings, db, now=NOW).sent == 6
     arrivals = sorted(r.at for r in smtp_server.received)
     # Six messages at 20/s take at least 5 intervals of 50 ms (a lower bound only).
     assert arrivals[-1] - arrivals[0] >= 5 * 0.05 * 0.9
-    db.dispose()
 
 
 def test_pacer_spaces_slots_by_the_rate() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -32,6 +33,12 @@ from tests.messages import build_digest
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DAY = date(2026, 11, 23)
+
+
+@pytest.fixture
+def database(store_database: Database) -> Database:
+    """Every test here runs on SQLite and on PostgreSQL (where several hosts share a store)."""
+    return store_database
 
 
 def _subscriber(session, n: int = 1, status: str = "active") -> int:
@@ -128,6 +135,33 @@ def test_claimed_rows_are_not_claimed_again_until_released(database: Database) -
         release_claims(session, [job.id for job in first])
         assert count_due(session, now=NOW) == 3
         assert {e.state for e in map(lambda j: get_entry(session, j.id), first)} == {"queued"}
+
+
+def test_hosts_claiming_at_the_same_time_take_different_rows_without_waiting(
+    postgres_database: Database,
+) -> None:
+    # PostgreSQL only: a SQLite store serves one host, whose send lock lets one sender claim.
+    database = postgres_database
+    with database.session() as session:
+        for n in range(5):
+            _queue(session, _subscriber(session, n))
+
+    def other_host() -> list[int]:
+        with database.session() as session:
+            return [job.id for job in claim_due(session, now=NOW, limit=3, claimer="b:2:y")]
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        with database.session() as session:  # host a's claim, not yet committed
+            mine = [job.id for job in claim_due(session, now=NOW, limit=3, claimer="a:1:x")]
+            pending = pool.submit(other_host)
+            done, _ = wait([pending], timeout=5)
+        theirs = pending.result(timeout=30)  # a's claim is committed now, whatever happened
+    finally:
+        pool.shutdown()
+    assert done, "host b waited for host a's claim to commit"
+    # Host b took the rows host a had not: none twice, and none left behind while due.
+    assert len(mine) == 3 and sorted(theirs) == sorted(set(range(1, 6)) - set(mine))
 
 
 def test_nothing_is_due_before_its_next_attempt(database: Database) -> None:

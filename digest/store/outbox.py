@@ -303,10 +303,17 @@ def claim_due(
     Rows due at `now` are claimed; the claim is stamped `claimed_at` (default `now`): a
     long run passes the present time, so that other hosts see a fresh claim, not one as
     old as the run. The update re-checks the state, so two senders never claim the same row.
+    On PostgreSQL rows another host is claiming right now are skipped, not waited for:
+    else that host would be waited for and, its claim committed, this one would come away
+    with none of the rows still due. (SQLite ignores `FOR UPDATE`: one sender per store.)
     """
     ids = list(
         session.scalars(
-            select(_outbox.c.id).where(*_due(now, day)).order_by(_outbox.c.id).limit(limit)
+            select(_outbox.c.id)
+            .where(*_due(now, day))
+            .order_by(_outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
     )
     if not ids:
