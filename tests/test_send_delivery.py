@@ -55,8 +55,12 @@ def db(store_database: Database) -> Database:
 
 
 def states(database: Database) -> Counter[str]:
+    """How many rows are in each state, over every digest date and kind."""
+    counts: Counter[str] = Counter()
     with database.session() as session:
-        return Counter({state: n for _day, _kind, state, n in state_counts(session) for _ in [0]})
+        for _day, _kind, state, n in state_counts(session):
+            counts[state] += n  # one group per date and kind: add them up, not overwrite
+    return counts
 
 
 def entry_for(database: Database, email: str) -> Any:
@@ -377,6 +381,7 @@ def test_consecutive_permanent_failures_bounce_and_a_success_resets(
     subscriber = send_day(3, refuse=True)
     assert (subscriber.status, subscriber.consecutive_failures) == ("bounced", 2)
     assert len(smtp_server.received) == 1
+    assert states(db) == {"failed": 3, "sent": 1}  # four digest dates, four groups
 
 
 def test_a_bounced_subscriber_gets_nothing_until_reactivated(
@@ -404,6 +409,7 @@ def test_a_bounced_subscriber_gets_nothing_until_reactivated(
         )
     assert send_due(send_settings, db, now=LATER).sent == 1
     exactly_once(smtp_server, [messages[1], fresh])
+    assert states(db) == {"sent": 2, "skipped": 1}
 
 
 def test_rate_limit_spaces_messages_out(make_settings: Any, smtp_server: Any, db: Database) -> None:
@@ -467,4 +473,6 @@ def test_only_the_given_date(send_settings: Any, db: Any, smtp_server: Any) -> N
     queue_digests(db, 2, now=NOW, day=DAY)
     queue_digests(db, 3, now=NOW, day=DAY + timedelta(days=1), first=10)
     assert send_due(send_settings, db, now=NOW, day=DAY + timedelta(days=1)).sent == 3
+    assert states(db) == {"sent": 3, "queued": 2}
     assert send_due(send_settings, db, now=NOW).sent == 2
+    assert states(db) == {"sent": 5}
