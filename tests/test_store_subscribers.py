@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection, Iterable
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from digest.store import Database
+from digest.store.models import SubscriberRow
+from digest.store.outbox import (
+    Result,
+    claim_due,
+    get_entry,
+    queue_message,
+    reactivate_subscriber,
+    record_results,
+)
 from digest.store.subscribers import (
+    FIRST_DIGEST_LOOKBACK,
+    change_status,
     count_by_status,
     create_subscriber,
     delete_expired_pending,
@@ -18,6 +31,8 @@ from digest.store.subscribers import (
     set_status,
     update_preferences,
 )
+from digest.subscriber import STATUSES, Subscriber, next_send_at
+from tests.messages import build_digest
 
 NOW = datetime(2026, 6, 12, 8, 30, tzinfo=UTC)
 
@@ -125,3 +140,275 @@ def test_pending_sign_ups_expire_a_week_after_their_last_confirmation_link(
     with store_database.session() as session:
         assert get_subscriber(session, resent) is None
         assert get_subscriber(session, active) is not None
+
+
+# --- change_status: every transition keeps the subscriber's invariants ----------------
+
+
+def read(database: Database, subscriber_id: int) -> Subscriber:
+    """The subscriber as stored, read in a fresh session (no object cached from a write)."""
+    with database.session() as session:
+        subscriber = get_subscriber(session, subscriber_id)
+    assert subscriber is not None
+    return subscriber
+
+
+def assert_consistent(subscriber: Subscriber) -> None:
+    """The rules every stored subscriber keeps, whatever happened to them."""
+    assert subscriber.status in STATUSES
+    assert (subscriber.next_digest_at is not None) == (subscriber.status == "active")
+    if subscriber.status == "active":
+        assert subscriber.confirmed_at is not None
+
+
+def assert_scheduled_from(subscriber: Subscriber, when: datetime) -> None:
+    """Scheduled as someone who became active at `when` (their own time and zone)."""
+    due = next_send_at(subscriber.send_time, subscriber.timezone, when)
+    assert subscriber.next_digest_at == due
+    assert subscriber.last_digest_at is not None
+    assert subscriber.last_digest_at >= when - FIRST_DIGEST_LOOKBACK
+
+
+def move(
+    database: Database,
+    ids: int | Iterable[int],
+    status: str,
+    when: datetime,
+    only_from: Collection[str] | None = None,
+) -> list[int]:
+    with database.session() as session:
+        return change_status(session, ids, status, when, only_from=only_from)
+
+
+def set_fields(database: Database, subscriber_id: int, **fields: object) -> None:
+    with database.session() as session:
+        row = session.get(SubscriberRow, subscriber_id)
+        for name, value in fields.items():
+            setattr(row, name, value)
+
+
+def test_confirming_schedules_the_first_digest(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org")
+    assert read(store_database, ada).next_digest_at is None
+    confirmed = NOW + timedelta(hours=1)
+    assert move(store_database, ada, "active", confirmed, only_from=("pending",)) == [ada]
+    subscriber = read(store_database, ada)
+    assert_consistent(subscriber)
+    assert subscriber.status == "active"
+    assert subscriber.status_changed_at == subscriber.confirmed_at == confirmed
+    # 07:15 in Paris (05:15 UTC) has passed on the 12th: the first digest is the next day's.
+    assert subscriber.next_digest_at == datetime(2026, 6, 13, 5, 15, tzinfo=UTC)
+    assert subscriber.last_digest_at == confirmed - FIRST_DIGEST_LOOKBACK
+    assert subscriber.consecutive_failures == 0
+
+
+def test_created_active_follows_the_same_rules(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    paused = add(store_database, "bob@example.org", status="paused")
+    subscriber = read(store_database, ada)
+    assert_consistent(subscriber)
+    assert subscriber.status_changed_at == subscriber.confirmed_at == NOW
+    assert_scheduled_from(subscriber, NOW)
+    assert subscriber.last_digest_at == NOW - FIRST_DIGEST_LOOKBACK
+    never_active = read(store_database, paused)
+    assert_consistent(never_active)
+    assert (never_active.status, never_active.confirmed_at) == ("paused", None)
+
+
+@pytest.mark.parametrize("status", ["paused", "unsubscribed", "bounced", "pending"])
+def test_leaving_active_clears_the_schedule(store_database: Database, status: str) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    set_fields(store_database, ada, consecutive_failures=1)
+    left = NOW + timedelta(days=2)
+    assert move(store_database, [ada], status, left) == [ada]
+    subscriber = read(store_database, ada)
+    assert_consistent(subscriber)
+    assert (subscriber.status, subscriber.status_changed_at) == (status, left)
+    assert subscriber.next_digest_at is None
+    # Only becoming active touches these.
+    assert subscriber.confirmed_at == NOW
+    assert subscriber.consecutive_failures == 1
+
+
+def test_resuming_reschedules_from_now_and_keeps_the_first_confirmation(
+    store_database: Database,
+) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    move(store_database, ada, "paused", NOW + timedelta(days=1))
+    resumed = NOW + timedelta(days=10, hours=3)
+    assert move(store_database, ada, "active", resumed, only_from=("paused",)) == [ada]
+    subscriber = read(store_database, ada)
+    assert_consistent(subscriber)
+    assert subscriber.confirmed_at == NOW  # set once, when first active
+    assert subscriber.status_changed_at == resumed
+    assert_scheduled_from(subscriber, resumed)
+    # The papers seen during the pause are skipped: the watermark moves up to a day back.
+    assert subscriber.last_digest_at == resumed - FIRST_DIGEST_LOOKBACK
+
+
+def test_a_recent_watermark_is_never_moved_back(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    move(store_database, ada, "paused", NOW + timedelta(hours=1))
+    recent = NOW + timedelta(hours=2)  # a digest was done just before the pause took
+    set_fields(store_database, ada, last_digest_at=recent)
+    assert move(store_database, ada, "active", NOW + timedelta(hours=3)) == [ada]
+    assert read(store_database, ada).last_digest_at == recent
+
+
+def test_reactivating_a_bounced_address_forgets_its_failures(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    set_fields(store_database, ada, consecutive_failures=3)
+    move(store_database, ada, "bounced", NOW + timedelta(days=1))
+    later = NOW + timedelta(days=5)
+    with store_database.session() as session:
+        assert reactivate_subscriber(session, ada, later) is True
+        assert reactivate_subscriber(session, ada, later) is False
+    subscriber = read(store_database, ada)
+    assert_consistent(subscriber)
+    assert (subscriber.status, subscriber.consecutive_failures) == ("active", 0)
+    assert subscriber.status_changed_at == later and subscriber.confirmed_at == NOW
+    assert_scheduled_from(subscriber, later)
+    # Only a bounced address is reactivated; a paused one stays paused.
+    move(store_database, ada, "paused", later)
+    with store_database.session() as session:
+        assert reactivate_subscriber(session, ada, later) is False
+        with pytest.raises(LookupError):
+            reactivate_subscriber(session, 12345, later)
+    assert read(store_database, ada).status == "paused"
+
+
+def test_signing_up_again_is_pending_and_unscheduled(store_database: Database) -> None:
+    left = add(store_database, "left@example.org", status="active")
+    staying = add(store_database, "staying@example.org", status="active")
+    move(store_database, left, "unsubscribed", NOW + timedelta(hours=1))
+    again = NOW + timedelta(days=3)
+    rejoining = ("pending", "unsubscribed", "bounced")
+    changed = move(store_database, [left, staying], "pending", again, only_from=rejoining)
+    assert changed == [left]
+    pending = read(store_database, left)
+    assert_consistent(pending)
+    assert (pending.status, pending.status_changed_at, pending.next_digest_at) == (
+        "pending",
+        again,
+        None,
+    )
+    assert read(store_database, staying).status == "active"
+
+
+def test_a_subscriber_already_there_or_unknown_is_left_alone(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    before = read(store_database, ada)
+    assert move(store_database, [ada, 12345], "active", NOW + timedelta(days=1)) == []
+    assert read(store_database, ada) == before
+    with store_database.session() as session, pytest.raises(ValueError, match="unknown"):
+        change_status(session, ada, "paused", NOW, only_from=("gone",))
+
+
+def test_objects_the_session_holds_read_the_change(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org")
+    with store_database.session() as session:
+        assert get_subscriber(session, ada).status == "pending"  # now in the session
+        change_status(session, ada, "active", NOW)
+        subscriber = get_subscriber(session, ada)
+        assert subscriber.status == "active" and subscriber.next_digest_at is not None
+        change_status(session, ada, "bounced", NOW)
+        subscriber = get_subscriber(session, ada)
+        assert subscriber.status == "bounced" and subscriber.next_digest_at is None
+
+
+def test_many_subscribers_change_at_once(store_database: Database) -> None:
+    # More than one statement's worth of ids, in several time zones and times.
+    zones = [("07:15", "Europe/Paris"), ("06:00", "America/New_York"), ("21:30", "Asia/Tokyo")]
+    with store_database.session() as session:
+        ids = [
+            create_subscriber(
+                session,
+                f"reader{n}@example.org",
+                "x",
+                send_time=zones[n % 3][0],
+                timezone=zones[n % 3][1],
+                now=NOW,
+                status="paused" if n % 4 == 0 else "pending",
+            ).id
+            for n in range(1100)
+        ]
+    paused = [sid for n, sid in enumerate(ids) if n % 4 == 0]
+    pending = sorted(set(ids) - set(paused))
+    set_fields(store_database, pending[0], last_digest_at=NOW + timedelta(hours=1))
+    confirmed = NOW + timedelta(hours=2)
+    changed = move(store_database, ids, "active", confirmed, only_from=("pending",))
+    assert changed == pending
+    with store_database.session() as session:
+        assert count_by_status(session)["active"] == len(pending)
+    for sid in (*pending[:3], pending[-1], paused[0], paused[-1]):
+        subscriber = read(store_database, sid)
+        assert_consistent(subscriber)
+        if sid in paused:
+            assert subscriber.status == "paused" and subscriber.confirmed_at is None
+            continue
+        assert subscriber.status_changed_at == subscriber.confirmed_at == confirmed
+        assert_scheduled_from(subscriber, confirmed)
+    assert read(store_database, pending[0]).last_digest_at == NOW + timedelta(hours=1)
+    assert read(store_database, pending[1]).last_digest_at == confirmed - FIRST_DIGEST_LOOKBACK
+    # And all of them bounced: those already paused too, none scheduled any more.
+    bounced = NOW + timedelta(days=1)
+    assert move(store_database, reversed(ids), "bounced", bounced) == sorted(ids)
+    with store_database.session() as session:
+        assert count_by_status(session)["bounced"] == len(ids)
+        scheduled = select(func.count()).where(SubscriberRow.next_digest_at.is_not(None))
+        assert session.scalar(scheduled) == 0
+    assert read(store_database, ids[-1]).status_changed_at == bounced
+
+
+# --- the bounce path: a permanent failure recorded by the sender -------------------------
+
+DAY = date(2026, 6, 13)
+
+
+def queue_and_claim(database: Database, subscriber_id: int, days: int = 1) -> list[int]:
+    """Queue `days` digests for a subscriber and claim them; the outbox row ids."""
+    with database.session() as session:
+        for offset in range(days):
+            day = DAY + timedelta(days=offset)
+            queue_message(
+                session,
+                subscriber_id=subscriber_id,
+                kind="digest",
+                digest_date=day,
+                message=build_digest(subscriber_id, "ada@example.org", day, papers=2),
+                now=NOW,
+            )
+        return [job.id for job in claim_due(session, now=NOW, limit=days, claimer="h:1:z")]
+
+
+def test_a_550_unschedules_the_bounced_subscriber(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    assert read(store_database, ada).next_digest_at is not None
+    (row,) = queue_and_claim(store_database, ada)
+    failed = Result(
+        row, ada, "failed", reply_code=550, reply="5.1.1 no such user", bounce="suppress"
+    )
+    with store_database.session() as session:
+        assert record_results(session, [failed], now=NOW, bounce_threshold=3) == [ada]
+    subscriber = read(store_database, ada)
+    assert_consistent(subscriber)
+    assert (subscriber.status, subscriber.status_changed_at) == ("bounced", NOW)
+    assert subscriber.next_digest_at is None
+    with store_database.session() as session:
+        assert get_entry(session, row).state == "failed"
+
+
+def test_counted_bounces_unschedule_at_the_threshold(store_database: Database) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    rows = queue_and_claim(store_database, ada, days=2)
+    for n, row in enumerate(rows, 1):
+        failed = Result(row, ada, "failed", reply_code=552, reply="too big", bounce="count")
+        with store_database.session() as session:
+            bounced = record_results(session, [failed], now=NOW, bounce_threshold=2)
+        subscriber = read(store_database, ada)
+        assert_consistent(subscriber)
+        assert subscriber.consecutive_failures == n
+        if n < 2:
+            assert bounced == [] and subscriber.next_digest_at is not None
+    assert bounced == [ada]
+    assert (subscriber.status, subscriber.next_digest_at) == ("bounced", None)

@@ -1,12 +1,18 @@
-"""Saving and reading subscribers."""
+"""Saving and reading subscribers.
+
+A subscriber's status changes only through `change_status`, which keeps the rules the
+rest of the service relies on: `next_digest_at` is set exactly while the subscriber is
+active, `status_changed_at` says when the status last changed, `confirmed_at` is when
+they first became active, and becoming active forgets earlier delivery failures.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from digest.store.models import SubscriberRow, UTCDateTime
@@ -15,6 +21,10 @@ from digest.subscriber import STATUSES, Subscriber, next_send_at
 # A subscription that starts (or starts again after a pause) gets, in its first digest,
 # the papers of the day before it started, not everything ever stored.
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)
+# Ids per statement: well under every database's limit on bound parameters.
+_CHUNK = 500
+
+_subscribers = SubscriberRow.__table__
 
 
 def subscriber_from_row(row: SubscriberRow) -> Subscriber:
@@ -49,30 +59,31 @@ def create_subscriber(
     """Add a subscriber (the address must be new; it is unique in the store)."""
     if status not in STATUSES:
         raise ValueError(f"unknown subscriber status {status!r}")
+    # Everyone starts pending; any other first status is reached by `change_status`, so
+    # its rules (schedule, confirmed_at, ...) live in one place.
     row = SubscriberRow(
         email=email,
         interests=interests,
-        status=status,
+        status="pending",
         send_time=send_time,
         timezone=timezone,
         created_at=now,
         status_changed_at=now,
-        confirmed_at=now if status == "active" else None,
         consecutive_failures=0,
     )
-    if status == "active":
-        _start_schedule(row, now)
     session.add(row)
     session.flush()
+    if status != "pending":
+        change_status(session, row.id, status, now)
     return subscriber_from_row(row)
 
 
-def _start_schedule(row: SubscriberRow, now: datetime) -> None:
-    """Schedule the next digest of a subscriber who became active at `now`."""
-    row.next_digest_at = next_send_at(row.send_time, row.timezone, now)
+def _start_watermark(last_digest_at: datetime | None, now: datetime) -> datetime:
+    """The watermark of a subscriber who becomes active at `now`: moved up to
+    `FIRST_DIGEST_LOOKBACK` before `now` (never back), so their first digest holds the
+    last day's papers, not all those seen while they were away."""
     start = now - FIRST_DIGEST_LOOKBACK
-    if row.last_digest_at is None or row.last_digest_at < start:
-        row.last_digest_at = start
+    return start if last_digest_at is None or last_digest_at < start else last_digest_at
 
 
 def get_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
@@ -89,24 +100,96 @@ def find_subscriber(session: Session, email: str) -> Subscriber | None:
     return subscriber_from_row(row) if row else None
 
 
-def set_status(session: Session, subscriber_id: int, status: str, now: datetime) -> None:
-    """Move a subscriber to another status (confirming sets confirmed_at once)."""
-    if status not in STATUSES:
-        raise ValueError(f"unknown subscriber status {status!r}")
-    row = session.get(SubscriberRow, subscriber_id)
-    if row is None:
-        raise LookupError(f"no subscriber {subscriber_id}")
-    if row.status != status:
-        row.status = status
-        row.status_changed_at = now
-        if status == "active":
-            _start_schedule(row, now)
-        else:
-            row.next_digest_at = None
-    if status == "active" and row.confirmed_at is None:
-        row.confirmed_at = now
+def change_status(
+    session: Session,
+    ids: int | Iterable[int],
+    status: str,
+    now: datetime,
+    *,
+    only_from: Collection[str] | None = None,
+) -> list[int]:
+    """Move subscribers to `status` at `now`; return the ids that changed, sorted.
+
+    The one writer of a subscriber's status. Subscribers already in `status`, those not
+    in `only_from` (when given; checked in the same UPDATE, so a concurrent change is
+    never overwritten) and unknown ids are left as they are. For those that change:
+    `status_changed_at` becomes `now`; `next_digest_at` is cleared, unless they become
+    active: then their next digest is scheduled from `now` and their watermark moved up
+    (see `_start_watermark`), `confirmed_at` is set if it never was, and their count of
+    consecutive delivery failures starts again from zero.
+
+    Written with Core statements, a few per 500 ids; subscriber objects the session
+    holds for changed ids are expired, so they read the new values.
+    """
+    for name in (status, *(only_from or ())):
+        if name not in STATUSES:
+            raise ValueError(f"unknown subscriber status {name!r}")
+    wanted = [ids] if isinstance(ids, int) else sorted(set(ids))
+    changed: list[int] = []
+    for start in range(0, len(wanted), _CHUNK):
+        changed += _change_chunk(session, wanted[start : start + _CHUNK], status, now, only_from)
+    for subscriber_id in changed:
+        row = session.identity_map.get(session.identity_key(SubscriberRow, subscriber_id))
+        if row is not None:
+            session.expire(row)
+    return sorted(changed)
+
+
+def _change_chunk(
+    session: Session,
+    ids: list[int],
+    status: str,
+    now: datetime,
+    only_from: Collection[str] | None,
+) -> list[int]:
+    table = _subscribers
+    where = [table.c.id.in_(ids), table.c.status != status]
+    if only_from is not None:
+        where.append(table.c.status.in_(list(only_from)))
+    values: dict[str, object] = {
+        "status": status,
+        "status_changed_at": now,
+        "next_digest_at": None,  # set just below for those becoming active
+    }
     if status == "active":
-        row.consecutive_failures = 0
+        values["confirmed_at"] = func.coalesce(table.c.confirmed_at, literal(now, UTCDateTime))
+        values["consecutive_failures"] = 0
+    # The guarded UPDATE decides which rows change (and on PostgreSQL locks them until
+    # commit); RETURNING hands back what scheduling them needs.
+    rows = session.execute(
+        update(table)
+        .where(*where)
+        .values(values)
+        .returning(table.c.id, table.c.send_time, table.c.timezone, table.c.last_digest_at),
+        execution_options={"synchronize_session": False},
+    ).all()
+    if status == "active" and rows:
+        # Each next digest is due at the subscriber's own time and zone, from `now`; many
+        # share one, so each pair is worked out once.
+        due_at: dict[tuple[str, str], datetime] = {}
+        schedules = []
+        for row in rows:
+            key = (row.send_time, row.timezone)
+            if key not in due_at:
+                due_at[key] = next_send_at(row.send_time, row.timezone, now)
+            mark = _start_watermark(row.last_digest_at, now)
+            schedules.append({"key": row.id, "due": due_at[key], "mark": mark})
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("key"))
+            .values(next_digest_at=bindparam("due"), last_digest_at=bindparam("mark")),
+            schedules,
+            execution_options={"synchronize_session": False},
+        )
+    return [row.id for row in rows]
+
+
+def set_status(session: Session, subscriber_id: int, status: str, now: datetime) -> None:
+    """Move one subscriber to another status (`change_status` for one id, which must exist)."""
+    if not change_status(session, subscriber_id, status, now) and (
+        session.get(SubscriberRow, subscriber_id) is None
+    ):
+        raise LookupError(f"no subscriber {subscriber_id}")
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -18,7 +18,8 @@ from werkzeug.wrappers import Response
 from digest.jobs import sample_digest_html
 from digest.match import INTEREST_EXAMPLES
 from digest.store.outbox import reactivate_subscriber
-from digest.store.subscribers import get_subscriber, set_status, update_preferences
+from digest.store.subscribers import change_status as change_reader_status
+from digest.store.subscribers import get_subscriber, update_preferences
 from digest.subscriber import Subscriber
 from digest.tokens import make_token
 from digest.web import ACCEPTED, context
@@ -109,11 +110,15 @@ def change_status(token: str, action: str) -> Response:
         if action == REACTIVATE:
             # Also forgets the failures that bounced the address.
             changed = reactivate_subscriber(session, subscriber.id, ctx.clock())
-        elif subscriber.status == ACTIONS[action][0]:
-            set_status(session, subscriber.id, ACTIONS[action][1], ctx.clock())
-            changed = True
         else:
-            changed = False  # pressed twice, or in two tabs: nothing to do
+            # Only from the status the button needs, checked as it is written: pressed
+            # twice, or in two tabs, the second press changes nothing.
+            needs, leaves = ACTIONS[action]
+            changed = bool(
+                change_reader_status(
+                    session, subscriber.id, leaves, ctx.clock(), only_from=(needs,)
+                )
+            )
     done = {"pause": "paused", "resume": "resumed", REACTIVATE: "reactivated"}[action]
     return _back_to_manage(token, done if changed else "")
 
@@ -155,7 +160,7 @@ def unsubscribe(token: str) -> tuple[str, int] | Response:
     ctx = context()
     if subscriber.status != "unsubscribed":
         with ctx.database.session() as session:
-            set_status(session, subscriber.id, "unsubscribed", ctx.clock())
+            change_reader_status(session, subscriber.id, "unsubscribed", ctx.clock())
     if one_click:
         return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
     return render_template(
@@ -172,8 +177,9 @@ def resubscribe(token: str) -> tuple[str, int] | Response:
     ctx = context()
     with ctx.database.session() as session:
         # Pending too: the unsubscribe link proves the address as well as a confirmation.
-        if subscriber.status in ("unsubscribed", "pending"):
-            set_status(session, subscriber.id, "active", ctx.clock())
+        change_reader_status(
+            session, subscriber.id, "active", ctx.clock(), only_from=("unsubscribed", "pending")
+        )
         current = get_subscriber(session, subscriber.id)
     manage_token = make_token(ctx.secret, "manage", subscriber.id, subscriber.email)
     return render_template(

@@ -21,11 +21,11 @@ from werkzeug.wrappers import Response
 from digest.errors import TokenError
 from digest.match import INTEREST_EXAMPLES
 from digest.store.subscribers import (
+    change_status,
     create_subscriber,
     find_subscriber,
     get_subscriber,
     record_confirm_sent,
-    set_status,
     update_preferences,
 )
 from digest.subscriber import Subscriber
@@ -110,7 +110,8 @@ def _store_sign_up(
         return subscriber, "confirm"
     if existing.status in REJOINING:
         update_preferences(session, existing.id, now=now, **preferences)
-        set_status(session, existing.id, "pending", now)
+        # Checked as it is written: one that became active meanwhile stays active.
+        change_status(session, existing.id, "pending", now, only_from=REJOINING)
         return existing, "confirm"
     # Already subscribed: their settings change only through their manage link.
     return existing, "manage"
@@ -159,7 +160,7 @@ def confirm(token: str) -> tuple[str, int] | str:
     if request.method == "POST" and form.validate():
         ctx = context()
         with ctx.database.session() as session:
-            set_status(session, subscriber.id, "active", ctx.clock())
+            change_status(session, subscriber.id, "active", ctx.clock(), only_from=("pending",))
             confirmed = get_subscriber(session, subscriber.id)
         return render_template("confirmed.html", subscriber=confirmed, already=False)
     return render_template("confirm.html", form=form, subscriber=subscriber)
