@@ -4,19 +4,31 @@ Every command parses its arguments, calls one library function (the same one the
 scheduler and the web app call), and prints the result for a person. Any `DigestError`
 becomes one line on stderr, `digest: <what went wrong>`, and exit code 1; usage errors
 exit 2, as click does.
+
+Logging is set up once per invocation, by the top-level group (`_command_logging`), so
+that a failure is that one line and nothing else: the library's warnings (one per send
+worker, say, each repeating the error) are held until the command ends, then shown
+after a success and dropped after a failure. The service commands (run, web, scheduler)
+log every event as it happens instead, at [service] log_level (`_log_as_a_service`).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from digest.config import Settings, load_settings
 from digest.errors import DeliveryError, DigestError
 from digest.store import Database, open_database
+
+if TYPE_CHECKING:
+    from digest.jobs.outbox import OutboxOverview
 
 
 class CommandFailed(click.ClickException):
@@ -26,10 +38,77 @@ class CommandFailed(click.ClickException):
         click.echo(f"digest: {self.format_message()}", err=True)
 
 
+class _HeldWarnings(logging.Handler):
+    """Keeps WARNING and worse, from any logger, until the command ends."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self.setFormatter(logging.Formatter("digest: warning: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)  # Handler.handle holds the lock: threads are safe
+
+    def lines(self) -> list[str]:
+        """Each distinct warning once, in the order first logged."""
+        # rstrip: a captured Python warning ends with a newline (and its source line).
+        return list(dict.fromkeys(self.format(record).rstrip() for record in self.records))
+
+
+# Failures that end in one line (`digest: ...`, a usage error, "Aborted!"): the held
+# warnings would only add lines beside it, most of them saying the same thing again.
+_REPORTED = (DigestError, click.ClickException, click.Abort, KeyboardInterrupt)
+
+
+@contextmanager
+def _command_logging() -> Iterator[None]:
+    """Hold the warnings of one command; show them after a success, drop them after a failure.
+
+    Python warnings (`warnings.warn`) are routed through logging too, so a library's
+    DeprecationWarning cannot add lines beside the error either. A bug (any other
+    exception) shows the held warnings before its traceback: they may explain it.
+    """
+    held = _HeldWarnings()
+    root = logging.getLogger()
+    root.addHandler(held)
+    logging.captureWarnings(True)
+    show = True
+    try:
+        yield
+    except _REPORTED:
+        show = False
+        raise
+    except click.exceptions.Exit as stop:  # ctx.exit(1): the command printed its errors
+        show = stop.exit_code == 0
+        raise
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(held)
+        if show:
+            for line in held.lines():
+                click.echo(line, err=True)
+
+
+def _log_as_a_service(settings: Settings) -> None:
+    """Run, web, scheduler: every event logged as it happens, to stderr, at [service] log_level."""
+    from digest.service import configure_logging
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _HeldWarnings)]:
+        root.removeHandler(handler)  # else basicConfig sees a handler and adds none
+    configure_logging(settings)
+
+
 class DigestGroup(click.Group):
     """A click group that turns DigestError into one clear line instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        if ctx.parent is not None:  # a subgroup (`db`): the top-level group set things up
+            return self._invoke(ctx)
+        with _command_logging():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DigestError as error:
@@ -331,33 +410,21 @@ def outbox_command(
     """Show the outbox: messages by date and state, and recent failures with the server's reply."""
     from datetime import UTC, datetime
 
-    from digest.store import outbox
+    from digest.jobs import outbox
 
-    database = app.database()
-    if mark_sent is not None or resend is not None:
-        outbox_id = mark_sent if mark_sent is not None else resend
-        assert outbox_id is not None
-        with database.session() as session:
-            try:
-                if mark_sent is not None:
-                    outbox.resolve_unknown(
-                        session, outbox_id, delivered=True, now=datetime.now(UTC)
-                    )
-                else:
-                    outbox.queue_again(session, outbox_id, now=datetime.now(UTC))
-            except (LookupError, ValueError) as error:
-                raise DeliveryError(f"{error}; see `digest outbox`") from None
-        click.echo(
-            f"outbox row {outbox_id} {'marked sent' if mark_sent is not None else 'queued again'}"
-        )
+    if mark_sent is not None:
+        outbox.mark_sent(app.database(), mark_sent, now=datetime.now(UTC))
+        click.echo(f"outbox row {mark_sent} marked sent")
         return
-    with database.session() as session:
-        counts = outbox.state_counts(session)
-        problems = outbox.recent_problems(session, failures)
-    click.echo(_format_counts(counts))
-    if problems:
+    if resend is not None:
+        outbox.send_again(app.database(), resend, now=datetime.now(UTC))
+        click.echo(f"outbox row {resend} queued again")
+        return
+    overview = outbox.outbox_overview(app.database(), failures=failures)
+    click.echo(_format_counts(overview))
+    if overview.problems:
         click.echo("\nrecent problems:")
-        for entry in problems:
+        for entry in overview.problems:
             when = (
                 entry.last_attempt_at.strftime("%Y-%m-%d %H:%M") if entry.last_attempt_at else "-"
             )
@@ -368,18 +435,16 @@ def outbox_command(
             )
 
 
-def _format_counts(counts: list[tuple[Any, str, str, int]]) -> str:
-    if not counts:
+def _format_counts(overview: OutboxOverview) -> str:
+    if overview.empty:
         return "the outbox is empty"
-    from digest.store.outbox import STATES
-
-    table: dict[tuple[str, str], dict[str, int]] = {}
-    for day, kind, state, count in counts:
-        table.setdefault((day.isoformat() if day else "-", kind), {})[state] = count
-    used = [state for state in STATES if any(state in row for row in table.values())]
+    used = overview.states
     lines = [f"{'date':<10}  {'kind':<8}" + "".join(f"{s:>9}" for s in used)]
-    for (day, kind), row in table.items():
-        lines.append(f"{day:<10}  {kind:<8}" + "".join(f"{row.get(s, 0):>9}" for s in used))
+    for group in overview.groups:
+        day = group.day.isoformat() if group.day else "-"
+        lines.append(
+            f"{day:<10}  {group.kind:<8}" + "".join(f"{group.counts.get(s, 0):>9}" for s in used)
+        )
     return "\n".join(lines)
 
 
@@ -387,10 +452,10 @@ def _format_counts(counts: list[tuple[Any, str, str, int]]) -> str:
 
 
 def _serve(app: AppContext, *, web: bool, scheduler: bool) -> None:
-    from digest.service import configure_logging, run
+    from digest.service import run
 
     settings = app.settings
-    configure_logging(settings)
+    _log_as_a_service(settings)
     run(settings, web=web, scheduler=scheduler)
 
 

@@ -7,6 +7,7 @@ folder for a SQLite file, connects, and brings the schema up to date on first ru
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
@@ -40,26 +41,64 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class Database:
-    """A connection pool to the store plus its migrations."""
+def _reason(error: DBAPIError) -> str:
+    """The driver's complaint in a few words, one line: `connection refused`.
 
-    def __init__(self, url: str) -> None:
+    psycopg frames it (`connection failed: connection to server at "h", port 1 failed:
+    FATAL:  ...`) and adds a hint on a second line; the person needs only the core.
+    """
+    lines = str(error.orig).strip().splitlines()
+    text = lines[0].strip() if lines else type(error.orig).__name__
+    text = re.sub(r"^.*\bfailed:\s*", "", text)
+    text = re.sub(r"^(?:FATAL|ERROR):\s*", "", text)
+    text = re.sub(r"\[Errno -?\d+\]\s*", "", text)
+    # "Connection refused" reads better mid-sentence as "connection refused"; "SSL ..." stays.
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+class Database:
+    """A connection pool to the store plus its migrations.
+
+    `where` names the setting the database comes from, for error messages; by default
+    `[database] url` and the URL with any password hidden.
+    """
+
+    def __init__(self, url: str, *, where: str | None = None) -> None:
         self.url = url
         try:
             parsed = make_url(url)
         except ArgumentError:
             raise StoreError(f'[database] url is not a database URL: "{url}"') from None
+        self.where = where or f"[database] url {parsed.render_as_string(hide_password=True)}"
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         try:
             self.engine: Engine = create_engine(url, pool_pre_ping=not self.is_sqlite)
         except (ArgumentError, ImportError, SQLAlchemyError) as error:
-            raise StoreError(f"cannot use database {parsed!r}: {error}") from None
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise StoreError(f"cannot use the database at {self.where}: {first}") from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _tune_sqlite)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def __repr__(self) -> str:
         return f"Database({make_url(self.url)!r})"
+
+    def _error(self, error: DBAPIError) -> StoreError:
+        """The one-line StoreError for a driver error met while opening the store."""
+        reason = _reason(error)
+        if not isinstance(error, OperationalError):  # reached, but not a store we can use
+            return StoreError(
+                f"cannot open database at {self.where}: {reason}; check that it is digest's own"
+            )
+        if self.is_sqlite:
+            return StoreError(
+                f"cannot open the database at {self.where}: {reason}; check that its folder "
+                "exists and that digest may write to it"
+            )
+        return StoreError(
+            f"cannot reach the database at {self.where}: {reason}; check that the server "
+            "runs and the url is right"
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -98,14 +137,16 @@ class Database:
                 command.upgrade(config, "head")
             return before, self.current_revision()
         except DBAPIError as error:
-            raise StoreError(f"cannot open database {self!r}: {error.orig}") from None
+            raise self._error(error) from None
 
     def ensure_schema(self) -> None:
         """Upgrade the schema if it is behind; cheap when it is already current."""
         try:
             current = self.current_revision()
         except DBAPIError as error:
-            raise StoreError(f"cannot open database {self!r}: {error.orig}") from None
+            # OperationalError above all: a server down, a wrong host, a folder we cannot
+            # write. One line naming the setting, never the driver's multi-line text.
+            raise self._error(error) from None
         if current != self.head_revision():
             before, after = self.upgrade()
             log.info("database schema upgraded from %s to %s", before or "empty", after)
@@ -116,14 +157,34 @@ class Database:
 
 
 def open_database(settings: Settings, *, migrate: bool = True) -> Database:
-    """Connect to the configured store, creating the data folder and schema as needed."""
-    if settings.database_url.startswith("sqlite:///"):
-        path = Path(settings.database_url.removeprefix("sqlite:///"))
+    """Connect to the configured store, creating the data folder and schema as needed.
+
+    Raises StoreError, one line naming the setting to fix, when the store cannot be
+    reached or opened (server down, folder not writable).
+    """
+    url = settings.database_url
+    if settings.database.url:
+        where = f"[database] url {_shown(url)}"
+    else:  # the default: a SQLite file in the data folder
+        where = f"{url.removeprefix('sqlite:///')} (in [service] data_dir)"
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreError(f"cannot create data folder {path.parent}: {error.strerror}") from None
-    database = Database(settings.database_url)
+            raise StoreError(
+                f"cannot create data folder {path.parent} for the database at {where}: "
+                f"{error.strerror or error}; check the path and that digest may write there"
+            ) from None
+    database = Database(url, where=where)
     if migrate:
         database.ensure_schema()
     return database
+
+
+def _shown(url: str) -> str:
+    """The URL as it may be printed: any password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url  # not a URL at all: Database() says so
