@@ -77,9 +77,10 @@ def test_changes_are_saved_and_the_next_digest_rescheduled(site: Site, ada: Subs
     assert ada.next_digest_at == datetime(2026, 6, 13, 8, 0, tzinfo=UTC)
     site.clock.advance(hours=1)
     data = {"interests": "world model, -survey", "send_time": "18:00", "timezone": "Europe/Paris"}
-    saved = site.submit(_manage(site, ada), data)
+    link = _manage(site, ada)
+    saved = site.submit(link, data)
     assert saved.status_code == 303
-    assert saved.headers["Location"] == _manage(site, ada) + "?done=saved"
+    assert saved.headers["Location"] == link + "?done=saved"  # the link it was sent to
     now = _reload(site, ada)
     assert (now.interests, now.send_time, now.timezone) == (
         "world model, -survey",
