@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import pytest
 
 from digest.config import Settings
 from digest.store import Database
-from digest.store.lock import LockHeld, SchedulerLock
+from digest.store.lock import FileLock, LockHeld, SchedulerLock
 
 ROOT = Path(__file__).parents[1]
 
@@ -68,3 +69,23 @@ def test_file_lock_names_its_holder(database: Database, settings: Settings) -> N
         assert lock.path == settings.data_dir / "scheduler.lock"
         with pytest.raises(LockHeld, match=r"pid \d+"):
             SchedulerLock(database, settings.data_dir).acquire()
+
+
+class Busy(Exception):
+    """The error a FileLock's owner raises when someone else holds it."""
+
+
+def test_file_lock_raises_its_owners_error_naming_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / "new folder" / "some.lock"
+
+    def busy(holder: str) -> Busy:
+        return Busy(f"held by {holder}")
+
+    first = FileLock(path, busy)
+    with first:
+        assert path.read_text() == f"pid {os.getpid()}\n"
+        with pytest.raises(Busy, match=rf"^held by pid {os.getpid()}$"):
+            FileLock(path, busy).acquire()
+    with FileLock(path, busy):  # released on leaving the block
+        pass
+    first.release()  # releasing twice is harmless

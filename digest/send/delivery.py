@@ -55,7 +55,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -73,6 +73,7 @@ from digest.send.backends import (
 from digest.send.maildir import MaildirBackend
 from digest.send.smtp import SmtpBackend
 from digest.store import Database
+from digest.store.lock import FileLock
 from digest.store.outbox import (
     OutboxJob,
     Result,
@@ -189,28 +190,21 @@ def send_due(
         return run.run()
 
 
-@contextlib.contextmanager
-def _send_lock(data_dir: Path) -> Iterator[None]:
-    """Hold the host's send lock; the kernel drops it when the process dies, even by SIGKILL."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, one sender by convention
-        yield
-        return
-    data_dir.mkdir(parents=True, exist_ok=True)
+def _send_lock(data_dir: Path) -> FileLock:
+    """The host's send lock, to hold with `with`: SenderBusy if another sender has it.
+
+    The kernel drops it when the process dies, even by SIGKILL. Not POSIX: no lock, one
+    sender by convention.
+    """
     path = data_dir / "send.lock"
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SenderBusy(
-                f"another `digest send` is already delivering from this data folder "
-                f"(it holds {path}); wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return FileLock(
+        path,
+        lambda _holder: SenderBusy(
+            f"another `digest send` is already delivering from this data folder "
+            f"(it holds {path}); wait for it to finish"
+        ),
+        optional=True,
+    )
 
 
 class Pacer:

@@ -5,19 +5,27 @@ server when the process dies, so a crash never leaves a stale lock behind:
 - SQLite: an exclusive `flock` on `scheduler.lock` beside the database file;
 - PostgreSQL: a session advisory lock on a connection kept open for the purpose;
 - any other database: a `flock` in the data folder (one machine only).
+
+`FileLock` is the one `flock` of the project: the scheduler lock's file lock and the
+send lock (`digest.send.delivery`) both use it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import text
 
 from digest.errors import DigestError
 from digest.store.database import Database
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: see FileLock(optional=...)
+    fcntl = None  # type: ignore[assignment]
 
 # An arbitrary constant naming "the digest scheduler" among advisory locks.
 ADVISORY_KEY = 0x64696765  # "dige"
@@ -27,13 +35,67 @@ class LockHeld(DigestError):
     """Another scheduler already runs against this store."""
 
 
+class FileLock:
+    """An exclusive `flock` on `path`, taken without waiting, held until `release()`.
+
+    The kernel drops it when the process dies, even by SIGKILL, so a crash never leaves a
+    stale lock. The holder writes `pid N` in the file; when the lock is taken, `busy` gets
+    that text (empty if none) and returns the error to raise. Without `fcntl` (not POSIX)
+    an `optional` lock is not taken at all and any other raises ImportError.
+    """
+
+    def __init__(
+        self, path: Path, busy: Callable[[str], Exception], *, optional: bool = False
+    ) -> None:
+        self.path = path
+        self.busy = busy
+        self.optional = optional
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise the error `busy` makes."""
+        if fcntl is None:
+            if self.optional:
+                return
+            raise ImportError(f"cannot lock {self.path}: file locks need fcntl (POSIX)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise self.busy(holder) from None
+        # "a+" appends wherever we seek: empty the file first so it names only us.
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        """Give the lock back (idempotent)."""
+        if self._handle is not None and fcntl is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class SchedulerLock:
     """Take with `acquire()`, give back with `release()` (or use as a context manager)."""
 
     def __init__(self, database: Database, data_dir: Path) -> None:
         self.database = database
         self.path = self._lock_path(database, data_dir)
-        self._handle: Any = None
+        self._file = FileLock(self.path, self._held_by)
         self._connection: Any = None
 
     @staticmethod
@@ -47,26 +109,13 @@ class SchedulerLock:
         if self.database.engine.dialect.name == "postgresql":
             self._acquire_advisory()
         else:
-            self._acquire_file()
+            self._file.acquire()
 
-    def _acquire_file(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise LockHeld(
-                f"another scheduler is already running ({holder}, lock {self.path}); "
-                "run one `digest scheduler` or `digest run` per database"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        self._handle = handle
+    def _held_by(self, holder: str) -> LockHeld:
+        return LockHeld(
+            f"another scheduler is already running ({holder or 'another process'}, lock "
+            f"{self.path}); run one `digest scheduler` or `digest run` per database"
+        )
 
     def _acquire_advisory(self) -> None:
         connection = self.database.engine.connect()
@@ -84,10 +133,7 @@ class SchedulerLock:
 
     def release(self) -> None:
         """Give the lock back (idempotent)."""
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        self._file.release()
         if self._connection is not None:
             self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
             self._connection.commit()
