@@ -1,21 +1,30 @@
 """The Alembic migrations against the models, on SQLite and PostgreSQL.
 
 The migrations own the schema and the models describe it; these tests keep the two in
-step (no drift) and check that downgrades work.
+step (no drift), check that downgrades work, and that no migration runs application
+code: a migration must do today what it did when it was written, whatever the app
+becomes.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import DateTime, Integer, bindparam, inspect, text
 
 from digest.store import Database
+from digest.store.database import MIGRATIONS
 from digest.store.models import Base
+
+VERSIONS = sorted((MIGRATIONS / "versions").glob("*.py"))
 
 
 def _migrate(database: Database, direction: str, revision: str) -> None:
@@ -75,3 +84,67 @@ def test_every_migration_downgrades_and_upgrades_again(store_database: Database)
     assert store_database.current_revision() is None
     store_database.upgrade()
     assert _drift(store_database) == []
+
+
+@pytest.mark.parametrize("path", VERSIONS, ids=lambda path: path.name)
+def test_a_migration_imports_no_application_code(path: Path) -> None:
+    imported = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append(node.module or "")
+    assert not [name for name in imported if name == "digest" or name.startswith("digest.")]
+
+
+def test_0004_schedules_with_its_own_time_zone_maths(
+    store_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def changed(*args: object) -> datetime:
+        raise AssertionError("migration 0004 used the application's schedule code")
+
+    # Whatever the app's schedule becomes, 0004 must schedule as it did when written.
+    monkeypatch.setattr("digest.subscriber.next_send_at", changed)
+    monkeypatch.setattr("digest.subscriber.local_send_instant", changed)
+    _migrate(store_database, "downgrade", "0003")
+    # id: (send time, time zone, last digest, next digest as 0004 sets it), in UTC
+    caught_up = {
+        # Saturday 08:00 in Paris; the clocks go forward overnight: Sunday 08:00 is 06:00 UTC.
+        1: ("08:00", "Europe/Paris", "2026-03-28 07:00", "2026-03-29 06:00"),
+        # 02:30 does not exist in Paris on 29 March 2026: the wall clock says 03:30 (CEST).
+        2: ("02:30", "Europe/Paris", "2026-03-28 01:30", "2026-03-29 01:30"),
+        # 01:30 happens twice in New York on 1 November 2026: the first (EDT) one counts.
+        3: ("01:30", "America/New_York", "2026-10-31 05:30", "2026-11-01 05:30"),
+    }
+    started = datetime.now(UTC).replace(tzinfo=None)  # the store keeps naive UTC
+    subscribers = [
+        (id_, "active", send_time, timezone, datetime.fromisoformat(last))
+        for id_, (send_time, timezone, last, _) in caught_up.items()
+    ]
+    subscribers += [(4, "active", "08:00", "UTC", None), (5, "paused", "08:00", "UTC", None)]
+    insert = text(
+        "INSERT INTO subscribers (id, email, interests, status, send_time, timezone, "
+        "created_at, last_digest_at, consecutive_failures) VALUES "
+        "(:id, :email, 'x', :status, :send_time, :timezone, :created, :last, 0)"
+    ).bindparams(bindparam("created", type_=DateTime), bindparam("last", type_=DateTime))
+    with store_database.engine.begin() as connection:
+        for id_, status, send_time, timezone, last in subscribers:
+            values = dict(id=id_, email=f"r{id_}@example.org", status=status, last=last)
+            connection.execute(
+                insert, dict(values, send_time=send_time, timezone=timezone, created=started)
+            )
+    store_database.upgrade()
+    read = text("SELECT id, last_digest_at, next_digest_at FROM subscribers")
+    with store_database.engine.connect() as connection:
+        rows = connection.execute(
+            read.columns(id=Integer, last_digest_at=DateTime, next_digest_at=DateTime)
+        )
+        schedule = {id_: (last, due) for id_, last, due in rows}
+    for id_, (_, _, last, due) in caught_up.items():
+        # Caught up after their last digest: the day after it is neither skipped nor repeated.
+        assert schedule[id_] == (datetime.fromisoformat(last), datetime.fromisoformat(due))
+    last, due = schedule[4]  # never had a digest: scheduled from the upgrade on
+    assert started - timedelta(days=1) <= last <= started
+    assert started < due <= started + timedelta(days=1, minutes=5)
+    assert (due.hour, due.minute) == (8, 0)
+    assert schedule[5] == (None, None)  # not active: no schedule

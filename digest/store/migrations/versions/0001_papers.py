@@ -8,7 +8,9 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
-from digest.store.models import UTCDateTime
+# Frozen: no application code here. Times are naive UTC (`digest.store.models.UTCDateTime`
+# stores them so), which is what a plain DateTime creates on every database.
+UTCDateTime = sa.DateTime()
 
 revision = "0001"
 down_revision = None

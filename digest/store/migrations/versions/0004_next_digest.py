@@ -9,14 +9,15 @@ Revises: 0003
 Create Date: 2026-11-23
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from alembic import op
 
-from digest.store.models import UTCDateTime
-from digest.subscriber import next_send_at
-
+# Frozen: no application code here, so a later change of the app cannot change what this
+# migration did. Times are stored naive UTC (as `digest.store.models.UTCDateTime` does).
+UTCDateTime = sa.DateTime()
 FIRST_DIGEST_LOOKBACK = timedelta(days=1)  # as in digest.store.subscribers, at this revision
 
 revision = "0004"
@@ -52,14 +53,48 @@ def schedule_active_subscribers(now: datetime) -> None:
             subscribers.c.last_digest_at,
         ).where(subscribers.c.status == "active")
     ).all()
-    for id_, send_time, timezone, last in rows:
+    for id_, send_time, timezone, stored_last in rows:
+        last = stored_last.replace(tzinfo=UTC) if stored_last is not None else None
         # After their last digest (a past time is caught up once), else from now on.
-        due = next_send_at(send_time, timezone, last or now)
+        due = _next_send_at(send_time, timezone, last or now)
         connection.execute(
             subscribers.update()
             .where(subscribers.c.id == id_)
-            .values(last_digest_at=last or now - FIRST_DIGEST_LOOKBACK, next_digest_at=due)
+            .values(
+                last_digest_at=_naive_utc(last or now - FIRST_DIGEST_LOOKBACK),
+                next_digest_at=_naive_utc(due),
+            )
         )
+
+
+def _naive_utc(instant: datetime) -> datetime:
+    """An aware instant as the store keeps it: naive UTC."""
+    return instant.astimezone(UTC).replace(tzinfo=None)
+
+
+# The schedule maths of `digest.subscriber` as it was at this revision, copied.
+
+
+def _local_send_instant(day: date, send_time: str, timezone: str) -> datetime:
+    """The UTC instant of `send_time` on local `day` in `timezone`.
+
+    A time skipped by a spring-forward gap moves forward by the gap; a time that occurs
+    twice (autumn fall-back) means its first occurrence.
+    """
+    wall = datetime.combine(day, time.fromisoformat(send_time), tzinfo=ZoneInfo(timezone))
+    # fold=0 picks the first of two occurrences; inside a gap zoneinfo applies the offset
+    # from before the gap, which lands just as far after it.
+    return wall.replace(fold=0).astimezone(UTC)
+
+
+def _next_send_at(send_time: str, timezone: str, after: datetime) -> datetime:
+    """The first scheduled send instant strictly after `after` (aware UTC)."""
+    local_day = after.astimezone(ZoneInfo(timezone)).date()
+    for offset in range(3):  # today, tomorrow, or (across a gap) the day after
+        candidate = _local_send_instant(local_day + timedelta(days=offset), send_time, timezone)
+        if candidate > after:
+            return candidate
+    raise AssertionError("unreachable: a send time recurs every day")
 
 
 def downgrade() -> None:
