@@ -422,9 +422,9 @@ def test_one_renderer_shared_by_threads_makes_the_same_messages(
     # makes them evict each other's cards all the time.
     import threading
 
-    from digest.render import renderer as renderer_module
+    from digest.render import cards
 
-    monkeypatch.setattr(renderer_module, "CARD_CACHE_SIZE", 8)
+    monkeypatch.setattr(cards, "CARD_CACHE_SIZE", 8)
     # Links' tokens carry the second they were made: hold it still for the comparison.
     monkeypatch.setattr("itsdangerous.timed.time", SimpleNamespace(time=lambda: 1_781_244_000))
     topics = ["diffusion", "agent", "reasoning", "video", "RLHF", "language model", "graph"]

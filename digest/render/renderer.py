@@ -14,12 +14,13 @@ templates, inline the CSS of the whole page, build an `EmailMessage`) manages a 
 hundred a second. So the renderer does the expensive work once and reuses it:
 
 - The page around the cards is rendered and CSS-inlined once per layout variant with
-  placeholders where per-message values go (`digest.skeleton`); a message fills them in.
-- A paper's card is rendered and inlined once per paper, with placeholders for what
-  depends on the subscriber's matches (labels, highlighted title and snippet); the
-  filled card is kept per (paper, matched interests), already quoted-printable encoded,
-  so subscribers with the same matches share it.
-- The message is written as bytes by `digest.mime` instead of through `EmailMessage`.
+  placeholders where per-message values go (`digest.render.skeleton`); a message fills
+  them in.
+- A paper's card is rendered and inlined once per paper, and kept filled and
+  quoted-printable encoded per (paper, matched interests), so subscribers with the same
+  matches share it: `digest.render.cards`.
+- The message is written as bytes by `digest.render.mime` instead of through
+  `EmailMessage`.
 
 `tests/reference/render.py` builds the same message the straightforward way; the tests
 check the two against each other (same headers, same HTML and text), and
@@ -28,13 +29,11 @@ check the two against each other (same headers, same HTML and text), and
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import secrets
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
-from operator import attrgetter
 from typing import Any
 
 import css_inline
@@ -48,34 +47,23 @@ from digest.config import Settings
 from digest.errors import DigestError
 from digest.match import Match, Selection
 from digest.message import Message
-from digest.paper import Paper
 from digest.paths import templates_dir
 from digest.render import mime
-from digest.render.skeleton import Skeleton, html_text_escape
+from digest.render.cards import Cards, bounded_put
+from digest.render.skeleton import Skeleton
 from digest.render.view import (
-    HTML_CARD_FIELDS,
     INTERESTS_CHARS,
-    TEXT_CARD_FIELDS,
     HtmlStyle,
-    PaperView,
-    card_context,
     heading_for,
-    html_fields,
     long_date,
-    match_view,
     matched_interests,
     one_line,
-    paper_view,
     short_date,
-    text_card_context,
-    text_fields,
     wrap,
 )
 from digest.sender import mail_identity
 from digest.subscriber import Subscriber
 
-CARD_CACHE_SIZE = 20_000  # filled cards kept per renderer (a few KB each)
-PAPER_CACHE_SIZE = 5_000  # paper card skeletons kept per renderer
 SUBJECT_CACHE_SIZE = 5_000  # encoded Subject headers kept per renderer
 _UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 _AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"
@@ -107,32 +95,6 @@ class _DigestPage:
 _PAGE_VALUES = tuple(
     field.name for field in fields(_DigestPage) if field.type == "str" and field.name != "cards"
 )
-
-
-_SPAN = attrgetter("field", "start", "end")
-
-
-@dataclass(frozen=True, slots=True)
-class _PaperCard:
-    """A paper's card with holes for the per-match fields, HTML and text."""
-
-    paper: Paper
-    view: PaperView
-    html: Skeleton
-    text: Skeleton
-
-
-@dataclass(frozen=True, slots=True)
-class _CardParts:
-    """A filled card, ready to join into a message (quoted-printable, whole lines).
-
-    The text card was encoded with a placeholder number in front ("00. ", as wide as
-    the largest number), then the placeholder cut off: its encoding is itself, so the
-    card's number takes its place as it is.
-    """
-
-    html: bytes
-    text: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,21 +158,21 @@ class DigestRenderer:
             minify_css=True, keep_style_tags=True, extra_css=self._css,
             load_remote_stylesheets=False,
         )  # fmt: skip
-        self._card_inliner = css_inline.CSSInliner(minify_css=True, load_remote_stylesheets=False)
         self._nonce = secrets.token_hex(8)
         self._plain_style = HtmlStyle(
             escape=lambda value: str(jinja_escape(value)),
             mark=("<mark>", "</mark>"),
             label=('<span class="label">', "</span>"),
         )
-        self._inlined_style = HtmlStyle(
-            escape=html_text_escape,
-            mark=self._inlined_tags(self._plain_style.mark),
-            label=self._inlined_tags(self._plain_style.label),
+        self._cards = Cards(
+            self._environment,
+            self._css,
+            self._nonce,
+            self._placeholder,
+            number_slot=self._number(0),
+            plain_style=self._plain_style,
         )
         self._page_skeletons: dict[tuple[str, bool, bool], Skeleton] = {}
-        self._papers: dict[str, _PaperCard] = {}
-        self._cards: dict[tuple[str, tuple[Any, ...]], tuple[Paper, _CardParts]] = {}
         self._subject_lines: dict[str, bytes] = {}
         self._date: tuple[datetime | None, bytes] = (None, b"")
 
@@ -232,7 +194,8 @@ class DigestRenderer:
         subscriber's address cannot be mailed.
         """
         digest = self._prepare(subscriber, selection, digest_date)
-        cards = [self._card(match) for match in digest.shown]
+        make_card = self._cards.card
+        cards = [make_card(match) for match in digest.shown]
         html = self._page_skeleton("html", digest.html_page).encode(
             self._page_values(digest.html_page), {"cards": [card.html for card in cards]}
         )
@@ -382,7 +345,7 @@ class DigestRenderer:
         subject_line = self._subject_lines.get(subject)
         if subject_line is None:  # many subscribers share a subject: encode it once
             subject_line = mime.header_line("Subject", mime.encode_text(subject))
-            _bounded_put(self._subject_lines, subject, subject_line, SUBJECT_CACHE_SIZE)
+            bounded_put(self._subject_lines, subject, subject_line, SUBJECT_CACHE_SIZE)
         return [
             self._from_line,
             mime.header_line("To", [digest.recipient]),
@@ -409,7 +372,7 @@ class DigestRenderer:
             data = self._dkim.sign(data)
         return Message(sender, recipient, message_id, data)
 
-    # -- templates and the fast path's caches ----------------------------------------------
+    # -- templates and the page's skeletons ------------------------------------------------
 
     def _render_page(self, name: str, page: Any) -> str:
         return self._environment.get_template(name).render(
@@ -444,72 +407,6 @@ class DigestRenderer:
             skeleton = Skeleton(rendered, self._nonce, escape_by_context=kind == "html")
             self._page_skeletons[key] = skeleton
         return skeleton
-
-    def _inlined_tags(self, tags: tuple[str, str]) -> tuple[str, str]:
-        """An element's opening and closing tags with its CSS inlined."""
-        hole = self._placeholder("x")
-        inlined = self._card_inliner.inline_fragment(tags[0] + hole + tags[1], self._css)
-        before, _, after = inlined.partition(hole)
-        return before, after
-
-    def _paper_card(self, paper: Paper) -> _PaperCard:
-        """A paper's card, HTML (CSS inlined) and text, rendered once with holes for what
-        depends on the matches."""
-        found = self._papers.get(paper.id)
-        if found is None or (found.paper is not paper and found.paper != paper):
-            view = paper_view(paper)
-            html_holes = {name: self._placeholder(name) for name in HTML_CARD_FIELDS}
-            html = self._environment.get_template("email/_card.html").render(
-                card=card_context(view, html_holes)
-            )
-            inlined = self._card_inliner.inline_fragment(html, self._css)
-            text_holes = {name: self._placeholder(name) for name in TEXT_CARD_FIELDS}
-            text = self._environment.get_template("email/_card.txt").render(
-                card=text_card_context(view, text_holes)
-            )
-            found = _PaperCard(
-                paper=paper,
-                view=view,
-                html=Skeleton(inlined, self._nonce, escape_by_context=False),
-                text=Skeleton(text, self._nonce, escape_by_context=False),
-            )
-            _bounded_put(self._papers, paper.id, found, PAPER_CACHE_SIZE)
-        return found
-
-    def _card(self, match: Match) -> _CardParts:
-        """A match's card, filled and encoded once per (paper, matched interests).
-
-        The key is made of plain tuples: hashing the dataclasses themselves (through
-        their generated __hash__ and __eq__) cost more than all the rest of a lookup.
-        """
-        paper, hits = match.paper, match.hits
-        if len(hits) == 1:  # the usual case, without the comprehension's cost
-            key = (paper.id, ((hits[0].interest, tuple(map(_SPAN, hits[0].spans))),))
-        else:
-            key = (paper.id, tuple([(hit.interest, tuple(map(_SPAN, hit.spans))) for hit in hits]))
-        found = self._cards.get(key)
-        if found is not None and (found[0] is paper or found[0] == paper):
-            return found[1]
-        skeletons = self._paper_card(paper)
-        view = match_view(skeletons.view, match.hits)
-        html = skeletons.html.encode(html_fields(skeletons.view, view, self._inlined_style), {})
-        slot = self._number(0)
-        text = skeletons.text.fill(text_fields(skeletons.view, view))
-        card = _CardParts(html=b"".join(html), text=mime.encode_lines(slot + text)[len(slot) :])
-        _bounded_put(self._cards, key, (paper, card), CARD_CACHE_SIZE)
-        return card
-
-
-def _bounded_put(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
-    """Keep at most `size` entries, dropping the oldest (a run rarely gets there).
-
-    Safe when threads share the renderer (the web app's threads, the scheduler): two
-    threads may pick the same oldest entry, so dropping it tolerates its being gone.
-    """
-    if len(cache) >= size:
-        with contextlib.suppress(StopIteration, RuntimeError):  # changed by another thread
-            cache.pop(next(iter(cache)), None)
-    cache[key] = value
 
 
 def _ending_newline(text: str) -> str:
