@@ -180,6 +180,8 @@ class Scheduler:
             log.warning("send %s", report.error)
         if report.due or report.error:
             log.info("send %s", report.summary())
+        # One line per complete round, even an idle one: what tests and operators wait for.
+        log.info("digests job finished: %d queued, %d sent", queued.queued, report.sent)
 
     def cleanup(self) -> None:
         """Forget stale sign-ups and the bytes of old delivered messages."""

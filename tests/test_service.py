@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx
@@ -41,23 +42,52 @@ timeout = 2.0
     return config
 
 
-def start(config: Path, *command: str) -> subprocess.Popen[str]:
+def start(config: Path, *command: str, log: Path | None = None) -> subprocess.Popen[str]:
+    """Run `digest <command>`; its output goes to `log` (to read while it runs) or a pipe."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DIGEST_CONFIG", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "digest", "--config", str(config), *command],
-        cwd=config.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # The child writes to its own copy of the log file: ours can close at once.
+    with log.open("a") if log is not None else nullcontext(subprocess.PIPE) as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(config), *command],
+            cwd=config.parent,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
-def wait_until_serving(port: int, process: subprocess.Popen[str], timeout: float = 30) -> None:
+def log_of(config: Path) -> Path:
+    """Where a long-running service of `config` writes its output."""
+    return config.parent / "service.log"
+
+
+def wait_for_log(
+    process: subprocess.Popen[str],
+    log: Path,
+    done: Callable[[str], bool],
+    what: str,
+    timeout: float = 30,
+) -> str:
+    """Poll the service's output until `done(output)`; fail naming `what` if it never is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = log.read_text()
+        if done(output):
+            return output
+        assert process.poll() is None, f"the service exited waiting for {what}:\n{output}"
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} in the service's output after {timeout} s:\n{output}")
+        time.sleep(0.1)
+
+
+def wait_until_serving(
+    port: int, process: subprocess.Popen[str], log: Path, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert process.poll() is None, log.read_text()
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return
@@ -70,14 +100,21 @@ def wait_until_serving(port: int, process: subprocess.Popen[str], timeout: float
 def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, int]]:
     port = free_port()
     config = write_config(tmp_path, port, f"http://127.0.0.1:{free_port()}")
-    process = start(config, "run")
+    process = start(config, "run", log=log_of(config))
     try:
-        wait_until_serving(port, process)
+        wait_until_serving(port, process, log_of(config))
         yield process, config, port
     finally:
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+def fetch_warnings(output: str, source: str) -> list[str]:
+    """The WARNING lines of failed fetches of `source` ("hf 20..." or "arxiv")."""
+    return [
+        line for line in output.splitlines() if " WARNING " in line and f"fetch {source}" in line
+    ]
 
 
 def test_run_serves_keeps_serving_without_network_and_stops_on_sigterm(
@@ -87,14 +124,21 @@ def test_run_serves_keeps_serving_without_network_and_stops_on_sigterm(
     page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
     assert page.status_code == 200 and "Subscribe" in page.text
     assert page.headers["server"] == "digest"  # waitress, not Flask's development server
-    time.sleep(3)  # the first fetch fails against the dead address
+    # The first fetch fails against the dead address: one warning per source and day.
+    wait_for_log(
+        process,
+        log_of(config),
+        lambda out: len(fetch_warnings(out, "hf 20")) >= 2 and fetch_warnings(out, "arxiv"),
+        "failed first fetch (two 'fetch hf' and one 'fetch arxiv' warnings)",
+    )
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
+    process.wait(timeout=30)
+    output = log_of(config).read_text()
     assert process.returncode == 0, output
-    warnings = [line for line in output.splitlines() if " WARNING " in line]
-    assert len([w for w in warnings if "fetch hf 20" in w]) == 2, output  # today, yesterday
-    assert len([w for w in warnings if "fetch arxiv" in w]) == 1, output
+    # Once each: the next fetch is an hour away ([schedule] fetch_every_minutes).
+    assert len(fetch_warnings(output, "hf 20")) == 2, output  # today, yesterday
+    assert len(fetch_warnings(output, "arxiv")) == 1, output
     assert "Traceback" not in output
     assert "SIGTERM received: stopping" in output
     assert "scheduler stopped" in output
@@ -118,18 +162,17 @@ def test_a_second_scheduler_is_refused_with_a_clear_message(
 
 def test_sigint_stops_the_scheduler_alone(tmp_path: Path) -> None:
     config = write_config(tmp_path, free_port(), f"http://127.0.0.1:{free_port()}")
-    process = start(config, "scheduler")
+    process = start(config, "scheduler", log=log_of(config))
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "data" / "scheduler.lock").exists():
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
-        time.sleep(1)
+        # Only a started scheduler logs "scheduler stopped" (the lock file comes earlier).
+        wait_for_log(process, log_of(config), lambda out: "scheduler started" in out, "start")
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
+    output = log_of(config).read_text()
     assert process.returncode == 0, output
     assert "SIGINT received: stopping" in output and "scheduler stopped" in output
 
