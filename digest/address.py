@@ -1,4 +1,4 @@
-"""Email addresses, domains and links, checked one way everywhere.
+"""Email addresses, domains, links and header text, checked one way everywhere.
 
 Every address the service takes or sends to passes `check_address`: the signup form,
 the configured senders, and each recipient when a message is made. It is
@@ -13,7 +13,8 @@ Names reserved for no mail at all (`localhost`, `.local`, `.invalid`, `.test`, .
 refused everywhere.
 
 `check_domain` and `check_url` do the same for a domain name (List-Id, DKIM) and a link
-(base URL, paper links): nothing that could end a header line or an attribute.
+(base URL, paper links): nothing that could end a header line or an attribute; and
+`header_text` makes any other text one line fit for a header (names, subjects).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from typing import NamedTuple
 
 from digest.errors import DigestError
 
+# Header text: no control characters at all (CR and LF are the ones that matter).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+_SPACES = re.compile(r"\s+")
 # A DNS label: letters, digits and inner hyphens, 1 to 63 characters.
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
@@ -96,3 +100,9 @@ def check_url(url: str) -> str:
 def shown(value: str) -> str:
     """A value quoted for an error message, control characters made visible."""
     return '"' + value.encode("unicode_escape").decode("ascii")[:200] + '"'
+
+
+def header_text(value: str) -> str:
+    """`value` on one line: control characters (CR, LF, ...) and runs of spaces become one
+    space. Everything that goes into a header passes through here first."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()

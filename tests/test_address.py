@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.address import AddressError, check_address, check_domain, check_url
+from digest.address import AddressError, check_address, check_domain, check_url, header_text
 from digest.errors import DigestError
 
 
@@ -113,3 +113,7 @@ def test_valid_domains(domain: str, expected: str) -> None:
 def test_invalid_domains_are_refused(domain: str) -> None:
     with pytest.raises(ValueError, match="not a valid domain name"):
         check_domain(domain)
+
+
+def test_header_text_is_one_line() -> None:
+    assert header_text(" a\r\nBcc: b\rc\nd\x00e\u2028f\tg  ") == "a Bcc: b c d e f g"

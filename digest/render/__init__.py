@@ -8,7 +8,7 @@
 - `mime`: header encoding and message assembly, written as bytes.
 
 The message record itself is `digest.message.Message`; the mail settings behind its
-headers (senders, List-Id, DKIM) are checked in `digest.sender`.
+headers (senders, List-Id, DKIM) are checked in `digest.config.mail`.
 """
 
 from digest.message import Message

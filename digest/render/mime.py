@@ -7,7 +7,7 @@ and an HTML part, both UTF-8 quoted-printable), so this module writes that shape
 bytes directly:
 
 - Addresses, domains and links are checked by `digest.address` before they get here,
-  and all other header text passes `header_text` (`digest.sender`): data from the
+  and all other header text passes `header_text` (`digest.address`): data from the
   database or the config can never add a header.
 - `encode_phrase` (display names, list names) and `encode_text` (subjects) turn any text
   into RFC 5322/2047 header syntax: plain words stay readable, everything else becomes
@@ -17,7 +17,7 @@ bytes directly:
   and concatenated later: that is what lets the renderer cache each paper's card.
 - `assemble_alternative` puts the headers and the two encoded parts together.
 
-The DKIM signer is `digest.sender.DkimSigner` (the settings loader checks its key).
+The DKIM signer is `digest.config.mail.DkimSigner` (the settings loader checks its key).
 
 tests/test_render_mime.py parses what these produce with the standard library's strict policy.
 """
@@ -28,7 +28,7 @@ import binascii
 import re
 from collections.abc import Iterable, Sequence
 
-from digest.sender import header_text
+from digest.address import header_text
 
 __all__ = [
     "CRLF",

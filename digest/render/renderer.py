@@ -44,6 +44,7 @@ from markupsafe import escape as jinja_escape
 from digest import tokens
 from digest.address import check_address, check_url
 from digest.config import Settings
+from digest.config.mail import mail_identity
 from digest.errors import DigestError
 from digest.match import Match, Selection
 from digest.message import Message
@@ -61,7 +62,6 @@ from digest.render.view import (
     short_date,
     wrap,
 )
-from digest.sender import mail_identity
 from digest.subscriber import Subscriber
 
 SUBJECT_CACHE_SIZE = 5_000  # encoded Subject headers kept per renderer

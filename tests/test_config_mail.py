@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from digest.config import Settings
+from digest.config.mail import DkimSigner, mail_identity
 from digest.errors import ConfigError
-from digest.sender import DkimSigner, header_text, mail_identity
 
 
 def test_identity_of_the_defaults(settings: Settings) -> None:
@@ -74,7 +74,3 @@ def test_dkim_signer_refuses_a_bad_key_selector_or_domain(tmp_path: Path) -> Non
         DkimSigner.from_files("mail", "example.org", key)
     with pytest.raises(ConfigError, match="cannot be read: No such file"):
         DkimSigner.from_files("mail", "example.org", tmp_path / "missing.pem")
-
-
-def test_header_text_is_one_line() -> None:
-    assert header_text(" a\r\nBcc: b\rc\nd\x00e\u2028f\tg  ") == "a Bcc: b c d e f g"

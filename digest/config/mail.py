@@ -15,21 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from digest.address import AddressError, check_address, check_domain, check_url, shown
+from digest.address import (
+    AddressError,
+    check_address,
+    check_domain,
+    check_url,
+    header_text,
+    shown,
+)
 from digest.errors import ConfigError
 
 if TYPE_CHECKING:
-    from digest.config import Settings
-
-# Header text: no control characters at all (CR and LF are the ones that matter).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
-_SPACES = re.compile(r"\s+")
-
-
-def header_text(value: str) -> str:
-    """`value` on one line: control characters (CR, LF, ...) and runs of spaces become one
-    space. Everything that goes into a header passes through here first."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", value)).strip()
+    from digest.config.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
