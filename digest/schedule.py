@@ -37,7 +37,7 @@ from digest.send import SenderBusy, send_due
 from digest.sources import PoliteClient
 from digest.store import Database
 from digest.store.lock import SchedulerLock
-from digest.store.outbox import drop_old_messages
+from digest.store.outbox_admin import drop_old_messages
 from digest.store.subscribers import delete_expired_pending
 
 log = logging.getLogger("digest.schedule")

@@ -17,7 +17,7 @@ from digest.render import DigestRenderer
 from digest.sources import hf
 from digest.store import Database
 from digest.store.models import OutboxRow, SubscriberRow
-from digest.store.outbox import get_message
+from digest.store.outbox_admin import get_message
 from digest.store.papers import save_papers
 from digest.store.subscribers import (
     create_subscriber,

@@ -14,7 +14,7 @@ from digest.config import Settings
 from digest.jobs.mail import Courier, sample_digest_html, send_transactional
 from digest.sources import hf
 from digest.store import Database, open_database
-from digest.store.outbox import get_entry
+from digest.store.outbox_admin import get_entry
 from digest.store.papers import save_papers
 from digest.store.subscribers import create_subscriber, get_subscriber
 from digest.tokens import read_token, secret_key, token_matches

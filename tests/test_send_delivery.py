@@ -19,10 +19,10 @@ import pytest
 from digest.send import send_due
 from digest.send.delivery import Pacer
 from digest.store import Database
-from digest.store.outbox import (
+from digest.store.outbox import queue_message
+from digest.store.outbox_admin import (
     get_entry,
     queue_again,
-    queue_message,
     reactivate_subscriber,
     resolve_unknown,
     state_counts,

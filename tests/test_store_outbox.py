@@ -15,16 +15,18 @@ from digest.store.outbox import (
     Result,
     claim_due,
     count_due,
-    drop_old_messages,
-    get_entry,
-    get_message,
     queue_message,
     queue_messages,
-    reactivate_subscriber,
-    recent_problems,
     record_results,
     recover_interrupted,
     release_claims,
+)
+from digest.store.outbox_admin import (
+    drop_old_messages,
+    get_entry,
+    get_message,
+    reactivate_subscriber,
+    recent_problems,
     resolve_unknown,
     state_counts,
 )

@@ -11,14 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.store import Database
 from digest.store.models import SubscriberRow
-from digest.store.outbox import (
-    Result,
-    claim_due,
-    get_entry,
-    queue_message,
-    reactivate_subscriber,
-    record_results,
-)
+from digest.store.outbox import Result, claim_due, queue_message, record_results
+from digest.store.outbox_admin import get_entry, reactivate_subscriber
 from digest.store.subscribers import (
     FIRST_DIGEST_LOOKBACK,
     change_status,

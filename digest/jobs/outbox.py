@@ -13,8 +13,14 @@ from datetime import date, datetime
 
 from digest.errors import DeliveryError
 from digest.store import Database
-from digest.store import outbox as store
-from digest.store.outbox import OutboxEntry
+from digest.store.outbox import STATES
+from digest.store.outbox_admin import (
+    OutboxEntry,
+    queue_again,
+    recent_problems,
+    resolve_unknown,
+    state_counts,
+)
 
 
 @dataclass(frozen=True)
@@ -43,13 +49,13 @@ class OutboxOverview:
 def outbox_overview(database: Database, *, failures: int = 20) -> OutboxOverview:
     """Counts by date, kind and state, and the `failures` latest failed/unknown/retrying rows."""
     with database.session() as session:
-        counts = store.state_counts(session)
-        problems = store.recent_problems(session, failures)
+        counts = state_counts(session)
+        problems = recent_problems(session, failures)
     groups: dict[tuple[date | None, str], dict[str, int]] = {}
     for day, kind, state, count in counts:  # newest date first, as the store orders them
         groups.setdefault((day, kind), {})[state] = count
     # Only the states that occur, in their lifecycle order, so the table stays narrow.
-    used = tuple(s for s in store.STATES if any(s in row for row in groups.values()))
+    used = tuple(s for s in STATES if any(s in row for row in groups.values()))
     return OutboxOverview(
         states=used,
         groups=[OutboxGroup(day, kind, row) for (day, kind), row in groups.items()],
@@ -61,7 +67,7 @@ def mark_sent(database: Database, outbox_id: int, *, now: datetime) -> None:
     """Settle an "unknown" row as delivered (the operator found it in the server's log)."""
     with database.session() as session:
         try:
-            store.resolve_unknown(session, outbox_id, delivered=True, now=now)
+            resolve_unknown(session, outbox_id, delivered=True, now=now)
         except (LookupError, ValueError) as error:
             raise DeliveryError(f"{error}; see `digest outbox`") from None
 
@@ -70,6 +76,6 @@ def send_again(database: Database, outbox_id: int, *, now: datetime) -> None:
     """Queue an "unknown" or "failed" row again, with a fresh retry deadline."""
     with database.session() as session:
         try:
-            store.queue_again(session, outbox_id, now=now)
+            queue_again(session, outbox_id, now=now)
         except (LookupError, ValueError) as error:
             raise DeliveryError(f"{error}; see `digest outbox`") from None

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from digest.config import Settings
 from digest.store import Database
 from digest.store.lock import LockHeld, SchedulerLock
-from digest.store.outbox import state_counts
+from digest.store.outbox_admin import state_counts
 from digest.store.papers import FetchRecord, count_papers, last_fetches
 from digest.store.subscribers import count_by_status, upcoming_digests
 

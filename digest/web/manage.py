@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 
 from digest.jobs import sample_digest_html
 from digest.match import INTEREST_EXAMPLES
-from digest.store.outbox import reactivate_subscriber
+from digest.store.outbox_admin import reactivate_subscriber
 from digest.store.subscribers import change_status as change_reader_status
 from digest.store.subscribers import get_subscriber, update_preferences
 from digest.subscriber import Subscriber
