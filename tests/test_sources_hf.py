@@ -6,6 +6,7 @@ import copy
 import html
 import json
 import re
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -560,8 +561,30 @@ def test_fuzz_page_deleted_elements(picks: list[float]) -> None:
 
 
 # Every field a parser reads, replaced by every wrong kind of JSON value (or deleted).
+# The edits are few (hundreds) and cheap, so each test tries all of its edits in a loop
+# (no sampling) and reports every edit that fails, not one test per edit.
 WRONG_VALUES = [None, 0, -1, 1.5, True, "", "x", [], [1], {}, {"a": 1}]
 _DELETE = object()
+
+
+def _label(where: str, key: Any, value: Any) -> str:
+    return f"{where}[{key!r}] {'deleted' if value is _DELETE else f'= {value!r}'}"
+
+
+def assert_every_edit_passes(edits: list[tuple[str, Any]], check: Callable[[Any], None]) -> None:
+    """Run `check` on each (label, edit); fail listing every edit it failed on, and how.
+
+    Any exception counts: one a parser let through (not a ParseError) or a failed check.
+    """
+    assert edits, "no edits to try"
+    failed = []
+    for label, edit in edits:
+        try:
+            check(edit)
+        except Exception as error:
+            failed.append(f"{label}: {type(error).__name__}: {error}".splitlines()[0])
+    if failed:
+        pytest.fail(f"{len(failed)} of {len(edits)} edits failed:\n" + "\n".join(failed))
 
 
 def minimal_page(target: str, props: Any) -> str:
@@ -626,22 +649,34 @@ def test_links_with_control_characters_are_dropped_not_stored() -> None:
     assert listing.papers[10].url_code is None and listing.papers[11].url_code is None
 
 
-@pytest.mark.parametrize(("path", "key", "value"), _entry_edits(API_ENTRY))
-def test_every_api_field_with_every_wrong_type(path: str, key: str, value: Any) -> None:
-    edited = _edited_entry(API_ENTRY, path, key, value)
+@pytest.mark.parametrize("level", ["entry", "paper", "author"])
+def test_every_api_field_with_every_wrong_type(level: str) -> None:
     good = json.loads(API_BYTES)[11]
-    check_only_parse_error(hf.parse_api, json.dumps([edited, good]))
-    listing = hf.parse_api(json.dumps([edited, good]), "api.json")
-    assert len(listing.papers) + listing.skipped == 2  # the good entry always survives
+
+    def check(edit: tuple[Any, Any]) -> None:
+        edited = _edited_entry(API_ENTRY, level, *edit)
+        check_only_parse_error(hf.parse_api, json.dumps([edited, good]))
+        listing = hf.parse_api(json.dumps([edited, good]), "api.json")
+        assert len(listing.papers) + listing.skipped == 2  # the good entry always survives
+
+    edits = [
+        (_label(level, key, value), (key, value))
+        for where, key, value in _entry_edits(API_ENTRY)
+        if where == level
+    ]
+    assert_every_edit_passes(edits, check)
 
 
-@pytest.mark.parametrize(
-    ("key", "value"), [(key, value) for _, key, value in _every_edit(page_props())]
-)
-def test_every_day_page_field_with_every_wrong_type(key: str, value: Any) -> None:
-    props = page_props()
-    _apply(props, key, value)
-    check_only_parse_error(hf.parse_page, minimal_page("DailyPapers", props))
+def test_every_day_page_field_with_every_wrong_type() -> None:
+    def check(edit: tuple[Any, Any]) -> None:
+        props = page_props()
+        _apply(props, *edit)
+        check_only_parse_error(hf.parse_page, minimal_page("DailyPapers", props))
+
+    edits = [
+        (_label("props", key, value), (key, value)) for _, key, value in _every_edit(page_props())
+    ]
+    assert_every_edit_passes(edits, check)
 
 
 def _detail_props_text() -> str:
@@ -657,18 +692,17 @@ def detail_props() -> dict[str, Any]:
     return json.loads(DETAIL_PROPS)
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [(key, value) for _, key, value in _every_edit(detail_props())]
-    + [(("paper", key), value) for _, key, value in _every_edit(detail_props()["paper"])],
-)
-def test_every_paper_page_field_with_every_wrong_type(key: Any, value: Any) -> None:
-    props = detail_props()
-    if isinstance(key, tuple):
-        _apply(props["paper"], key[1], value)
-    else:
-        _apply(props, key, value)
-    check_only_parse_error(hf.parse_page, minimal_page("PaperContent", props))
+@pytest.mark.parametrize("level", ["props", "paper"])
+def test_every_paper_page_field_with_every_wrong_type(level: str) -> None:
+    def check(edit: tuple[Any, Any]) -> None:
+        props = detail_props()
+        _apply(props if level == "props" else props["paper"], *edit)
+        check_only_parse_error(hf.parse_page, minimal_page("PaperContent", props))
+
+    original = detail_props()
+    target = original if level == "props" else original["paper"]
+    edits = [(_label(level, key, value), (key, value)) for _, key, value in _every_edit(target)]
+    assert_every_edit_passes(edits, check)
 
 
 PREFIXES = [
