@@ -227,6 +227,46 @@ def test_a_broken_config_is_one_line_for_every_command(tmp_path: Path, command: 
     assert "[smtp] port" in result.stderr
 
 
+UNUSABLE_MAIL = {
+    "half-set dkim": (
+        '[dkim]\nselector = "mail"\ndomain = "example.org"',
+        "digest: config.toml: [dkim] key_file must be set too to sign mail",
+    ),
+    "unreadable key": (
+        '[dkim]\nselector = "mail"\ndomain = "example.org"\nkey_file = "/nonexistent/k.pem"',
+        "digest: config.toml: [dkim] key_file /nonexistent/k.pem cannot be read: "
+        "No such file or directory",
+    ),
+    "bad sender": (
+        '[mail]\nfrom_address = "ab@x..y"',
+        'digest: config.toml: [mail] from_address "ab@x..y" is not a valid address: '
+        "An email address cannot have two periods in a row.",
+    ),
+    "bad confirm sender": (
+        '[mail]\nconfirm_from = "confirm@localhost"',
+        'digest: config.toml: [mail] confirm_from "confirm@localhost" is not a valid address: '
+        "The part after the @-sign is a special-use or reserved name that cannot be used "
+        "with email.",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", [["run"], ["status"]], ids=" ".join)
+@pytest.mark.parametrize("case", UNUSABLE_MAIL)
+def test_mail_settings_that_would_fail_later_stop_the_command_at_start(
+    tmp_path: Path, case: str, command: list[str]
+) -> None:
+    # A real process: `digest run` must stop before it serves, schedules or fetches
+    # anything (it used to start, then fail at the first sign-up or digest).
+    section, expected = UNUSABLE_MAIL[case]
+    config = write_config(tmp_path, section, "[web]\nport = 1")  # port 1: never bound
+    result = run_process(config, *command)
+    assert result.returncode == 1
+    assert_one_line(result.stderr, expected)
+    assert result.stdout == ""
+    assert not (tmp_path / "data").exists()  # no store made, nothing fetched
+
+
 def test_library_failures_are_one_line(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     cut = tmp_path / "cut.json"
