@@ -111,7 +111,9 @@ def test_unknown_kind_and_subscriber(mailer) -> None:
         send_transactional(settings, database, 999, "confirm", now=NOW)
 
 
-def test_courier_waits_while_another_sender_works(mailer, smtp_server) -> None:
+def test_courier_waits_while_another_sender_works(
+    mailer, smtp_server, caplog: pytest.LogCaptureFixture
+) -> None:
     from digest.send.delivery import _send_lock
 
     settings, database = mailer
@@ -119,10 +121,16 @@ def test_courier_waits_while_another_sender_works(mailer, smtp_server) -> None:
     send_transactional(settings, database, subscriber_id, "confirm", now=NOW)
     Courier.RETRY_AFTER = 0.2
     courier = Courier(settings, database, lambda: NOW)
+    caplog.set_level("INFO", logger="digest.jobs.mail")
+
+    def busy_tries() -> int:
+        return sum("trying again" in record.getMessage() for record in caplog.records)
+
     try:
         with _send_lock(settings.data_dir):
             courier.kick()
-            time.sleep(0.5)
+            # Found the lock taken twice (so it looked again after waiting): still nothing.
+            wait_for(lambda: busy_tries() >= 2)
             assert smtp_server.received == []
         wait_for(lambda: len(smtp_server.received) == 1)
     finally:

@@ -193,25 +193,34 @@ def test_started_scheduler_fetches_at_once_and_stops_cleanly(
 
 def test_stop_waits_for_the_job_at_work(service: tuple[Settings, Database], sites) -> None:
     settings, database = service
-    release = threading.Event()
+    arrived, release = threading.Event(), threading.Event()
+    released_at: list[float] = []
+    stopped_at: list[float] = []
 
     def slow(request: Any) -> Response:
-        release.wait(5)
+        arrived.set()
+        release.wait(10)
         return Response(b"[]", content_type="application/json")
+
+    def stop() -> None:
+        jobs.stop()
+        stopped_at.append(time.monotonic())
 
     sites.clear()
     sites.expect_request("/api/daily_papers").respond_with_handler(slow)
     sites.expect_request("/rss/cs.LG+cs.CL").respond_with_data(b"")
     jobs = Scheduler(settings, database, Clock(FRIDAY))
     jobs.start()
-    time.sleep(0.5)  # the fetch at start is waiting on the slow site
-    stopper = threading.Thread(target=jobs.stop)
+    assert arrived.wait(10), "the fetch at start never reached the site"
+    stopper = threading.Thread(target=stop)
     stopper.start()
-    stopper.join(0.5)
-    assert stopper.is_alive()  # still waiting for the fetch in flight
+    stopper.join(0.2)  # give stop() a moment to (wrongly) return early
+    released_at.append(time.monotonic())
     release.set()
     stopper.join(10)
     assert not stopper.is_alive()
+    # stop() returned only once the fetch in flight was let go, however slow the machine.
+    assert stopped_at[0] >= released_at[0]
     with database.session() as session:
         assert "hf" in last_fetches(session)  # the fetch in flight was recorded
 
