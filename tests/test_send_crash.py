@@ -1,4 +1,5 @@
-"""A sending process killed half-way (SIGKILL) or asked to stop (SIGTERM), then restarted.
+"""A sending process killed half-way (SIGKILL) or asked to stop (SIGTERM), then restarted,
+on SQLite and on PostgreSQL (where claims are row locks taken with SKIP LOCKED).
 
 `digest send` runs in a subprocess against a real SMTP server in this process; the test
 kills it once about half of 1,000 messages have arrived. After a restart every message
@@ -23,7 +24,7 @@ from sqlalchemy import select
 
 from digest.config import load_settings
 from digest.send import send_due
-from digest.store import open_database
+from digest.store import Database, open_database
 from digest.store.models import OutboxRow
 from tests.messages import queue_digests
 
@@ -32,16 +33,21 @@ CONNECTIONS = 3
 COUNT = 1000
 
 
-def _setup(tmp_path: Path, server: Any) -> tuple[Path, Any, Any]:
+def _setup(tmp_path: Path, server: Any, store: Database) -> tuple[Path, Any, Any]:
+    """A config on `store` (SQLite in the data folder, or a PostgreSQL database), with
+    COUNT digests queued."""
+    database_section = "" if store.is_sqlite else f'[database]\nurl = "{store.url}"\n'
     config = tmp_path / "config.toml"
     config.write_text(
         f'[service]\ndata_dir = "{tmp_path / "data"}"\n'
-        f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
+        + database_section
+        + f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
         f"connections = {CONNECTIONS}\ntimeout = 10.0\n"
         '[delivery]\nbackend = "smtp"\n'
     )
     settings = load_settings(config, environ={})
     database = open_database(settings)
+    assert database.url == store.url  # the subprocess sends from the same store
     now = datetime.now(UTC)
     # Small digests (2 papers) keep the test quick; size does not change the property.
     messages = queue_digests(database, COUNT, now=now, papers=2)
@@ -71,8 +77,10 @@ def _rows_by_state(database: Any, state: str) -> set[str]:
         return set(session.scalars(select(OutboxRow.message_id).where(OutboxRow.state == state)))
 
 
-def test_sigkill_half_way_then_restart_loses_nothing(tmp_path: Path, smtp_server: Any) -> None:
-    config, settings, (database, messages) = _setup(tmp_path, smtp_server)
+def test_sigkill_half_way_then_restart_loses_nothing(
+    tmp_path: Path, smtp_server: Any, store_database: Database
+) -> None:
+    config, settings, (database, messages) = _setup(tmp_path, smtp_server, store_database)
     process = _start_send(config)
     _wait_for(smtp_server, COUNT // 2, process)
     process.send_signal(signal.SIGKILL)
@@ -94,9 +102,9 @@ def test_sigkill_half_way_then_restart_loses_nothing(tmp_path: Path, smtp_server
 
 
 def test_sigterm_stops_cleanly_and_a_restart_finishes_exactly_once(
-    tmp_path: Path, smtp_server: Any
+    tmp_path: Path, smtp_server: Any, store_database: Database
 ) -> None:
-    config, settings, (database, messages) = _setup(tmp_path, smtp_server)
+    config, settings, (database, messages) = _setup(tmp_path, smtp_server, store_database)
     process = _start_send(config)
     _wait_for(smtp_server, COUNT // 3, process)
     process.send_signal(signal.SIGTERM)
