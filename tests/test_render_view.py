@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from render_samples import load_papers
 
-from digest.match import Hit, Span
+from digest.match import Hit, Match, Span
 from digest.render.view import (
     LABEL_CHARS,
     TEXT_WIDTH,
@@ -18,6 +18,7 @@ from digest.render.view import (
     heading_for,
     long_date,
     match_view,
+    matched_interests,
     paper_view,
     short_date,
     wrap,
@@ -97,3 +98,13 @@ def test_highlights_follow_the_spans_of_each_field() -> None:
     assert view.authors.marks == ((0, 2),)
     assert view.snippet.marks == ((start, start + 4),)
     assert view.organization.marks == ()
+
+
+def test_interests_tied_in_the_heading_keep_the_order_they_matched_in() -> None:
+    # The same digest gets the same subject in every process (a set's order would
+    # follow the strings' hashes, which change with each interpreter).
+    paper = load_papers()[0]
+    for n in range(20):
+        names = [f"topic {n}-{k}" for k in "xyz"]
+        match = Match(paper=paper, score=1.0, hits=tuple(Hit(name, ()) for name in names))
+        assert matched_interests([match]) == (names[:2], 1)

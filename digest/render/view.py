@@ -131,7 +131,7 @@ def matched_interests(matches: Sequence[Match]) -> tuple[list[str], int]:
             interest = hits[0].interest
             counts[interest] = counts.get(interest, 0) + 1
             continue
-        for interest in {hit.interest for hit in hits}:
+        for interest in dict.fromkeys(hit.interest for hit in hits):  # ordered, unlike a set
             counts[interest] = counts.get(interest, 0) + 1
     ranked = sorted(counts, key=counts.__getitem__, reverse=True)  # ties: first seen first
     named = [label for label in map(_label, ranked[:HEADING_INTERESTS]) if label]
