@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from digest.store import Database
@@ -406,3 +406,41 @@ def test_counted_bounces_unschedule_at_the_threshold(store_database: Database) -
             assert bounced == [] and subscriber.next_digest_at is not None
     assert bounced == [ada]
     assert (subscriber.status, subscriber.next_digest_at) == ("bounced", None)
+
+
+def _paused_behind_the_sessions_back(session, subscriber_id: int) -> SubscriberRow:
+    """Another request pauses the reader: the row the session holds still says active
+    (returned, so the session keeps holding it: it holds rows weakly)."""
+    held = session.get(SubscriberRow, subscriber_id)
+    assert held.status == "active"
+    session.execute(
+        update(SubscriberRow)
+        .where(SubscriberRow.id == subscriber_id)
+        .values(status="paused", next_digest_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    assert held.status == "active"  # stale, as a row read before a concurrent change
+    return held
+
+
+def test_a_new_time_reschedules_only_a_reader_still_active(store_database: Database) -> None:
+    active = add(store_database, "ada@example.org", status="active")
+    with store_database.session() as session:
+        held = _paused_behind_the_sessions_back(session, active)
+        update_preferences(session, active, send_time="18:00", now=NOW)
+        del held
+    with store_database.session() as session:
+        reader = get_subscriber(session, active)
+    assert (reader.status, reader.send_time, reader.next_digest_at) == ("paused", "18:00", None)
+
+
+def test_a_new_time_of_an_active_reader_is_read_back_in_the_same_session(
+    store_database: Database,
+) -> None:
+    active = add(store_database, "ada@example.org", status="active")
+    with store_database.session() as session:
+        update_preferences(session, active, send_time="18:00", now=NOW)
+        # 18:00 in Paris is 16:00 UTC, still to come on 12 June.
+        assert get_subscriber(session, active).next_digest_at == datetime(
+            2026, 6, 12, 16, 0, tzinfo=UTC
+        )

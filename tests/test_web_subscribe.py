@@ -402,3 +402,28 @@ def test_dns_is_checked_only_when_configured(
     assert "does not accept email" in refused.get_data(as_text=True)
     assert asked == ["nomail.example.org"]
     assert checking.subscriber("bob@nomail.example.org") is None
+
+
+def test_signing_up_again_leaves_an_address_confirmed_meanwhile_as_it_is(site: Site) -> None:
+    # The sign-up read the address as pending; before it wrote, the confirm link was
+    # clicked in another tab. The confirmed subscription keeps its settings.
+    from sqlalchemy import update
+
+    from digest.store.models import SubscriberRow
+    from digest.web.subscribe import _store_sign_up
+
+    with site.database.session() as session:
+        ada = create_subscriber(
+            session, "ada@example.org", "diffusion", send_time="08:00", timezone="UTC", now=NOW
+        )
+    with site.database.session() as session:
+        held = session.get(SubscriberRow, ada.id)  # as the sign-up read it: pending
+        session.execute(
+            update(SubscriberRow).where(SubscriberRow.id == ada.id).values(status="active"),
+            execution_options={"synchronize_session": False},
+        )
+        preferences = {"interests": "agents", "send_time": "09:00", "timezone": "UTC"}
+        _, kind = _store_sign_up(session, "ada@example.org", preferences, NOW)
+        assert held.status == "pending"  # the sign-up only ever saw it pending
+    assert kind == "manage"
+    assert (site.subscriber().status, site.subscriber().interests) == ("active", "diffusion")

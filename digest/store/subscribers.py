@@ -192,6 +192,12 @@ def set_status(session: Session, subscriber_id: int, status: str, now: datetime)
         raise LookupError(f"no subscriber {subscriber_id}")
 
 
+def stored_status(session: Session, subscriber_id: int) -> str | None:
+    """The subscriber's status as stored now (not as an object the session holds
+    remembers it): read after a guarded `change_status` to learn where it stands."""
+    return session.scalar(select(SubscriberRow.status).where(SubscriberRow.id == subscriber_id))
+
+
 def count_by_status(session: Session) -> dict[str, int]:
     """How many subscribers are in each status."""
     rows = session.execute(
@@ -230,10 +236,22 @@ def update_preferences(
         row.send_time = send_time
     if timezone is not None:
         row.timezone = timezone
-    if moved and row.status == "active":
-        if now is None:
+    if not moved:
+        return
+    if now is None:
+        if row.status == "active":
             raise ValueError("rescheduling an active subscriber needs `now`")
-        row.next_digest_at = next_send_at(row.send_time, row.timezone, now)
+        return
+    # Rescheduled only while active, checked as it is written: a pause or a bounce
+    # committed meanwhile keeps the reader unscheduled (next_digest_at set iff active).
+    session.flush()
+    session.execute(
+        update(SubscriberRow)
+        .where(SubscriberRow.id == subscriber_id, SubscriberRow.status == "active")
+        .values(next_digest_at=next_send_at(row.send_time, row.timezone, now)),
+        execution_options={"synchronize_session": False},
+    )
+    session.expire(row, ["next_digest_at"])
 
 
 def record_confirm_sent(session: Session, subscriber_id: int, now: datetime) -> None:

@@ -26,6 +26,7 @@ from digest.store.subscribers import (
     find_subscriber,
     get_subscriber,
     record_confirm_sent,
+    stored_status,
     update_preferences,
 )
 from digest.subscriber import Subscriber
@@ -109,10 +110,12 @@ def _store_sign_up(
         subscriber = create_subscriber(session, email, now=now, **preferences)
         return subscriber, "confirm"
     if existing.status in REJOINING:
-        update_preferences(session, existing.id, now=now, **preferences)
-        # Checked as it is written: one that became active meanwhile stays active.
+        # Checked as it is written, then read back: one that became active meanwhile
+        # stays active and keeps its settings (they change only through its manage link).
         change_status(session, existing.id, "pending", now, only_from=REJOINING)
-        return existing, "confirm"
+        if stored_status(session, existing.id) == "pending":
+            update_preferences(session, existing.id, now=now, **preferences)
+            return existing, "confirm"
     # Already subscribed: their settings change only through their manage link.
     return existing, "manage"
 
