@@ -74,3 +74,11 @@ def test_dkim_signer_refuses_a_bad_key_selector_or_domain(tmp_path: Path) -> Non
         DkimSigner.from_files("mail", "example.org", key)
     with pytest.raises(ConfigError, match="cannot be read: No such file"):
         DkimSigner.from_files("mail", "example.org", tmp_path / "missing.pem")
+
+
+def test_a_dkim_key_file_that_is_a_folder_is_refused(make_settings: Any, tmp_path: Path) -> None:
+    dkim = {"selector": "mail", "domain": "example.org", "key_file": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"\[dkim\] key_file .* cannot be read: Is a directory"):
+        make_settings(dkim=dkim)
+    with pytest.raises(ConfigError, match=r"\[dkim\] selector, domain must be set too"):
+        make_settings(dkim={"key_file": str(tmp_path)})

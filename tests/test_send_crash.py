@@ -1,5 +1,6 @@
 """A sending process killed half-way (SIGKILL) or asked to stop (SIGTERM), then restarted,
-on SQLite and on PostgreSQL (where claims are row locks taken with SKIP LOCKED).
+on SQLite and on PostgreSQL (where rows are claimed with SELECT ... FOR UPDATE SKIP
+LOCKED).
 
 `digest send` runs in a subprocess against a real SMTP server in this process; the test
 kills it once about half of 1,000 messages have arrived. After a restart every message

@@ -476,3 +476,15 @@ def test_only_the_given_date(send_settings: Any, db: Any, smtp_server: Any) -> N
     assert states(db) == {"sent": 3, "queued": 2}
     assert send_due(send_settings, db, now=NOW).sent == 2
     assert states(db) == {"sent": 5}
+
+
+def test_a_second_sender_is_told_who_holds_the_send_lock(send_settings: Any, db: Database) -> None:
+    import os
+
+    from digest.send.delivery import SenderBusy, _send_lock
+
+    queue_digests(db, 1, now=NOW)
+    with _send_lock(send_settings.data_dir), pytest.raises(SenderBusy) as busy:
+        send_due(send_settings, db, now=NOW)
+    assert f"(pid {os.getpid()} holds {send_settings.data_dir / 'send.lock'})" in str(busy.value)
+    assert states(db) == Counter({"queued": 1})  # nothing claimed, nothing sent

@@ -19,16 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from digest.config import Settings, load_settings
 from digest.errors import DigestError
 from digest.store import Database, open_database
-
-if TYPE_CHECKING:
-    pass
 
 
 class CommandFailed(click.ClickException):

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from digest.address import (
-    AddressError,
     check_address,
     check_domain,
     check_url,
     header_text,
     shown,
 )
+from digest.config.settings import address_problem
 from digest.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -80,12 +80,10 @@ def mail_identity(settings: Settings) -> MailIdentity:
 
 
 def _configured_address(address: str, key: str) -> str:
-    try:
-        return check_address(address).ascii
-    except AddressError as error:
-        raise ConfigError(
-            f"[mail] {key} {shown(address)} is not a valid address: {error.reason}"
-        ) from None
+    problem = address_problem(address)
+    if problem:
+        raise ConfigError(f"[mail] {key} {problem}")
+    return check_address(address).ascii
 
 
 def _list_id(configured: str, from_name: str, domain: str) -> tuple[str, str]:
@@ -108,16 +106,13 @@ def _list_id(configured: str, from_name: str, domain: str) -> tuple[str, str]:
 def _dkim_signer(settings: Settings) -> DkimSigner | None:
     """The DKIM signer when [dkim] is set up; ConfigError if it is only half set up."""
     dkim = settings.dkim
-    # key_file is a string, or a Path that an empty setting resolved to a folder (the
-    # config's own): a folder is never a key file, so it counts as not set.
-    key_file = Path(dkim.key_file) if str(dkim.key_file) else None
-    given = {"selector": dkim.selector, "key_file": key_file and not key_file.is_dir(),
-             "domain": dkim.domain}  # fmt: skip
+    given = {"selector": dkim.selector, "key_file": str(dkim.key_file), "domain": dkim.domain}
     missing = [name for name, value in given.items() if not value]
     if len(missing) == len(given):
         return None
-    if missing or key_file is None:  # (the second only tells the type checker)
+    if missing:
         raise ConfigError(f"[dkim] {', '.join(missing)} must be set too to sign mail")
+    key_file = Path(dkim.key_file)  # a folder is refused by reading it, with the reason
     return DkimSigner.from_files(dkim.selector, dkim.domain, key_file)
 
 

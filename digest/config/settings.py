@@ -56,11 +56,19 @@ def http_url(value: str) -> str | None:
 
 def optional_email(value: str) -> str | None:
     """Accept an empty string or an address we can send from (`digest.address`)."""
+    return address_problem(value) if value else None
+
+
+def address_problem(value: str) -> str | None:
+    """Why `value` cannot be a sender address, or None when it can."""
     try:
-        if value:
-            check_address(value)
+        check_address(value)
     except AddressError as error:
-        return f"{shown(value)} is not a valid address: {error.reason}"
+        local, _, domain = value.rpartition("@")
+        hint = ""
+        if domain.lower() == "localhost":  # the old built-in default
+            hint = f' (for mail kept on this machine: "{local}@localhost.localdomain")'
+        return f"{shown(value)} is not a valid address: {error.reason}{hint}"
     return None
 
 

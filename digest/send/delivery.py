@@ -202,9 +202,9 @@ def _send_lock(data_dir: Path) -> FileLock:
     path = data_dir / "send.lock"
     return FileLock(
         path,
-        lambda _holder: SenderBusy(
+        lambda holder: SenderBusy(
             f"another `digest send` is already delivering from this data folder "
-            f"(it holds {path}); wait for it to finish"
+            f"({holder or 'a process'} holds {path}); wait for it to finish"
         ),
         optional=True,
     )

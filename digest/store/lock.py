@@ -67,6 +67,9 @@ class FileLock:
             holder = handle.read().strip()
             handle.close()
             raise self.busy(holder) from None
+        except OSError:  # no locks on this file system (ENOLCK on some NFS): not held
+            handle.close()
+            raise
         # "a+" appends wherever we seek: empty the file first so it names only us.
         handle.seek(0)
         handle.truncate()
