@@ -46,7 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 from digest.config import load_settings  # noqa: E402
 from digest.message import Message  # noqa: E402
 from digest.send import send_due  # noqa: E402
-from digest.send.smtp import SmtpBackend, dot_stuff  # noqa: E402
+from digest.send.smtp import END_OF_DATA, SmtpBackend, stuff_body  # noqa: E402
 from digest.store import open_database  # noqa: E402
 from digest.store.models import SubscriberRow  # noqa: E402
 from digest.store.outbox import Outgoing, queue_messages  # noqa: E402
@@ -529,7 +529,7 @@ def main() -> None:
         (
             f"MAIL FROM:<{m.sender}> SIZE={len(m.data)}\r\n".encode(),
             f"RCPT TO:<{m.recipient}>\r\n".encode(),
-            dot_stuff(m.data),
+            stuff_body(m.data) + END_OF_DATA,
         )
         for m in messages
     ]

@@ -17,14 +17,14 @@ from digest.render import DigestRenderer
 from digest.sources import hf
 from digest.store import Database
 from digest.store.models import OutboxRow, SubscriberRow
-from digest.store.outbox_admin import get_message
 from digest.store.papers import save_papers
 from digest.store.subscribers import (
+    change_status,
     create_subscriber,
     get_subscriber,
-    set_status,
     update_preferences,
 )
+from tests.outbox_rows import get_message
 
 DATA = Path(__file__).parent / "data" / "sources"
 # Thursday 11 June 2026; subscribers read at 08:00 in Paris (06:00 UTC in summer).
@@ -229,7 +229,7 @@ def test_only_active_subscribers_are_due(
     }
     with database.session() as session:
         for status, subscriber_id in ids.items():
-            set_status(session, subscriber_id, status, SIGNUP)
+            change_status(session, subscriber_id, status, SIGNUP)
     report = run(settings, database, FRIDAY_8AM)
     assert (report.due, report.queued) == (1, 1)
     assert [subscriber for subscriber, _, _ in digests(database)] == [ids["active"]]
@@ -240,12 +240,12 @@ def test_resuming_after_a_pause_starts_from_the_day_before(
 ) -> None:
     ada = subscribe(database, "ada@example.org", "model, models, agents, learning")
     with database.session() as session:
-        set_status(session, ada, "paused", SIGNUP)
+        change_status(session, ada, "paused", SIGNUP)
     store(database, listing[:10], SIGNUP + timedelta(days=1))  # seen while paused
     resumed = SIGNUP + timedelta(days=10)
     store(database, listing[10:], resumed - timedelta(hours=2))  # the day before resuming
     with database.session() as session:
-        set_status(session, ada, "active", resumed)
+        change_status(session, ada, "active", resumed)
     run(settings, database, resumed + timedelta(days=1))
     [(_, _, text)] = digests(database)
     flat = " ".join(text.split())

@@ -14,10 +14,10 @@ from digest.config import Settings
 from digest.jobs.mail import Courier, sample_digest_html, send_transactional
 from digest.sources import hf
 from digest.store import Database, open_database
-from digest.store.outbox_admin import get_entry
 from digest.store.papers import save_papers
 from digest.store.subscribers import create_subscriber, get_subscriber
 from digest.tokens import read_token, secret_key, token_matches
+from tests.outbox_rows import get_entry
 
 NOW = datetime(2026, 6, 12, 9, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data" / "sources"

@@ -21,19 +21,19 @@ from digest.send.delivery import Pacer
 from digest.store import Database
 from digest.store.outbox import queue_message
 from digest.store.outbox_admin import (
-    get_entry,
     queue_again,
     reactivate_subscriber,
     resolve_unknown,
     state_counts,
 )
 from digest.store.subscribers import (
+    change_status,
     create_subscriber,
     find_subscriber,
     get_subscriber,
-    set_status,
 )
 from tests.messages import build_digest, queue_digests
+from tests.outbox_rows import get_entry
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DAY = date(2026, 11, 23)
@@ -390,7 +390,7 @@ def test_a_bounced_subscriber_gets_nothing_until_reactivated(
     messages = queue_digests(db, 2, now=NOW)
     with db.session() as session:
         sid = find_subscriber(session, "reader0@example.net").id
-        set_status(session, sid, "bounced", NOW)
+        change_status(session, sid, "bounced", NOW)
     report = send_due(send_settings, db, now=NOW)
     assert (report.sent, report.skipped) == (1, 1)
     entry = entry_for(db, "reader0@example.net")

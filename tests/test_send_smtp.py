@@ -11,7 +11,7 @@ from digest.errors import ConfigError
 from digest.send import make_backend, send_due
 from digest.send.backends import SENT, BackendMisconfigured, BackendUnavailable
 from digest.send.maildir import MaildirBackend
-from digest.send.smtp import SmtpBackend, dot_stuff
+from digest.send.smtp import END_OF_DATA, SmtpBackend, stuff_body
 from digest.store import open_database
 from tests.messages import build_digest, queue_digests
 from tests.smtp_server import free_port
@@ -150,4 +150,4 @@ def test_backend_choice(make_settings: Any) -> None:
     ],
 )
 def test_dot_stuffing(data: bytes, wire: bytes) -> None:
-    assert dot_stuff(data) == wire
+    assert stuff_body(data) + END_OF_DATA == wire  # the whole DATA payload

@@ -23,15 +23,14 @@ from digest.store.outbox import (
 )
 from digest.store.outbox_admin import (
     drop_old_messages,
-    get_entry,
-    get_message,
     reactivate_subscriber,
     recent_problems,
     resolve_unknown,
     state_counts,
 )
-from digest.store.subscribers import create_subscriber, get_subscriber, set_status
+from digest.store.subscribers import change_status, create_subscriber, get_subscriber
 from tests.messages import build_digest
+from tests.outbox_rows import get_entry, get_message
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DAY = date(2026, 11, 23)
@@ -290,7 +289,7 @@ def test_reactivating_schedules_the_next_digest_from_now(database: Database) -> 
     later = NOW + timedelta(days=20, hours=3)  # 2026-12-13 11:00, after the 08:00 send time
     with database.session() as session:
         sid = _subscriber(session)
-        set_status(session, sid, "bounced", NOW + timedelta(days=1))
+        change_status(session, sid, "bounced", NOW + timedelta(days=1))
         assert reactivate_subscriber(session, sid, later)
         again = get_subscriber(session, sid)
     assert again.next_digest_at == datetime(2026, 12, 14, 8, 0, tzinfo=UTC)
@@ -341,7 +340,7 @@ def test_bounced_status_set_elsewhere_is_seen_by_the_claim(database: Database) -
     with database.session() as session:
         sid = _subscriber(session)
         _queue(session, sid)
-        set_status(session, sid, "bounced", NOW)
+        change_status(session, sid, "bounced", NOW)
     with database.session() as session:
         (job,) = claim_due(session, now=NOW, limit=5, claimer="h:1:z")
     assert job.subscriber_status == "bounced"

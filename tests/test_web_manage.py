@@ -16,7 +16,7 @@ from render_samples import load_papers, select
 from digest.render import DigestRenderer
 from digest.store.models import SubscriberRow
 from digest.store.papers import save_papers
-from digest.store.subscribers import create_subscriber, get_subscriber, set_status
+from digest.store.subscribers import change_status, create_subscriber, get_subscriber
 from digest.subscriber import Subscriber
 from digest.tokens import read_token
 from tests.web_support import BASE_URL, NOW, SECRET, Site
@@ -35,7 +35,7 @@ def _add(site: Site, status: str = "active", **fields: Any) -> Subscriber:
             **values,
         )
         if status not in ("active", "pending"):
-            set_status(session, ada.id, status, NOW)
+            change_status(session, ada.id, status, NOW)
     return _reload(site, ada)
 
 

@@ -13,7 +13,7 @@ import pytest
 from email_validator import EmailUndeliverableError
 
 from digest.schedule import Scheduler
-from digest.store.subscribers import create_subscriber, set_status
+from digest.store.subscribers import change_status, create_subscriber
 from digest.tokens import make_token
 from tests.web_support import NOW, SECRET, Site, link_path
 
@@ -190,7 +190,7 @@ def test_signing_up_after_unsubscribing_asks_for_confirmation_again(mailed: Site
             now=NOW,
             status="active",
         )
-        set_status(session, ada.id, "unsubscribed", NOW)
+        change_status(session, ada.id, "unsubscribed", NOW)
     mailed.clock.advance(days=30)
     mailed.signup(interests="world model")
     back = mailed.subscriber()
@@ -288,7 +288,7 @@ def test_each_link_serves_only_its_own_purpose(site: Site, pending: Any) -> None
 def test_a_confirm_link_after_unsubscribing_does_not_subscribe(site: Site, pending: Any) -> None:
     link = f"/confirm/{site.token('confirm', pending)}"
     with site.database.session() as session:
-        set_status(session, pending.id, "unsubscribed", NOW)
+        change_status(session, pending.id, "unsubscribed", NOW)
     _invalid(site, link, "no longer valid: sign up again")
 
 

@@ -52,11 +52,6 @@ def stuff_body(data: bytes) -> bytes:
     return data
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """The whole DATA payload: the stuffed message, then the final "." line."""
-    return stuff_body(data) + END_OF_DATA
-
-
 class _Lost(Exception):
     """The connection died (closed, reset or timed out) at `stage`."""
 

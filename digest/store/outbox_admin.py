@@ -14,9 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from digest.message import Message
 from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow
-from digest.store.outbox import due_filter, unpack
 from digest.store.subscribers import change_status
 
 _outbox = OutboxRow.__table__
@@ -63,32 +61,6 @@ def _entry_query() -> Select:
         _outbox.c.reply_code,
         _outbox.c.reply,
     )
-
-
-def due_entries(
-    session: Session, *, now: datetime, day: date | None = None, limit: int | None = None
-) -> list[OutboxEntry]:
-    """The rows due at `now`, oldest first, without claiming them (for dry runs)."""
-    query = _entry_query().where(*due_filter(now, day)).order_by(_outbox.c.id).limit(limit)
-    return [OutboxEntry(*row) for row in session.execute(query)]
-
-
-def get_entry(session: Session, outbox_id: int) -> OutboxEntry | None:
-    """One row of the outbox, if it exists."""
-    row = session.execute(_entry_query().where(_outbox.c.id == outbox_id)).first()
-    return OutboxEntry(*row) if row else None
-
-
-def get_message(session: Session, outbox_id: int) -> Message | None:
-    """The exact message a row holds (what was, or will be, sent)."""
-    row = session.execute(
-        select(_outbox.c.sender, _outbox.c.recipient, _outbox.c.message_id, _messages.c.data)
-        .join(_messages, _messages.c.outbox_id == _outbox.c.id)
-        .where(_outbox.c.id == outbox_id)
-    ).first()
-    if row is None or row.data is None:
-        return None
-    return Message(row.sender, row.recipient, row.message_id, unpack(row.data))
 
 
 def state_counts(session: Session) -> list[tuple[date | None, str, str, int]]:

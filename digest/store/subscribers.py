@@ -184,14 +184,6 @@ def _change_chunk(
     return [row.id for row in rows]
 
 
-def set_status(session: Session, subscriber_id: int, status: str, now: datetime) -> None:
-    """Move one subscriber to another status (`change_status` for one id, which must exist)."""
-    if not change_status(session, subscriber_id, status, now) and (
-        session.get(SubscriberRow, subscriber_id) is None
-    ):
-        raise LookupError(f"no subscriber {subscriber_id}")
-
-
 def stored_status(session: Session, subscriber_id: int) -> str | None:
     """The subscriber's status as stored now (not as an object the session holds
     remembers it): read after a guarded `change_status` to learn where it stands."""
