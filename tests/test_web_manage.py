@@ -1,25 +1,30 @@
 """The pages behind the links in every email: manage (settings, pause and resume,
 reactivating a bounced address, a sample digest) and unsubscribe (its page, RFC 8058
-one-click from the List-Unsubscribe header of a real digest, and resubscribing)."""
+one-click from the List-Unsubscribe header of a real digest, and undoing it right after,
+which an old unsubscribe link can never do)."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from render_samples import load_papers, select
 
 from digest.render import DigestRenderer
+from digest.store import Database
 from digest.store.models import SubscriberRow
 from digest.store.papers import save_papers
 from digest.store.subscribers import change_status, create_subscriber, get_subscriber
 from digest.subscriber import Subscriber
 from digest.tokens import read_token
-from tests.web_support import BASE_URL, NOW, SECRET, Site
+from digest.web import create_app
+from tests.web_support import BASE_URL, NOW, SECRET, Clock, Site, csrf_token
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -253,12 +258,38 @@ def test_the_unsubscribe_page_unsubscribes_only_when_its_button_is_pressed(
     assert "already unsubscribed" in site.get(link).get_data(as_text=True)
 
 
-def test_resubscribing_from_the_unsubscribed_page(site: Site, ada: Subscriber) -> None:
-    link = _unsubscribe(site, ada)
-    page = site.submit(link).get_data(as_text=True)
-    action = re.search(r'action="(/resubscribe/[^"]+)"', page).group(1)
-    site.clock.advance(hours=1)
-    back = site.submit(action, page=link)
+UNDO = re.compile(r'action="(/resubscribe/[^"]+)"')
+
+
+def _unsubscribed_page(site: Site, who: Subscriber) -> str:
+    """Unsubscribe from the unsubscribe page, as a person does; the page that answers."""
+    done = site.submit(_unsubscribe(site, who))
+    assert done.status_code == 200
+    page = done.get_data(as_text=True)
+    assert "You are unsubscribed" in page
+    return page
+
+
+def _undo(client: FlaskClient, page: str) -> Any:
+    """Press the Resubscribe button of an unsubscribed page, from `client`'s browser."""
+    found = UNDO.search(page)
+    assert found, "no Resubscribe button on the page"
+    return client.post(found.group(1), data={"csrf_token": csrf_token(page)})
+
+
+def _refused_undo(response: Any) -> None:
+    body = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "only for 15 minutes, in the browser that unsubscribed" in body
+    assert "sign up again" in body.lower()
+
+
+def test_the_undo_button_resubscribes_within_fifteen_minutes(site: Site, ada: Subscriber) -> None:
+    page = _unsubscribed_page(site, ada)
+    assert "Resubscribe" in page and "for the next 15 minutes" in page
+    assert 'href="/">sign up again</a>' in page  # and the way back after that
+    site.clock.advance(minutes=14, seconds=59)
+    back = _undo(site.client, page)
     body = back.get_data(as_text=True)
     assert back.status_code == 200 and "You are subscribed again" in body
     assert "Saturday 13 June at 08:00" in body
@@ -267,6 +298,133 @@ def test_resubscribing_from_the_unsubscribed_page(site: Site, ada: Subscriber) -
     manage = re.search(r'href="/manage/([^"]+)"', body).group(1)
     assert read_token(SECRET, "manage", manage)[0] == ada.id
     assert _reload(site, ada).status == "active"
+    # Pressed again (a second tab, a reload): that unsubscribe is undone already.
+    _refused_undo(_undo(site.client, page))
+    assert _reload(site, ada).status == "active"
+
+
+def test_the_undo_button_expires_after_fifteen_minutes(site: Site, ada: Subscriber) -> None:
+    page = _unsubscribed_page(site, ada)
+    site.clock.advance(minutes=15, seconds=1)
+    _refused_undo(_undo(site.client, page))
+    assert _reload(site, ada).status == "unsubscribed"
+
+
+def test_the_undo_button_works_only_in_the_browser_that_unsubscribed(
+    site: Site, ada: Subscriber
+) -> None:
+    page = _unsubscribed_page(site, ada)
+    # Someone else who got hold of the page (or its button's URL from a log): their own
+    # session and CSRF token, the same undo token.
+    other = site.app.test_client()
+    signup = other.get("/").get_data(as_text=True)
+    found = UNDO.search(page)
+    assert found is not None
+    response = other.post(found.group(1), data={"csrf_token": csrf_token(signup)})
+    _refused_undo(response)
+    assert _reload(site, ada).status == "unsubscribed"
+    # The person's own browser still can.
+    assert _undo(site.client, page).status_code == 200
+    assert _reload(site, ada).status == "active"
+
+
+def test_undo_returns_a_paused_reader_to_paused(site: Site) -> None:
+    ada = _add(site, status="paused")
+    page = _unsubscribed_page(site, ada)
+    back = _undo(site.client, page)
+    assert back.status_code == 200 and "Your digests are paused" in back.get_data(as_text=True)
+    now = _reload(site, ada)
+    assert (now.status, now.next_digest_at) == ("paused", None)
+
+
+def test_an_old_unsubscribe_link_subscribes_nobody_again(site: Site) -> None:
+    # An address unsubscribed long ago; its unsubscribe link sits in every old digest (a
+    # forward, an archive, a List-Unsubscribe header a mail provider stored).
+    ada = _add(site, status="unsubscribed")
+    site.clock.advance(days=30)
+    link = _unsubscribe(site, ada)
+    # The link's token at the resubscribe address, with a valid CSRF token: refused.
+    form = {"csrf_token": csrf_token(site.get("/").get_data(as_text=True))}
+    response = site.client.post(f"/resubscribe/{site.token('unsubscribe', ada)}", data=form)
+    assert _reload(site, ada).status == "unsubscribed"
+    _refused_undo(response)
+    # Its page says how to come back (signing up, confirmed by email), with no button.
+    page = site.get(link).get_data(as_text=True)
+    assert "already unsubscribed" in page
+    assert "/resubscribe/" not in page and "<button" not in page
+    assert 'href="/">sign up again</a>' in page
+    # Pressing unsubscribe again (the page, or one-click) offers no undo either: that
+    # request unsubscribed nobody.
+    again = site.client.post(link, data=form)
+    assert again.status_code == 200 and "/resubscribe/" not in again.get_data(as_text=True)
+    provider = site.app.test_client(use_cookies=False)
+    assert provider.post(link, data=ONE_CLICK).get_data(as_text=True) == "Unsubscribed.\n"
+    now = _reload(site, ada)
+    assert (now.status, now.next_digest_at, now.status_changed_at) == ("unsubscribed", None, NOW)
+
+
+def test_an_unsubscribe_link_cannot_confirm_a_pending_sign_up(site: Site) -> None:
+    # Ada left; a stranger signed her address up again (pending, unconfirmed).
+    ada = _add(site, status="unsubscribed")
+    with site.database.session() as session:
+        change_status(session, ada.id, "pending", NOW)
+    site.clock.advance(minutes=1)
+    # Her old unsubscribe link does not confirm that sign-up...
+    form = {"csrf_token": csrf_token(site.get("/").get_data(as_text=True))}
+    response = site.client.post(f"/resubscribe/{site.token('unsubscribe', ada)}", data=form)
+    assert _reload(site, ada).status == "pending"
+    _refused_undo(response)
+    # ...it unsubscribes it, with no undo button: there was no subscription to go back to.
+    page = _unsubscribed_page(site, _reload(site, ada))
+    assert "/resubscribe/" not in page and "Resubscribe" not in page
+    assert _reload(site, ada).status == "unsubscribed"
+
+
+def test_an_undo_undoes_only_its_own_unsubscribe(site: Site, ada: Subscriber) -> None:
+    page = _unsubscribed_page(site, ada)
+    # Within the minutes, the address is signed up again (pending, perhaps a stranger).
+    site.clock.advance(minutes=2)
+    with site.database.session() as session:
+        change_status(session, ada.id, "pending", site.clock())
+    _refused_undo(_undo(site.client, page))
+    assert _reload(site, ada).status == "pending"
+    # ...and unsubscribed again with the old link: still not that unsubscribe.
+    site.clock.advance(minutes=1)
+    site.app.test_client(use_cookies=False).post(_unsubscribe(site, ada), data=ONE_CLICK)
+    _refused_undo(_undo(site.client, page))
+    assert _reload(site, ada).status == "unsubscribed"
+
+
+def test_a_tampered_undo_button(site: Site, ada: Subscriber) -> None:
+    page = _unsubscribed_page(site, ada)
+    action = UNDO.search(page).group(1)
+    for bad in (action[:-4], action + "x", action.replace(".", "x", 1)):
+        response = site.client.post(bad, data={"csrf_token": csrf_token(page)})
+        assert response.status_code == 400, bad
+    assert _reload(site, ada).status == "unsubscribed"
+
+
+@pytest.fixture
+def any_site(store_database: Database, make_settings: Any) -> Iterator[Site]:
+    """The app on each backend (SQLite, PostgreSQL), on a clock with microseconds."""
+    settings = make_settings(web={"secret_key": SECRET}, service={"base_url": BASE_URL})
+    clock = Clock(NOW + timedelta(microseconds=123456))
+    app = create_app(settings, database=store_database, clock=clock)
+    site = Site(app, settings, store_database, clock)
+    yield site
+    courier = app.extensions["digest"].courier
+    if courier is not None:
+        courier.stop()
+
+
+def test_undo_on_each_backend(any_site: Site) -> None:
+    # The undo names its unsubscribe by the instant it was written, microseconds and all.
+    ada = _add(any_site)
+    page = _unsubscribed_page(any_site, ada)
+    any_site.clock.advance(minutes=5)
+    assert _undo(any_site.client, page).status_code == 200
+    now = _reload(any_site, ada)
+    assert (now.status, now.status_changed_at) == ("active", any_site.clock())
 
 
 def test_a_page_unsubscribe_needs_its_csrf_token(site: Site, ada: Subscriber) -> None:

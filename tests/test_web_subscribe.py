@@ -6,6 +6,7 @@ whether an address is subscribed."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import email_validator.deliverability
@@ -113,6 +114,20 @@ def _answer(response: Any) -> tuple[int, str | None, bytes]:
     return response.status_code, response.headers.get("Location"), response.get_data()
 
 
+def test_the_answer_says_when_a_new_email_can_be_asked_for(site: Site) -> None:
+    # Whatever was asked and by whom, a new email can be had 10 minutes from now at the
+    # latest: the page says when, from the clock alone (so it tells nothing of the
+    # address), rounded up to the minute.
+    site.signup()
+    page = " ".join(site.get("/check-your-email").get_data(as_text=True).split())
+    assert "at most one email every 10 minutes" in page
+    assert "from <strong>10:10 UTC</strong> at the latest" in page
+    assert "after a few minutes" not in page
+    site.clock.advance(seconds=30)
+    later = site.get("/check-your-email").get_data(as_text=True)
+    assert "<strong>10:11 UTC</strong>" in later
+
+
 def test_the_answer_is_the_same_whoever_signs_up(mailed: Site) -> None:
     with mailed.database.session() as session:
         create_subscriber(
@@ -148,11 +163,14 @@ def test_resends_at_most_once_per_ten_minutes(mailed: Site) -> None:
     mailed.clock.advance(seconds=1)
     mailed.signup(interests="agents")
     assert len(mailed.outbox("confirm")) == 2
-    assert mailed.subscriber().interests == "agents"  # the latest sign-up's settings
     first, second = mailed.mails(2)
-    # Either link confirms: both are signed for this subscriber.
+    # Each email offers its own sign-up's settings; none is stored before a confirmation.
+    assert "agents" in second.get_body(("plain",)).get_content()
+    assert mailed.subscriber().interests == "diffusion\nlarge language model"
+    # Either link confirms, with the settings its email showed.
     assert mailed.submit(link_path(first, "confirm")).status_code == 200
     assert mailed.subscriber().status == "active"
+    assert mailed.subscriber().interests == "diffusion\nlarge language model"
     later = mailed.get(link_path(second, "confirm")).get_data(as_text=True)
     assert "You are already subscribed" in later
 
@@ -179,7 +197,16 @@ def test_an_active_address_gets_its_manage_link_at_the_same_pace(site: Site) -> 
     assert site.subscriber().status == "active"
 
 
-def test_signing_up_after_unsubscribing_asks_for_confirmation_again(mailed: Site) -> None:
+def _stored(site: Site) -> tuple[str, str, str, str]:
+    found = site.subscriber()
+    assert found is not None
+    return found.status, found.interests, found.send_time, found.timezone
+
+
+def test_a_sign_up_for_a_known_address_changes_nothing_before_its_confirmation(
+    mailed: Site,
+) -> None:
+    # Ada unsubscribed; a stranger signs her address up again, with interests of theirs.
     with mailed.database.session() as session:
         ada = create_subscriber(
             session,
@@ -192,11 +219,61 @@ def test_signing_up_after_unsubscribing_asks_for_confirmation_again(mailed: Site
         )
         change_status(session, ada.id, "unsubscribed", NOW)
     mailed.clock.advance(days=30)
-    mailed.signup(interests="world model")
-    back = mailed.subscriber()
-    assert (back.status, back.interests) == ("pending", "world model")
-    mailed.submit(_confirm_link(mailed))
-    assert mailed.subscriber().status == "active"
+    mailed.signup(interests="world model", send_time="18:00", timezone="Europe/Paris")
+    # Her settings stay hers: pending now, nothing sent but the confirmation.
+    assert _stored(mailed) == ("pending", "agents", "08:00", "UTC")
+    assert mailed.subscriber().next_digest_at is None
+    (message,) = mailed.mails(1)
+    assert mailed.smtp.received[0].recipients == ("ada@example.org",)
+    text = message.get_body(("plain",)).get_content()
+    assert "world model" in text and "agents" not in text  # what confirming applies
+    link = link_path(message, "confirm")
+    page = mailed.get(link).get_data(as_text=True)  # the confirm page says so too
+    assert "world model" in page and "18:00 (Europe/Paris)" in page
+    assert _stored(mailed) == ("pending", "agents", "08:00", "UTC")
+    # Ada reads the email and confirms: now, and only now, the new settings apply.
+    mailed.clock.advance(hours=1)
+    done = mailed.submit(link).get_data(as_text=True)
+    assert "You are subscribed" in done
+    assert _stored(mailed) == ("active", "world model", "18:00", "Europe/Paris")
+    # 11:00 UTC on Sunday 12 July is 13:00 in Paris: the first digest is at 18:00 today.
+    assert "Sunday 12 July at 18:00" in done
+    assert mailed.subscriber().next_digest_at == datetime(2026, 7, 12, 16, 0, tzinfo=UTC)
+
+
+def test_a_second_sign_up_in_the_resend_pause_changes_nothing(mailed: Site) -> None:
+    # Ada signs up; minutes later someone else signs her address up with other interests.
+    mailed.signup(interests="diffusion")
+    mailed.clock.advance(minutes=5)
+    mailed.signup(interests="astrology", send_time="03:00", timezone="UTC")
+    assert _stored(mailed) == ("pending", "diffusion", "07:30", "Europe/Paris")
+    (message,) = mailed.mails(1)
+    assert len(mailed.outbox("confirm")) == 1  # the pause: nothing more was sent
+    mailed.submit(link_path(message, "confirm"))
+    assert _stored(mailed) == ("active", "diffusion", "07:30", "Europe/Paris")
+
+
+def test_the_longest_interest_list_travels_in_its_confirm_link(mailed: Site) -> None:
+    # 50 interests, 1,999 characters: about the most the form takes, carried in the link.
+    interests = "\n".join(f"interest number {n:02d} about topicxxxxxxxxx" for n in range(50))
+    assert len(interests) == 1999
+    mailed.signup(interests="agents")
+    mailed.clock.advance(minutes=10)
+    assert mailed.signup(interests=interests).status_code == 303
+    link = link_path(mailed.mails(2)[1], "confirm")
+    assert mailed.submit(link).status_code == 200
+    assert _stored(mailed)[:2] == ("active", interests)
+
+
+def test_a_confirm_link_without_settings_confirms_the_stored_ones(site: Site) -> None:
+    # Links sent before confirm links carried settings (and those `send_transactional`
+    # makes without any) still confirm, with the settings stored.
+    with site.database.session() as session:
+        ada = create_subscriber(
+            session, "ada@example.org", "diffusion", send_time="08:00", timezone="UTC", now=NOW
+        )
+    site.submit(f"/confirm/{site.token('confirm', ada)}")
+    assert _stored(site) == ("active", "diffusion", "08:00", "UTC")
 
 
 def test_unconfirmed_sign_ups_are_deleted_after_seven_days(mailed: Site) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from digest import tokens
@@ -41,8 +42,15 @@ def send_transactional(
     *,
     now: datetime,
     renderer: DigestRenderer | None = None,
+    preferences: Mapping[str, str] | None = None,
 ) -> int:
-    """Queue a confirm or manage-link email for a subscriber; return its outbox id."""
+    """Queue a confirm or manage-link email for a subscriber; return its outbox id.
+
+    `preferences` (confirm only): the interests, send time and zone a sign-up asked for.
+    The email shows them and its link carries them, to be applied when it is followed,
+    so a sign-up for a known address changes nothing stored before its owner confirms.
+    Without, the email shows the stored ones and its link confirms those.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown transactional email {kind!r}")
     secret = tokens.secret_key(settings)
@@ -51,7 +59,12 @@ def send_transactional(
         subscriber = get_subscriber(session, subscriber_id)
         if subscriber is None:
             raise LookupError(f"no subscriber {subscriber_id}")
-        link = tokens.link(settings, secret, kind, subscriber.id, subscriber.email)
+        if kind == "confirm" and preferences is not None:
+            subscriber = replace(subscriber, **preferences)
+            token = tokens.make_confirm_token(secret, subscriber.id, subscriber.email, preferences)
+            link = f"{settings.service.base_url.rstrip('/')}/confirm/{token}"
+        else:
+            link = tokens.link(settings, secret, kind, subscriber.id, subscriber.email)
         if kind == "confirm":
             message = renderer.render_confirmation(subscriber, link, now=now)
         else:

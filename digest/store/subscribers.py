@@ -190,6 +190,41 @@ def stored_status(session: Session, subscriber_id: int) -> str | None:
     return session.scalar(select(SubscriberRow.status).where(SubscriberRow.id == subscriber_id))
 
 
+def unsubscribe_reader(session: Session, subscriber_id: int, now: datetime) -> str | None:
+    """Unsubscribe at `now`; return the status it left (None: already unsubscribed, or
+    unknown). The status left is the one the UPDATE replaced, so an undo (see
+    `undo_unsubscribe`) restores what really was, even if it changed just before."""
+    for _ in range(5):  # a concurrent change moves the status under us: read it again
+        status = stored_status(session, subscriber_id)
+        if status is None or status == "unsubscribed":
+            return None
+        if change_status(session, subscriber_id, "unsubscribed", now, only_from=(status,)):
+            return status
+    # Still moving after all those tries: unsubscribe whatever it is (leaving is never
+    # refused), with nothing to undo.
+    change_status(session, subscriber_id, "unsubscribed", now)
+    return None
+
+
+def undo_unsubscribe(
+    session: Session, subscriber_id: int, unsubscribed_at: datetime, back_to: str, now: datetime
+) -> bool:
+    """Return to `back_to` from the unsubscribe made at `unsubscribed_at`; whether it did.
+
+    Only that very unsubscribe is undone: if the subscriber changed status since (signed
+    up again, confirmed, unsubscribed once more), nothing changes.
+    """
+    changed_at = session.scalar(
+        select(SubscriberRow.status_changed_at).where(
+            SubscriberRow.id == subscriber_id, SubscriberRow.status == "unsubscribed"
+        )
+    )
+    if changed_at != unsubscribed_at:
+        return False
+    # Checked again as it is written: a sign-up committed since the read keeps it pending.
+    return bool(change_status(session, subscriber_id, back_to, now, only_from=("unsubscribed",)))
+
+
 def count_by_status(session: Session) -> dict[str, int]:
     """How many subscribers are in each status."""
     rows = session.execute(

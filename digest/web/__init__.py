@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 # notify(subscriber, kind): queue and send a transactional email. kind is "confirm" (a
-# new sign-up) or "manage" (someone signed up again with a known address).
+# new sign-up) or "manage" (someone signed up again with a known address). For "confirm"
+# the subscriber holds the interests, time and zone the sign-up asked for (not always the
+# stored ones): the email offers those, and its link applies them.
 Notifier = Callable[[Subscriber, str], None]
 
 # Accepted sign-ups (and honeypot catches) answer 303; only those count against the rate
@@ -97,8 +99,21 @@ def _utc_now() -> datetime:
 def _queue_and_deliver(subscriber: Subscriber, kind: str) -> None:
     """The default mail hook: queue the email in the outbox, then deliver it now."""
     ctx = context()
+    offered = None
+    if kind == "confirm":
+        offered = {
+            "interests": subscriber.interests,
+            "send_time": subscriber.send_time,
+            "timezone": subscriber.timezone,
+        }
     send_transactional(
-        ctx.settings, ctx.database, subscriber.id, kind, now=ctx.clock(), renderer=ctx.renderer
+        ctx.settings,
+        ctx.database,
+        subscriber.id,
+        kind,
+        now=ctx.clock(),
+        renderer=ctx.renderer,
+        preferences=offered,
     )
     if ctx.courier is not None:
         ctx.courier.kick()

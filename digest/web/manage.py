@@ -6,22 +6,45 @@ with one button (a link scanner fetching the page unsubscribes nobody) and unsub
 on POST at once, with no login and no further step; a POST whose body is
 `List-Unsubscribe=One-Click` is RFC 8058's one-click unsubscribe from the mail client,
 which comes with no cookie and no CSRF token and is answered 200.
+
+Coming back needs the mailbox owner's consent. The page that confirms an unsubscribe
+holds a "Resubscribe" button that undoes it for `UNDO_MAX_AGE` (15 minutes), in that
+browser only, back to the status it left (active or paused); its token names that one
+unsubscribe. The unsubscribe link itself, which never expires and which forwarded
+digests, archives and mail providers keep, subscribes nobody again: after the undo
+window, coming back is signing up again, which sends a confirmation email.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import time
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import session as browser_session
 from werkzeug.wrappers import Response
 
+from digest.errors import TokenError
 from digest.jobs import sample_digest_html
 from digest.match import INTEREST_EXAMPLES
 from digest.store.outbox_admin import reactivate_subscriber
 from digest.store.subscribers import change_status as change_reader_status
-from digest.store.subscribers import get_subscriber, update_preferences
+from digest.store.subscribers import (
+    get_subscriber,
+    undo_unsubscribe,
+    unsubscribe_reader,
+    update_preferences,
+)
 from digest.subscriber import Subscriber
-from digest.tokens import make_token
+from digest.tokens import (
+    UNDO_MAX_AGE,
+    UNDO_STATUSES,
+    browser_tag,
+    make_token,
+    make_undo_token,
+    read_undo_token,
+    token_matches,
+)
 from digest.web import ACCEPTED, context
 from digest.web.forms import ButtonForm, ManageForm
 from digest.web.subscribe import invalid_link, subscriber_for
@@ -45,6 +68,15 @@ SAMPLE_POLICY = (
     "frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox"
 )
 SAMPLE_BASE = '<base target="_blank">'
+# The session key of a random secret per browser, which undo tokens are bound to: a token
+# copied out of the page (or a log) undoes nothing in another browser.
+BROWSER_KEY = "browser"
+UNDO_MINUTES = int(UNDO_MAX_AGE.total_seconds() // 60)
+UNDO_GONE = (
+    f"this button undoes an unsubscribe only for {UNDO_MINUTES} minutes, in the browser "
+    "that unsubscribed. To get digests again, sign up again on the home page: we will "
+    "email you a link to confirm"
+)
 
 
 def _manageable(token: str) -> Subscriber:
@@ -158,29 +190,69 @@ def unsubscribe(token: str) -> tuple[str, int] | Response:
             notice="That button had expired; press it once more.",
         ), 400
     ctx = context()
-    if subscriber.status != "unsubscribed":
-        with ctx.database.session() as session:
-            change_reader_status(session, subscriber.id, "unsubscribed", ctx.clock())
+    now = ctx.clock()
+    with ctx.database.session() as session:
+        left = unsubscribe_reader(session, subscriber.id, now)
     if one_click:
         return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
+    undo = None
+    # Only this request's own unsubscribe of a real subscription can be undone: a press
+    # on an address already unsubscribed (an old link) or still pending (perhaps a
+    # stranger's sign-up) gets no button, so no link ever subscribes anyone again.
+    if left in UNDO_STATUSES:
+        undo = make_undo_token(
+            ctx.secret,
+            subscriber.id,
+            subscriber.email,
+            unsubscribed_at=now,
+            back_to=left,
+            browser=_browser(create=True) or "",
+        )
     return render_template(
-        "unsubscribed.html", subscriber=subscriber, form=ButtonForm(), token=token
+        "unsubscribed.html",
+        subscriber=subscriber,
+        form=ButtonForm(),
+        undo=undo,
+        undo_minutes=UNDO_MINUTES,
     ), 200
+
+
+def _browser(*, create: bool = False) -> str | None:
+    """This browser's tag for undo tokens (from its session cookie); None if it has none."""
+    secret = browser_session.get(BROWSER_KEY)
+    if not isinstance(secret, str):
+        if not create:
+            return None
+        secret = secrets.token_urlsafe(24)
+        browser_session[BROWSER_KEY] = secret
+    return browser_tag(secret)
 
 
 @blueprint.route("/resubscribe/<token>", methods=["POST"])
 def resubscribe(token: str) -> tuple[str, int] | Response:
-    """Undo an unsubscribe from the page that confirmed it (the address is proven)."""
-    subscriber = subscriber_for("unsubscribe", token)
+    """Undo an unsubscribe: the button of the page that confirmed it, `token` an undo
+    token (never the unsubscribe link's), within its minutes and from its browser."""
+    ctx = context()
+    now = ctx.clock()
+    try:
+        undo = read_undo_token(ctx.secret, token, now)
+    except TokenError:
+        return invalid_link(UNDO_GONE)
+    browser = _browser()
+    if browser is None or not secrets.compare_digest(browser.encode(), undo.browser.encode()):
+        return invalid_link(UNDO_GONE)
     if not ButtonForm().validate():
         return invalid_link("that button did not work: reload the page and try again")
-    ctx = context()
     with ctx.database.session() as session:
-        # Pending too: the unsubscribe link proves the address as well as a confirmation.
-        change_reader_status(
-            session, subscriber.id, "active", ctx.clock(), only_from=("unsubscribed", "pending")
+        subscriber = get_subscriber(session, undo.subscriber_id)
+        undone = (
+            subscriber is not None
+            and token_matches(undo.tag, subscriber.email)
+            and undo_unsubscribe(session, subscriber.id, undo.unsubscribed_at, undo.back_to, now)
         )
-        current = get_subscriber(session, subscriber.id)
+        current = get_subscriber(session, undo.subscriber_id) if undone else None
+    if subscriber is None or current is None:
+        return invalid_link(UNDO_GONE)
     manage_token = make_token(ctx.secret, "manage", subscriber.id, subscriber.email)
     return render_template(
         "resubscribed.html",

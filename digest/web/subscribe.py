@@ -6,12 +6,19 @@ GET confirms nobody). Whatever the address, the answer page is the same, so the 
 cannot be used to learn who is subscribed: a new or pending address gets the
 confirmation (resent at most once per 10 minutes), an already subscribed one gets its
 manage link instead, by email, at the same pace.
+
+A sign-up for an address already stored (pending, unsubscribed, bounced) changes none of
+its settings: anyone can type an address into the form. The interests, time and zone it
+asks for travel in the confirmation link (see `digest.tokens.make_confirm_token`), are
+shown in the email and on the confirm page, and are applied when the owner of the
+mailbox confirms.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +37,7 @@ from digest.store.subscribers import (
     update_preferences,
 )
 from digest.subscriber import Subscriber
-from digest.tokens import read_token, token_matches
+from digest.tokens import read_confirm_token, read_token, token_matches
 from digest.web import ACCEPTED, context
 from digest.web.forms import ButtonForm, SignupForm
 
@@ -98,13 +105,20 @@ def _sign_up(email: str, form: SignupForm) -> None:
         # The same new address signed up twice at once: the other request sends the mail.
         log.info("signup: concurrent sign-up for one address, answered once")
         return
+    if kind == "confirm":
+        # The confirmation offers what this sign-up asked for (see `Notifier`).
+        subscriber = replace(subscriber, **preferences)
     ctx.notify(subscriber, kind)
 
 
 def _store_sign_up(
     session: Session, email: str, preferences: dict[str, str], now: datetime
 ) -> tuple[Subscriber, str]:
-    """Save a sign-up; the subscriber and which email they get ("confirm" or "manage")."""
+    """Save a sign-up; the subscriber and which email they get ("confirm" or "manage").
+
+    A new address is stored with the sign-up's preferences; a known one keeps its own
+    (the confirmation link carries the new ones, applied only when it is followed).
+    """
     existing = find_subscriber(session, email)
     if existing is None:
         subscriber = create_subscriber(session, email, now=now, **preferences)
@@ -114,7 +128,6 @@ def _store_sign_up(
         # stays active and keeps its settings (they change only through its manage link).
         change_status(session, existing.id, "pending", now, only_from=REJOINING)
         if stored_status(session, existing.id) == "pending":
-            update_preferences(session, existing.id, now=now, **preferences)
             return existing, "confirm"
     # Already subscribed: their settings change only through their manage link.
     return existing, "manage"
@@ -127,8 +140,21 @@ def _may_resend(subscriber: Subscriber, now: datetime) -> bool:
 
 @blueprint.route("/check-your-email")
 def check_email() -> str:
-    """The one answer to every sign-up."""
-    return render_template("check_email.html")
+    """The one answer to every sign-up.
+
+    It says when signing up again sends a new email, from the clock alone: at most
+    `RESEND_AFTER` from now, whatever the address and whenever its last email went, so
+    the page tells nothing about the address.
+    """
+    return render_template("check_email.html", again_at=_resend_time(context().clock()))
+
+
+def _resend_time(now: datetime) -> str:
+    """When a sign-up now may ask for a new email, rounded up to the minute: "10:10 UTC"."""
+    at = now.astimezone(UTC) + RESEND_AFTER
+    if at.second or at.microsecond:
+        at = at.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return f"{at:%H:%M} UTC"
 
 
 def subscriber_for(purpose: str, token: str) -> Subscriber:
@@ -151,10 +177,26 @@ def invalid_link(reason: str, status: int = 400) -> Response:
     return Response(page, status=status, mimetype="text/html")
 
 
+def _confirming(token: str) -> tuple[Subscriber, dict[str, str] | None]:
+    """The subscriber a confirm link names and the preferences it applies, or the
+    invalid-link page (400)."""
+    ctx = context()
+    try:
+        subscriber_id, tag, preferences = read_confirm_token(ctx.secret, token)
+    except TokenError as error:
+        abort(invalid_link(str(error)))
+    with ctx.database.session() as session:
+        subscriber = get_subscriber(session, subscriber_id)
+    if subscriber is None or not token_matches(tag, subscriber.email):
+        abort(invalid_link("this confirm link is not valid"))
+    return subscriber, preferences
+
+
 @blueprint.route("/confirm/<token>", methods=["GET", "POST"])
 def confirm(token: str) -> tuple[str, int] | str:
-    """GET: one button to confirm. POST: confirm the subscription."""
-    subscriber = subscriber_for("confirm", token)
+    """GET: one button to confirm. POST: confirm the subscription, with the interests,
+    time and zone the link carries (those its email showed)."""
+    subscriber, preferences = _confirming(token)
     form = ButtonForm()
     if subscriber.status in ("active", "paused"):
         return render_template("confirmed.html", subscriber=subscriber, already=True)
@@ -162,8 +204,16 @@ def confirm(token: str) -> tuple[str, int] | str:
         abort(invalid_link("this confirm link is no longer valid: sign up again"))
     if request.method == "POST" and form.validate():
         ctx = context()
+        now = ctx.clock()
         with ctx.database.session() as session:
-            change_status(session, subscriber.id, "active", ctx.clock(), only_from=("pending",))
+            # Confirmed first, checked as it is written; the settings change only if it
+            # did, in the same transaction (and then reschedule the new active reader).
+            confirmed_now = change_status(
+                session, subscriber.id, "active", now, only_from=("pending",)
+            )
+            if confirmed_now and preferences:
+                update_preferences(session, subscriber.id, now=now, **preferences)
             confirmed = get_subscriber(session, subscriber.id)
         return render_template("confirmed.html", subscriber=confirmed, already=False)
-    return render_template("confirm.html", form=form, subscriber=subscriber)
+    offered = replace(subscriber, **preferences) if preferences else subscriber
+    return render_template("confirm.html", form=form, subscriber=offered)
