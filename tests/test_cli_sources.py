@@ -125,6 +125,18 @@ def test_papers_since(config: Path) -> None:
     assert (future.stdout, future.stderr) == ("", "no papers stored since then\n")
 
 
+def test_papers_since_goes_by_the_listing_day(config: Path) -> None:
+    """A listing of 12 June loaded today counts under 12 June, as `preview --date` does."""
+    run(config, "fetch", "--file", str(DATA / "hf_api_daily_papers_2026-06-12.json"))
+    run(config, "fetch", "--file", str(DATA / "arxiv_rss_2026-09-24_excerpt.xml"))
+    since_june = run(config, "papers", "--since", "2026-06-12").stdout.splitlines()
+    assert len(since_june) == 32
+    since_13th = run(config, "papers", "--since", "2026-06-13").stdout.splitlines()
+    assert [line[:10] for line in since_13th] == ["2026-09-24", "2026-09-24"]
+    after = run(config, "papers", "--since", "2026-09-25")
+    assert (after.stdout, after.stderr) == ("", "no papers stored since then\n")
+
+
 def _server_config(tmp_path: Path, server: HTTPServer) -> Path:
     root = server.url_for("/").rstrip("/")
     path = tmp_path / "config.toml"

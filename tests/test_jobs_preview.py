@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from digest.cli import cli
 from digest.config import Settings, load_settings
 from digest.errors import DigestError
 from digest.jobs import Preview, preview_digest, save_preview, subscriber_for_interests
+from digest.jobs.preview import listing_day, papers_listed_since
+from digest.paper import Paper
 from digest.render import DigestRenderer
 from digest.store import Database, open_database
 from digest.store.papers import save_papers
@@ -38,10 +41,12 @@ def config_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def stocked(config_file: Path) -> Iterator[Database]:
-    """The config's database with the sample papers (first seen on DAY) and a subscriber."""
+    """The config's database with the sample papers (listed and first seen on DAY) and a
+    subscriber."""
     database = open_database(load_settings(config_file, environ={}))
+    papers = [dataclasses.replace(paper, listed=DAY) for paper in load_papers()]
     with database.session() as session:
-        save_papers(session, load_papers(), datetime(2026, 6, 12, 6, 0, tzinfo=UTC))
+        save_papers(session, papers, datetime(2026, 6, 12, 6, 0, tzinfo=UTC))
         create_subscriber(
             session,
             "reader@example.org",
@@ -114,7 +119,7 @@ def test_preview_a_subscriber(config_file: Path, stocked: Database, tmp_path: Pa
     )
     assert code == 0, output
     assert "reader@example.org (subscriber 1) on 2026-06-12" in output
-    assert "of 188 papers first seen that day matched" in output
+    assert "of 188 papers listed that day matched" in output
     assert "Nothing was sent." in output
     eml = out / "digest-2026-06-12-subscriber-1.eml"
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
@@ -144,3 +149,67 @@ def test_preview_of_a_day_without_papers(
     assert code == 0, output
     assert "0 of 0 papers" in output
     assert "No new papers matched" in (tmp_path / "digest-2020-01-01-interests.txt").read_text()
+
+
+# --- what "day D" means: the listing day, as `digest papers` shows it ------------------
+
+SOURCES = Path(__file__).parent / "data" / "sources"
+
+
+def test_a_listing_loaded_today_previews_under_its_own_day(
+    config_file: Path, tmp_path: Path
+) -> None:
+    """Load a saved listing, preview its day: that day's papers, as `digest papers` shows
+    them, though they were first seen today."""
+    runner = CliRunner()
+    listing = str(SOURCES / "hf_api_daily_papers_2026-06-12.json")
+    loaded = runner.invoke(cli, ["--config", str(config_file), "fetch", "--file", listing])
+    assert loaded.exit_code == 0, loaded.output
+    shown = runner.invoke(cli, ["--config", str(config_file), "papers"])
+    assert {line[:10] for line in shown.stdout.splitlines()} == {"2026-06-12"}
+    code, output = run(
+        config_file, "--interests", "agents", "--date", "2026-06-12", "--out", str(tmp_path)
+    )
+    assert code == 0, output
+    assert "11 of 30 papers listed that day matched." in output
+    text = (tmp_path / "digest-2026-06-12-interests.txt").read_text()
+    assert text.startswith("11 new papers on agents")
+    # Today, the day they were first seen, is not their day.
+    code, output = run(config_file, "--interests", "agents", "--out", str(tmp_path))
+    assert code == 0, output
+    assert "0 of 0 papers listed that day matched." in output
+
+
+def test_a_paper_without_a_listing_day_counts_by_the_day_first_seen(
+    settings: Settings, store_database: Database
+) -> None:
+    """On SQLite and PostgreSQL: the listing day wins; without one, the UTC day the paper
+    was first seen (late on the 13th UTC is the 13th, whatever the service's zone)."""
+    listed = Paper(id="2606.00001", title="Listed agents", abstract="a", listed=DAY)
+    unlisted = Paper(id="2606.00002", title="Unlisted agents", abstract="b")
+    older = Paper(id="2606.00003", title="Older agents", abstract="c", listed=date(2026, 6, 1))
+    late_on_the_13th = datetime(2026, 6, 13, 23, 30, tzinfo=UTC)
+    with store_database.session() as session:
+        save_papers(session, [listed, unlisted, older], late_on_the_13th)
+    by_day = {
+        day: preview_digest(settings, store_database, interests="agents", day=day, now=NOW)
+        for day in (date(2026, 6, 1), DAY, date(2026, 6, 13), date(2026, 6, 14))
+    }
+    assert {day: found.papers for day, found in by_day.items()} == {
+        date(2026, 6, 1): 1,
+        DAY: 1,
+        date(2026, 6, 13): 1,
+        date(2026, 6, 14): 0,
+    }
+    assert "Listed agents" in by_day[DAY].message.body("plain")
+    assert "Unlisted agents" in by_day[date(2026, 6, 13)].message.body("plain")
+    assert [p.id for p in papers_listed_since(store_database, DAY)] == [
+        "2606.00001",
+        "2606.00002",
+    ]
+    assert [p.id for p in papers_listed_since(store_database, date(2026, 6, 14))] == []
+    assert [listing_day(p) for p in papers_listed_since(store_database, date(2026, 6, 1))] == [
+        DAY,
+        date(2026, 6, 13),
+        date(2026, 6, 1),
+    ]

@@ -67,7 +67,8 @@ def fetch(ctx: click.Context, app: AppContext, source: str, day: Any, file: Path
 @click.option(
     "--since",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Only papers first seen on or after this day (YYYY-MM-DD, UTC).",
+    help="Only papers listed on or after this day (YYYY-MM-DD; a paper without a listing "
+    "day: first seen on or after it, UTC), the day preview --date means.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
 @pass_app
@@ -76,13 +77,18 @@ def papers(app: AppContext, since: Any, as_json: bool) -> None:
     import json
 
     from digest.jobs import paper_to_dict, stored_papers
+    from digest.jobs.preview import listing_day, papers_listed_since
 
-    found = stored_papers(app.database(), since.date() if since is not None else None)
+    # A day means the same here as in `preview --date` (the listing day): see jobs.preview.
+    if since is None:
+        found = stored_papers(app.database())
+    else:
+        found = papers_listed_since(app.database(), since.date())
     for paper in found:
         if as_json:
             click.echo(json.dumps(paper_to_dict(paper), ensure_ascii=False))
             continue
-        day = paper.listed or (paper.first_seen_at.date() if paper.first_seen_at else None)
+        day = listing_day(paper)
         shown_day = day.isoformat() if day else "-"
         upvotes = "-" if paper.upvotes is None else str(paper.upvotes)
         click.echo(f"{shown_day:<10}  {paper.id:<12}  {upvotes:>5}  {paper.title}")
@@ -100,7 +106,8 @@ def papers(app: AppContext, since: Any, as_json: bool) -> None:
     "--date",
     "day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Use the papers first seen on this day, UTC (default: today).",
+    help="Use the papers listed on this day, as `digest papers` shows them (a paper "
+    "without a listing day: first seen that day, UTC); default: today.",
 )
 @click.option(
     "--out",
@@ -136,7 +143,7 @@ def preview(
     else:
         who = f"{result.subscriber.email} (subscriber {result.subscriber.id})"
     click.echo(f"Digest for {who} on {result.day.isoformat()}:")
-    click.echo(f"{result.matched} of {result.papers} papers first seen that day matched.")
+    click.echo(f"{result.matched} of {result.papers} papers listed that day matched.")
     for path in paths:
         click.echo(f"  {path}")
     click.echo("Nothing was sent.")

@@ -1,23 +1,30 @@
 """Preview: one digest rendered for an operator to look at, nothing sent.
 
 `preview_digest` runs store -> match -> render for a stored subscriber or for ad-hoc
-interests, on the papers first seen on one day; `save_preview` writes the .eml, .html
-and .txt files.
+interests, on the papers of one day; `save_preview` writes the .eml, .html and .txt
+files.
+
+"A day's papers" means here what `digest papers` shows: the papers listed that day (the
+HF list or arXiv announcement of that date, `Paper.listed`), or for a paper without a
+listing day, those first seen that day (UTC). So loading a saved listing and previewing
+its day shows that listing's papers, whenever it was loaded. (The daily digests keep
+their own window, the papers first seen since each reader's previous digest.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from digest import match, tokens
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.message import Message
+from digest.paper import Paper
 from digest.render import DigestRenderer
 from digest.store import Database
-from digest.store.papers import papers_first_seen_between
+from digest.store.papers import papers_listed_between
 from digest.store.subscribers import find_subscriber
 from digest.subscriber import Subscriber
 
@@ -30,7 +37,7 @@ class Preview:
     subscriber: Subscriber
     synthetic: bool  # True: ad-hoc interests, not a stored subscriber
     day: date
-    papers: int  # papers first seen that day
+    papers: int  # papers of that day (listed that day, see the module docstring)
     matched: int  # papers in the digest, plus those counted as "more"
 
 
@@ -44,7 +51,7 @@ def preview_digest(
     now: datetime,
 ) -> Preview:
     """Render the digest a subscriber (by address) or ad-hoc interests would get for the
-    papers first seen on `day` (UTC; default: today), without sending anything.
+    papers of `day` (listed that day; default: today, UTC), without sending anything.
 
     With `interests`, the digest is addressed to a synthetic subscriber (id 0, the
     sender's own address). DigestError if neither or both are given, if the address is
@@ -53,7 +60,6 @@ def preview_digest(
     if (email is None) == (interests is None):
         raise DigestError("preview needs either an email address or interests, not both")
     day = day or now.astimezone(UTC).date()
-    start = datetime.combine(day, time.min, tzinfo=UTC)
     with database.session() as session:
         if interests is not None:
             subscriber = subscriber_for_interests(settings, interests, now)
@@ -62,7 +68,7 @@ def preview_digest(
             if found is None:
                 raise DigestError(f"no subscriber with the address {email}; check the spelling")
             subscriber = found
-        papers = papers_first_seen_between(session, start, start + timedelta(days=1))
+        papers = papers_listed_between(session, day, day + timedelta(days=1))
     selection = match.match_subscriber(
         match.parse_interests(subscriber.interests), papers, settings.match.max_papers
     )
@@ -76,6 +82,20 @@ def preview_digest(
         papers=len(papers),
         matched=len(selection.matches) + selection.more,
     )
+
+
+def listing_day(paper: Paper) -> date | None:
+    """The day a paper counts under for `preview --date` and `papers --since`: its
+    listing day, else the UTC day it was first seen (None for a paper never stored)."""
+    if paper.listed is not None:
+        return paper.listed
+    return paper.first_seen_at.astimezone(UTC).date() if paper.first_seen_at else None
+
+
+def papers_listed_since(database: Database, since: date) -> list[Paper]:
+    """The stored papers of `since` and later days (see `listing_day`), newest first."""
+    with database.session() as session:
+        return papers_listed_between(session, since, None)
 
 
 def subscriber_for_interests(settings: Settings, interests: str, now: datetime) -> Subscriber:

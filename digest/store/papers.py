@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from digest.paper import Paper
@@ -167,6 +167,32 @@ def papers_first_seen_between(
     if start is not None:
         query = query.where(PaperRow.first_seen_at >= start)
     query = query.order_by(PaperRow.first_seen_at, PaperRow.id)
+    return [paper_from_row(row) for row in session.scalars(query)]
+
+
+def papers_listed_between(session: Session, start: date | None, end: date | None) -> list[Paper]:
+    """Papers whose day is in [start, end) (None: no bound), newest first as `list_papers`.
+
+    A paper's day is its listing day (`Paper.listed`: the HF list or arXiv announcement
+    it appeared in), or for one no listing dated, the UTC day it was first seen. This is
+    what `digest preview --date` and `digest papers --since` mean by a day, so that a
+    saved listing loaded today still counts under the day it lists. The digests go by
+    when each paper was first seen instead (`papers_first_seen_between`): their windows
+    must follow the store's clock to miss nothing and send nothing twice.
+    """
+    listed = [PaperRow.listed.is_not(None)]
+    unlisted = [PaperRow.listed.is_(None)]
+    if start is not None:
+        listed.append(PaperRow.listed >= start)
+        unlisted.append(PaperRow.first_seen_at >= _as_datetime(start))
+    if end is not None:
+        listed.append(PaperRow.listed < end)
+        unlisted.append(PaperRow.first_seen_at < _as_datetime(end))
+    query = (
+        select(PaperRow)
+        .where(or_(and_(*listed), and_(*unlisted)))
+        .order_by(PaperRow.first_seen_at.desc(), PaperRow.id)
+    )
     return [paper_from_row(row) for row in session.scalars(query)]
 
 
