@@ -106,6 +106,15 @@ class Scheduler:
             schedule.arxiv_fetch_time,
             f"{schedule.digest_check_minutes:g}",
         )
+        sources = [name for name in ("hf", "arxiv") if self._enabled(name)]
+        if first_fetch is not None and sources:
+            # Its results (or failures) come only once every request has been answered or
+            # has timed out and been retried: say now what the service is busy with.
+            log.info("first fetch of %s started; this can take a minute", ", ".join(sources))
+
+    def _enabled(self, source: str) -> bool:
+        """Whether the settings fetch `source` ("hf" or "arxiv")."""
+        return bool(getattr(self.settings.sources, source).enabled)
 
     def stop(self) -> None:
         """Let the running job finish its message in flight, then stop all jobs."""
@@ -170,7 +179,7 @@ class Scheduler:
             self._renderer = DigestRenderer(self.settings, tokens.secret_key(self.settings))
         queued = queue_due_digests(self.settings, self.database, now=now, renderer=self._renderer)
         if queued.due:
-            log.info("digests %s", queued.summary())
+            log.info("%s", queued.summary())  # it starts "digests due ..." itself
         try:
             report = send_due(self.settings, self.database, now=self.clock(), stop=self.stopping)
         except SenderBusy as error:  # e.g. the web app's courier: the next round sends the rest

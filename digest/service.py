@@ -19,6 +19,7 @@ from typing import Any
 
 from digest.clock import clock_from_environment
 from digest.config import Settings
+from digest.config.settings import WILDCARD_HOSTS, web_url
 from digest.errors import DigestError
 from digest.store import open_database
 
@@ -78,6 +79,33 @@ def _listen(app: Any, settings: Settings) -> Any:
         ) from None
 
 
+def _say_where_links_point(settings: Settings, port: int | None) -> None:
+    """Log once, at start, where the web app listens (`port`; None: no web app here) and
+    the address the links in emails use, with a note when people could not follow them
+    to this web app as it stands."""
+    host, base = settings.web.host, settings.service.base_url.rstrip("/")
+    derived = base == web_url(host, settings.web.port)  # [service] base_url left empty
+    if port is None:  # the scheduler alone: `digest web` serves the links
+        log.info("links in emails point to %s", base)
+        return
+    log.info("web app on http://%s:%s; links in emails point to %s", host, port, base)
+    if derived and host in WILDCARD_HOSTS:
+        log.warning(
+            "the web app listens on every address (%s), so links in emails name this "
+            "machine as %s, which opens only here: set [service] base_url to the "
+            "address people reach",
+            host or "all",
+            base,
+        )
+    elif base != web_url(host, port):
+        log.info(
+            "links in emails point to [service] base_url %s, not to where the web app "
+            "listens: right behind a reverse proxy; otherwise leave base_url unset to "
+            "follow [web] host and port",
+            base,
+        )
+
+
 def run(
     settings: Settings,
     *,
@@ -102,9 +130,10 @@ def run(
                 server = _listen(app, settings)
             if jobs is not None:
                 jobs.start()
+            port = server.effective_port if server is not None else None  # type: ignore[union-attr]
+            _say_where_links_point(settings, port)
             if server is not None:
-                url = f"http://{settings.web.host}:{server.effective_port}"  # type: ignore[union-attr]
-                log.info("web app on %s (public address %s)", url, settings.service.base_url)
+                url = f"http://{settings.web.host}:{port}"
                 if ready:
                     ready(url)
                 server.run()

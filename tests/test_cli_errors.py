@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -221,13 +222,75 @@ def test_a_missing_database_on_a_running_server_is_one_line(tmp_path: Path) -> N
     ],
     ids=" ".join,
 )
-def test_a_broken_config_is_one_line_for_every_command(tmp_path: Path, command: list[str]) -> None:
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_broken_config_is_one_line_for_every_command(
+    tmp_path: Path, command: list[str], where: str
+) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[smtp]\nport = "abc"\n')
-    result = run(path, *command)
-    assert result.exit_code == 1
+    if where == "before":  # digest --config FILE status
+        result = run(path, *command)
+    else:  # digest status --config FILE, as the README shows it
+        arguments = [*command, "--config", str(path)]
+        result = CliRunner().invoke(cli, arguments, catch_exceptions=False)
+    assert result.exit_code == 1, result.output
     assert_one_line(result.stderr)
     assert "[smtp] port" in result.stderr
+
+
+def _commands(group: Any, trail: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for name, command in group.commands.items():
+        yield (*trail, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*trail, name))
+
+
+def test_every_command_takes_config_after_its_name() -> None:
+    # Walked, not listed: a command added later gets the option too (DigestGroup adds it).
+    found = dict(_commands(cli))
+    assert {("status",), ("db", "upgrade"), ("check-interests",)} <= set(found)
+    for name in found:
+        result = CliRunner().invoke(cli, [*name, "--help"])
+        assert result.exit_code == 0, name
+        assert "--config FILE" in result.output, name
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_config_before_or_after_the_command_in_a_real_process(tmp_path: Path, where: str) -> None:
+    config = write_config(tmp_path, "[schedule]\nfetch_every_minutes = 7")
+    if where == "before":
+        result = run_process(config, "status")
+    else:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("DIGEST_CONFIG", None)
+        env.pop("DIGEST_CLOCK_FILE", None)
+        command = [sys.executable, "-m", "digest", "status", "--config", str(config)]
+        # cwd: a folder with no config.toml, so only --config can name the file.
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+        )
+    assert result.returncode == 0, result.stderr
+    assert "next: fetch every 7 min" in result.stdout
+    assert (tmp_path / "data" / "digest.db").is_file()  # the file's data_dir, nowhere else
+
+
+def test_an_empty_field_term_reads_well_on_the_command_line_and_the_form(
+    tmp_path: Path,
+) -> None:
+    from digest.errors import InterestSyntaxError
+    from digest.match import parse_interests
+    from digest.web.forms import _describe
+
+    result = run(write_config(tmp_path), "check-interests", "diffusion, title:")
+    # The README quotes this line.
+    assert_one_line(
+        result.stderr,
+        'digest: entry 2 "title:": has an empty term: write a word or phrase after "title:"',
+    )
+    with pytest.raises(InterestSyntaxError) as caught:
+        parse_interests("diffusion, title:")
+    sentence = _describe(caught.value)  # the form adds a full stop
+    assert sentence.endswith('after "title:".') and ":." not in sentence
 
 
 UNUSABLE_MAIL = {

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import Settings, load_settings, settings_to_dict
+from digest.config.mail import mail_identity
 from digest.errors import ConfigError
 
 EXAMPLE = Path(__file__).parents[1] / "config.example.toml"
@@ -86,6 +87,52 @@ def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
     assert settings.smtp.password == "s3cret"
     assert settings.web.secret_key == "k" * 40
     assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("web", "expected"),
+    [
+        ("", "http://127.0.0.1:8000"),
+        ("port = 8123", "http://127.0.0.1:8123"),
+        ('host = "digest.lab.example.org"\nport = 80', "http://digest.lab.example.org"),
+        # Every address: no browser opens 0.0.0.0 or ::, this machine's name always works.
+        ('host = "0.0.0.0"\nport = 8123', "http://127.0.0.1:8123"),
+        ('host = "::"\nport = 8123', "http://localhost:8123"),
+        ('host = "::1"\nport = 8123', "http://[::1]:8123"),
+    ],
+)
+def test_base_url_follows_web_host_and_port_unless_set(
+    tmp_path: Path, web: str, expected: str
+) -> None:
+    settings = load_settings(write(tmp_path, f"[web]\n{web}\n"), environ={})
+    assert settings.service.base_url == expected
+    assert mail_identity(settings).base_url == expected  # what every emailed link starts with
+
+
+def test_base_url_follows_the_port_from_the_environment_and_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "[web]\nport = 8123\n")
+    environ = {"DIGEST_WEB_PORT": "8124"}
+    assert load_settings(path, environ=environ).service.base_url == "http://127.0.0.1:8124"
+    overrides = {"web": {"port": 8125}}
+    settings = load_settings(path, environ=environ, overrides=overrides)
+    assert settings.service.base_url == "http://127.0.0.1:8125"
+    # An empty value from the environment means the same as leaving it out.
+    environ["DIGEST_SERVICE_BASE_URL"] = ""
+    assert load_settings(path, environ=environ).service.base_url == "http://127.0.0.1:8124"
+
+
+def test_a_base_url_that_is_set_is_kept(tmp_path: Path) -> None:
+    path = write(tmp_path, '[service]\nbase_url = "https://digest.example.org"\n[web]\nport = 0\n')
+    assert load_settings(path, environ={}).service.base_url == "https://digest.example.org"
+
+
+def test_any_free_port_needs_a_base_url(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "[web]\nport = 0\n"), environ={})
+    assert str(caught.value) == (
+        "config.toml: [service] base_url must be set when [web] port is 0 (any free port): "
+        "the links in emails need the address people reach"
+    )
 
 
 def test_rate_limits_and_their_storage_are_read_as_flask_limiter_reads_them() -> None:

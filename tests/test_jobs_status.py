@@ -10,6 +10,7 @@ from digest.jobs.fetch import fetch_sources
 from digest.jobs.status import service_status
 from digest.store import Database
 from digest.store.lock import SchedulerLock
+from digest.store.papers import FetchRecord, record_fetch
 from digest.store.subscribers import create_subscriber
 
 NOW = datetime(2026, 6, 12, 9, 0, tzinfo=UTC)
@@ -56,3 +57,49 @@ def test_status_with_subscribers_papers_and_a_scheduler(
     assert lines[5] == "scheduler: running"
     assert lines[6].endswith("3 digests due in the next 24 h, the first at 2026-06-12 10:00 UTC")
     assert status.next_digest_at == NOW + timedelta(hours=1)
+
+
+def _fetch(source: str, at: datetime, error: str | None = None, papers: int = 0) -> FetchRecord:
+    return FetchRecord(
+        source=source,
+        day=None,
+        origin="https://example.org/listing",
+        started_at=at,
+        papers=papers,
+        new=papers,
+        updated=0,
+        skipped=0,
+        error=error,
+    )
+
+
+def test_a_failed_fetch_shows_when_the_source_last_worked(
+    settings: Settings, store_database: Database
+) -> None:
+    database = store_database  # the last-success query runs on every backend
+    with database.session() as session:
+        record_fetch(session, _fetch("hf", NOW - timedelta(days=1), papers=1))
+        record_fetch(session, _fetch("hf", NOW - timedelta(hours=2), error="hf: cannot fetch"))
+        record_fetch(session, _fetch("hf", NOW - timedelta(hours=1), error="hf: timed out"))
+        record_fetch(session, _fetch("arxiv", NOW - timedelta(hours=1), error="arxiv: 503"))
+    lines = service_status(settings, database, now=NOW).lines()
+    assert lines[2] == (
+        "last fetch hf: 2026-06-12 08:00 UTC: failed: timed out; "
+        "last success: 2026-06-11 09:00 UTC: 1 paper, 1 new, 0 updated"
+    )
+    assert lines[3] == "last fetch arxiv: 2026-06-12 08:00 UTC: failed: 503; last success: never"
+
+
+def test_one_digest_due_is_singular(settings: Settings, database: Database) -> None:
+    with database.session() as session:
+        create_subscriber(
+            session,
+            "ada@example.org",
+            "agents",
+            send_time="10:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+    lines = service_status(settings, database, now=NOW).lines()
+    assert lines[-1].endswith("; 1 digest due in the next 24 h, the first at 2026-06-12 10:00 UTC")

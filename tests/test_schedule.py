@@ -122,7 +122,7 @@ def test_digest_job_queues_and_delivers(service: tuple[Settings, Database], capl
     message = next(iter(box))
     assert message["To"] == "ada@example.org"
     lines = [r.getMessage() for r in caplog.records]
-    assert any(line.startswith("digests digests due 1, queued 1") for line in lines)
+    assert any(line.startswith("digests due 1, queued 1") for line in lines)
     assert any(line.startswith("send ") and "1 sent" in line for line in lines)
 
 

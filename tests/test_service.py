@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,11 +13,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from digest.config import Settings
+from digest.service import _say_where_links_point
 from tests.smtp_server import free_port
+from tests.web_support import csrf_token
 
 ROOT = Path(__file__).parents[1]
 
@@ -132,6 +139,12 @@ def test_run_serves_keeps_serving_without_network_and_stops_on_sigterm(
         "failed first fetch (two 'fetch hf' and one 'fetch arxiv' warnings)",
     )
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()["status"] == "ok"
+    # What the service is busy with says so at start, long before the fetch's outcome.
+    started = log_of(config).read_text()
+    assert (
+        "INFO digest.schedule: first fetch of hf, arxiv started; this can take a minute"
+        in (started.split(" WARNING ")[0])
+    ), started
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
     output = log_of(config).read_text()
@@ -195,3 +208,88 @@ def test_a_port_in_use_is_one_line_and_no_job_runs(
     again = start(config, "run")  # web and scheduler: it stops before the scheduler starts
     output, _ = again.communicate(timeout=30)
     assert again.returncode == 1 and "scheduler started" not in output, output
+
+
+def test_links_in_emails_follow_the_port_the_service_listens_on(tmp_path: Path) -> None:
+    """Only [web] port set: the confirmation link opens on that port, not on 8000."""
+    port = free_port()
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[service]\ndata_dir = "data"\n[web]\nport = {port}\n'
+        f'[sources.hf]\nbase_url = "{dead}"\n[sources.arxiv]\nfeed_url = "{dead}"\n'
+    )
+    process = start(config, "run", log=log_of(config))
+    try:
+        wait_until_serving(port, process, log_of(config))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as browser:
+            form = browser.get("/")
+            answer = browser.post(
+                "/",
+                data={
+                    "csrf_token": csrf_token(form.text),
+                    "email": "ada@example.org",
+                    "interests": "diffusion",
+                    "send_time": "08:00",
+                    "timezone": "UTC",
+                    "website": "",
+                },
+            )
+            assert answer.status_code == 303, answer.text
+        new = tmp_path / "data" / "maildir" / "new"
+        wait_for_log(
+            process, log_of(config), lambda _: new.is_dir() and any(new.iterdir()), "a mail"
+        )
+        [path] = new.iterdir()
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        text = message.get_body(("plain",)).get_content()
+        link = re.search(r"http://\S+/confirm/\S+", text)
+        assert link and link.group(0).startswith(f"http://127.0.0.1:{port}/confirm/"), text
+        with httpx.Client(timeout=10) as browser:
+            page = browser.get(link.group(0))
+            assert page.status_code == 200, page.text
+            done = browser.post(link.group(0), data={"csrf_token": csrf_token(page.text)})
+            assert done.status_code == 200 and "You are subscribed" in done.text
+        output = log_of(config).read_text()
+        assert f"links in emails point to http://127.0.0.1:{port}" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def _start_notes(
+    caplog: pytest.LogCaptureFixture, settings: Settings, port: int | None
+) -> list[str]:
+    """What `digest run` logs at start about links, listening on `port` (None: no web)."""
+    caplog.clear()
+    with caplog.at_level("INFO", logger="digest.service"):
+        _say_where_links_point(settings, port)
+    return [f"{record.levelname} {record.getMessage()}" for record in caplog.records]
+
+
+def test_start_says_where_links_point_and_when_people_cannot_follow_them(
+    caplog: pytest.LogCaptureFixture, make_settings: Any
+) -> None:
+    settings = make_settings(web={"port": 8123})
+    assert _start_notes(caplog, settings, 8123) == [
+        "INFO web app on http://127.0.0.1:8123; links in emails point to http://127.0.0.1:8123"
+    ]
+    assert _start_notes(caplog, settings, None) == [
+        "INFO links in emails point to http://127.0.0.1:8123"  # the scheduler alone
+    ]
+    everywhere = make_settings(web={"host": "0.0.0.0", "port": 8123})
+    assert _start_notes(caplog, everywhere, 8123) == [
+        "INFO web app on http://0.0.0.0:8123; links in emails point to http://127.0.0.1:8123",
+        "WARNING the web app listens on every address (0.0.0.0), so links in emails name "
+        "this machine as http://127.0.0.1:8123, which opens only here: set [service] "
+        "base_url to the address people reach",
+    ]
+    proxied = make_settings(service={"base_url": "https://digest.example.org/"})
+    assert _start_notes(caplog, proxied, 8000) == [
+        "INFO web app on http://127.0.0.1:8000; links in emails point to "
+        "https://digest.example.org",
+        "INFO links in emails point to [service] base_url https://digest.example.org, not to "
+        "where the web app listens: right behind a reverse proxy; otherwise leave base_url "
+        "unset to follow [web] host and port",
+    ]

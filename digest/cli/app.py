@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from digest.clock import Clock, clock_from_environment
 from digest.config import Settings, load_settings
 from digest.errors import DigestError
 from digest.store import Database, open_database
@@ -96,8 +97,39 @@ def log_as_a_service(settings: Settings) -> None:
     configure_logging(settings)
 
 
+CONFIG_HELP = "Config file (default: $DIGEST_CONFIG, else ./config.toml, else built-in defaults)."
+
+
+def _take_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    """A subcommand's `--config FILE`: the file the group's AppContext loads (it loads
+    lazily, so this is in time). Given twice, the later one wins."""
+    if value is not None:
+        ctx.ensure_object(AppContext).config_path = value
+
+
+def config_option() -> click.Option:
+    """`--config FILE` for a subcommand, as the top-level group takes it."""
+    return click.Option(
+        ["--config", "config_path"],
+        type=click.Path(dir_okay=False, path_type=Path),
+        expose_value=False,  # the commands read the settings from AppContext
+        callback=_take_config,
+        help=CONFIG_HELP,
+    )
+
+
 class DigestGroup(click.Group):
-    """A click group that turns DigestError into one clear line instead of a traceback."""
+    """A click group that turns DigestError into one clear line instead of a traceback.
+
+    Every command added to it takes `--config FILE` after its name too
+    (`digest status --config x.toml` as well as `digest --config x.toml status`): the
+    option is added here, so a new command cannot forget it.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(param.name == "config_path" for param in cmd.params):
+            cmd.params.append(config_option())
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         if ctx.parent is not None:  # a subgroup (`db`): the top-level group set things up
@@ -114,11 +146,13 @@ class DigestGroup(click.Group):
 
 @dataclass
 class AppContext:
-    """Settings and database, loaded on first use so `--help` works with a broken config."""
+    """Settings, database and clock, made on first use so `--help` works with a broken
+    config."""
 
-    config_path: Path | None
+    config_path: Path | None = None
     _settings: Settings | None = None
     _database: Database | None = field(default=None, repr=False)
+    _clock: Clock | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -126,6 +160,14 @@ class AppContext:
         if self._settings is None:
             self._settings = load_settings(self.config_path)
         return self._settings
+
+    @property
+    def clock(self) -> Clock:
+        """The one clock every command reads the time from: the system's, or the file
+        named by DIGEST_CLOCK_FILE (`digest.clock`), for every command alike."""
+        if self._clock is None:
+            self._clock = clock_from_environment()
+        return self._clock
 
     def database(self, migrate: bool = True) -> Database:
         """The store, its schema brought up to date unless `migrate` is False."""
@@ -142,13 +184,13 @@ pass_app = click.make_pass_decorator(AppContext)
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $DIGEST_CONFIG, else ./config.toml, else built-in defaults).",
+    help=CONFIG_HELP,
 )
 @click.version_option(package_name="digest")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
     """digest: daily email digests of new research papers, matched to interests."""
-    ctx.obj = AppContext(config_path)
+    ctx.ensure_object(AppContext).config_path = config_path
 
 
 @cli.group(cls=DigestGroup)

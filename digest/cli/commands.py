@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from digest.cli.app import AppContext, cli, log_as_a_service, pass_app
+from digest.clock import system_clock
 from digest.errors import DeliveryError
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ def fetch(ctx: click.Context, app: AppContext, source: str, day: Any, file: Path
         source=source,
         day=day.date() if day is not None else None,
         file=file,
+        # The system clock: None, so each listing is stamped as it is saved (see
+        # fetch_sources). An injected clock (DIGEST_CLOCK_FILE) decides "today" and the
+        # stamp, as it does for every other command.
+        now=None if app.clock is system_clock else app.clock(),
     )
     if not reports:
         click.echo("nothing to fetch: every source is disabled in the settings")
@@ -122,8 +127,6 @@ def preview(
     app: AppContext, address: str | None, interests: str | None, day: Any, folder: Path
 ) -> None:
     """Render a digest without sending it, to look at before anything goes out."""
-    from datetime import UTC, datetime
-
     from digest.jobs import preview_digest, save_preview
 
     if (address is None) == (interests is None):
@@ -134,7 +137,7 @@ def preview(
         email=address,
         interests=interests,
         day=day.date() if day else None,
-        now=datetime.now(UTC),
+        now=app.clock(),
     )
     paths = save_preview(result, folder)
     if result.synthetic:
@@ -182,7 +185,6 @@ def send_command(app: AppContext, day: Any, dry_run: bool) -> None:
     import signal
     import sys
     import threading
-    from datetime import UTC, datetime
 
     from digest.send import send_due
 
@@ -196,7 +198,7 @@ def send_command(app: AppContext, day: Any, dry_run: bool) -> None:
         report = send_due(
             app.settings,
             app.database(),
-            now=datetime.now(UTC),
+            now=app.clock(),
             day=day.date() if day else None,
             dry_run=dry_run,
             progress=bar.advance,
@@ -253,16 +255,14 @@ def outbox_command(
     app: AppContext, failures: int, mark_sent: int | None, resend: int | None
 ) -> None:
     """Show the outbox: messages by date and state, and recent failures with the server's reply."""
-    from datetime import UTC, datetime
-
     from digest.jobs import outbox
 
     if mark_sent is not None:
-        outbox.mark_sent(app.database(), mark_sent, now=datetime.now(UTC))
+        outbox.mark_sent(app.database(), mark_sent, now=app.clock())
         click.echo(f"outbox row {mark_sent} marked sent")
         return
     if resend is not None:
-        outbox.send_again(app.database(), resend, now=datetime.now(UTC))
+        outbox.send_again(app.database(), resend, now=app.clock())
         click.echo(f"outbox row {resend} queued again")
         return
     overview = outbox.outbox_overview(app.database(), failures=failures)
@@ -301,7 +301,7 @@ def _serve(app: AppContext, *, web: bool, scheduler: bool) -> None:
 
     settings = app.settings
     log_as_a_service(settings)
-    run(settings, web=web, scheduler=scheduler)
+    run(settings, web=web, scheduler=scheduler, clock=app.clock)
 
 
 @cli.command("run")
@@ -329,9 +329,8 @@ def scheduler_command(app: AppContext) -> None:
 @pass_app
 def status_command(app: AppContext) -> None:
     """Subscribers, papers, last fetches, today's digests and what runs next."""
-    from digest.clock import clock_from_environment
     from digest.jobs.status import service_status
 
-    status = service_status(app.settings, app.database(), now=clock_from_environment()())
+    status = service_status(app.settings, app.database(), now=app.clock())
     for line in status.lines():
         click.echo(line)

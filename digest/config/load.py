@@ -2,7 +2,9 @@
 
 Where settings come from, later ones winning:
 1. the defaults (`digest.config.settings`: a working single-machine service: SQLite in
-   `./digest-data`, mail written to a local maildir, web on http://127.0.0.1:8000);
+   `./digest-data`, mail written to a local maildir, web on http://127.0.0.1:8000, and
+   emailed links on that same address: an empty [service] base_url follows [web] host
+   and port, filled in last);
 2. the TOML file: `--config PATH`, else `$DIGEST_CONFIG`, else `./config.toml` if present;
 3. environment variables `DIGEST_<SECTION>_<KEY>`, e.g. `DIGEST_SMTP_PASSWORD`,
    `DIGEST_SOURCES_ARXIV_CATEGORIES=cs.LG,cs.CL`; secrets also have short forms
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.config.mail import mail_identity
-from digest.config.settings import Settings
+from digest.config.settings import Settings, web_url
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "config.toml"
@@ -63,8 +65,27 @@ def load_settings(
         settings = _build(Settings, _merge(_as_dict(settings), overrides), "overrides", [])
     base = config_path.parent if config_path else Path.cwd()
     settings = _resolve_paths(settings, base.resolve(), config_path)
-    _check_as_a_whole(settings, config_path.name if config_path else "settings")
+    where = config_path.name if config_path else "settings"
+    # Last, after the file, the environment and the overrides: a port set anywhere counts.
+    settings = _resolve_base_url(settings, where)
+    _check_as_a_whole(settings, where)
     return settings
+
+
+def _resolve_base_url(settings: Settings, label: str) -> Settings:
+    """Fill an empty [service] base_url from [web] host and port (`web_url`), so that
+    `settings.service.base_url` is always the address every emailed link is built on."""
+    if settings.service.base_url:
+        return settings
+    if settings.web.port == 0:  # any free port: no link written now can name it
+        raise ConfigError(
+            f"{label}: [service] base_url must be set when [web] port is 0 (any free port): "
+            "the links in emails need the address people reach"
+        )
+    url = web_url(settings.web.host, settings.web.port)
+    return dataclasses.replace(
+        settings, service=dataclasses.replace(settings.service, base_url=url)
+    )
 
 
 def _check_as_a_whole(settings: Settings, label: str) -> None:

@@ -54,6 +54,11 @@ def http_url(value: str) -> str | None:
     return None if re.match(r"^https?://[^/]+", value) else f"has no host: {shown(value)}"
 
 
+def optional_http_url(value: str) -> str | None:
+    """Accept an empty string (the loader fills it in) or an absolute http(s) URL."""
+    return http_url(value) if value else None
+
+
 def optional_email(value: str) -> str | None:
     """Accept an empty string or an address we can send from (`digest.address`)."""
     return address_problem(value) if value else None
@@ -120,6 +125,19 @@ def items(*values: str) -> Any:
     return field(default=tuple(values))
 
 
+# Hosts that mean "every address of this machine": no browser can open them, so a link
+# built from one names this machine by a name that always reaches it.
+WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "localhost", "[::]": "localhost"}
+
+
+def web_url(host: str, port: int) -> str:
+    """The http:// address a browser on this machine opens to reach [web] host:port."""
+    host = WILDCARD_HOSTS.get(host, host)
+    if ":" in host and not host.startswith("["):  # an IPv6 literal goes in brackets
+        host = f"[{host}]"
+    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+
+
 # ---------------------------------------------------------------------------------------
 # The settings tree. Keep config.example.toml in step: tests/test_config.py checks it.
 
@@ -129,7 +147,9 @@ class ServiceSettings:
     """[service]: where the service keeps its files and how it is reached."""
 
     data_dir: Path = Path("digest-data")
-    base_url: str = checked("http://127.0.0.1:8000", http_url)
+    # Empty: derived from [web] host and port by the loader (`web_url`), so that changing
+    # only the port cannot leave every emailed link pointing at the old one.
+    base_url: str = checked("", optional_http_url)
     timezone: str = checked("UTC", time_zone)
     log_level: str = checked("INFO", one_of("DEBUG", "INFO", "WARNING", "ERROR"))
 

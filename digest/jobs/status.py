@@ -10,7 +10,12 @@ from digest.config import Settings
 from digest.store import Database
 from digest.store.lock import LockHeld, SchedulerLock
 from digest.store.outbox_admin import state_counts
-from digest.store.papers import FetchRecord, count_papers, last_fetches
+from digest.store.papers import (
+    FetchRecord,
+    count_papers,
+    last_fetches,
+    last_successful_fetches,
+)
 from digest.store.subscribers import count_by_status, upcoming_digests
 
 
@@ -22,6 +27,7 @@ class Status:
     subscribers: dict[str, int]
     papers: int
     fetches: dict[str, FetchRecord]
+    successes: dict[str, FetchRecord]
     digests_today: dict[str, int]
     scheduler_running: bool
     due_next_day: int
@@ -37,13 +43,11 @@ class Status:
             if fetch is None:
                 lines.append(f"last fetch {source}: never")
                 continue
-            at = fetch.started_at.strftime("%Y-%m-%d %H:%M UTC")
-            what = (
-                f"failed: {fetch.error}"
-                if fetch.error
-                else f"{fetch.papers} papers, {fetch.new} new, {fetch.updated} updated"
-            )
-            lines.append(f"last fetch {source}: {at}: {what}")
+            line = f"last fetch {source}: {_fetch_text(fetch)}"
+            if fetch.error is not None:  # a failure: when did this source last work?
+                success = self.successes.get(source)
+                line += f"; last success: {_fetch_text(success) if success else 'never'}"
+            lines.append(line)
         today = self.now.date().isoformat()
         counts = ", ".join(f"{n} {state}" for state, n in sorted(self.digests_today.items()))
         lines.append(f"digests dated {today}: {counts or 'none yet'}")
@@ -51,8 +55,8 @@ class Status:
         schedule = self.settings.schedule
         lines.append(
             f"next: fetch every {schedule.fetch_every_minutes:g} min and arXiv at "
-            f"{schedule.arxiv_fetch_time} UTC; {self.due_next_day} digests due in the next "
-            "24 h"
+            f"{schedule.arxiv_fetch_time} UTC; {plural(self.due_next_day, 'digest')} due in "
+            "the next 24 h"
             + (
                 f", the first at {self.next_digest_at:%Y-%m-%d %H:%M} UTC"
                 if self.next_digest_at
@@ -60,6 +64,20 @@ class Status:
             )
         )
         return lines
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 digest`, `2 digests`, `0 digests`."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def _fetch_text(fetch: FetchRecord) -> str:
+    """When a fetch started and what it found, or why it failed."""
+    at = fetch.started_at.strftime("%Y-%m-%d %H:%M UTC")
+    if fetch.error is not None:
+        # Errors name their source first ("hf: cannot fetch ..."); the line already does.
+        return f"{at}: failed: {fetch.error.removeprefix(fetch.source + ': ')}"
+    return f"{at}: {plural(fetch.papers, 'paper')}, {fetch.new:,} new, {fetch.updated:,} updated"
 
 
 def _scheduler_running(settings: Settings, database: Database) -> bool:
@@ -86,6 +104,7 @@ def service_status(settings: Settings, database: Database, *, now: datetime) -> 
             subscribers=count_by_status(session),
             papers=count_papers(session),
             fetches=last_fetches(session),
+            successes=last_successful_fetches(session),
             digests_today=dict(digests),
             scheduler_running=_scheduler_running(settings, database),
             due_next_day=due,

@@ -247,7 +247,7 @@ def _parse_clause(text: str) -> Clause:
         fields = FIELDS[name]
         text = found.group(2).strip()
         if not text:
-            raise _EntryError(f"has an empty term: write a word or phrase after {name}:")
+            raise _EntryError(f'has an empty term: write a word or phrase after "{name}:"')
     exact = False
     if '"' in text:
         quoted = re.fullmatch(r'"([^"]*)"', text)

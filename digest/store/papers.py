@@ -262,10 +262,22 @@ def record_fetch(session: Session, record: FetchRecord) -> None:
 
 def last_fetches(session: Session) -> dict[str, FetchRecord]:
     """The latest fetch of each source."""
-    newest = (
-        select(FetchRow.source, func.max(FetchRow.id).label("id")).group_by(FetchRow.source)
-    ).subquery()
-    rows = session.scalars(select(FetchRow).join(newest, FetchRow.id == newest.c.id))
+    return _latest_fetches(session, successful_only=False)
+
+
+def last_successful_fetches(session: Session) -> dict[str, FetchRecord]:
+    """The latest fetch of each source that did not fail: beside a failure, when the
+    source last worked (`digest status`)."""
+    return _latest_fetches(session, successful_only=True)
+
+
+def _latest_fetches(session: Session, *, successful_only: bool) -> dict[str, FetchRecord]:
+    """The newest logged fetch of each source (ids grow with time), failed ones too or not."""
+    newest = select(FetchRow.source, func.max(FetchRow.id).label("id")).group_by(FetchRow.source)
+    if successful_only:
+        newest = newest.where(FetchRow.error.is_(None))
+    latest = newest.subquery()
+    rows = session.scalars(select(FetchRow).join(latest, FetchRow.id == latest.c.id))
     return {
         row.source: FetchRecord(
             source=row.source,
