@@ -19,7 +19,7 @@ from pathlib import Path
 from digest.config import Settings
 from digest.errors import ParseError
 from digest.sources import arxiv, hf
-from digest.sources.http import PoliteClient, Response, Validators
+from digest.sources.http import PoliteClient, Response, Validators, describe_size
 from digest.sources.listing import Listing, ValidatorLookup, no_validators
 
 __all__ = [
@@ -43,6 +43,8 @@ SOURCES = ("hf", "arxiv")
 _KINDS = {"json": "hf", "html": "hf", "xml": "arxiv"}
 _KIND_NAMES = {"json": "JSON", "html": "an HTML page", "xml": "an XML feed"}
 _FIRST_TAG = re.compile(rb"<([A-Za-z][^\s/>]*)")
+# The largest saved file of each kind read: what the fetcher would accept from the site.
+_MAX_BYTES = {"json": hf.MAX_BYTES, "html": hf.MAX_BYTES, "xml": arxiv.MAX_BYTES}
 
 
 def detect_kind(head: bytes) -> str | None:
@@ -71,17 +73,26 @@ def read_listing_file(
     """Read a saved listing, telling its kind from its content.
 
     JSON is the HF API, HTML an HF page, XML an arXiv feed or API answer. `source`
-    (`hf` or `arxiv`) restricts what is accepted. Raises ParseError naming the file.
+    (`hf` or `arxiv`) restricts what is accepted. A file larger than that site's answers
+    may be (`hf.MAX_BYTES`, `arxiv.MAX_BYTES`) is refused after reading no more than
+    that, so even `/dev/zero` is answered at once. Raises ParseError naming the file.
     """
     where = str(path)
     label = source or "file"
     try:
-        content = Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            head = handle.read(4096)
+            kind = detect_kind(head)
+            if kind is not None:
+                content = head + handle.read(_MAX_BYTES[kind] + 1 - len(head))
+            elif not head.strip():  # blank so far: blank throughout, or a listing late?
+                content = head + handle.read(max(_MAX_BYTES.values()) + 1 - len(head))
+            else:
+                content = head
     except OSError as error:
         raise ParseError(label, where, f"cannot read the file ({error.strerror})") from None
     if not content.strip():
         raise ParseError(label, where, "the file is empty")
-    kind = detect_kind(content[:4096])
     if kind is None:
         raise ParseError(
             label,
@@ -91,6 +102,13 @@ def read_listing_file(
         )
     if source is not None and _KINDS[kind] != source:
         raise ParseError(source, where, f"not an {source} listing: it is {_KIND_NAMES[kind]}")
+    if len(content) > _MAX_BYTES[kind]:
+        raise ParseError(
+            label,
+            where,
+            f"the file is larger than {describe_size(_MAX_BYTES[kind])}, more than any "
+            f"{_KINDS[kind]} listing: refused",
+        )
     if kind == "json":
         return hf.parse_api(content, where)
     if kind == "html":

@@ -28,8 +28,22 @@ from lxml import etree
 
 from digest.config import ArxivSettings
 from digest.errors import ConfigError, ParseError
-from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url, normalise_space, parse_arxiv_id
-from digest.sources.http import PoliteClient
+from digest.paper import (
+    CUT,
+    MAX_ABSTRACT,
+    MAX_AUTHORS,
+    MAX_CATEGORIES,
+    MAX_CATEGORY,
+    MAX_NAME,
+    MAX_TITLE,
+    Paper,
+    arxiv_abs_url,
+    arxiv_pdf_url,
+    clip,
+    normalise_space,
+    parse_arxiv_id,
+)
+from digest.sources.http import DEFAULT_MAX_BYTES, PoliteClient
 from digest.sources.listing import (
     Listing,
     Malformed,
@@ -42,6 +56,9 @@ from digest.sources.listing import (
 
 SOURCE = "arxiv"
 MAX_ID = 64  # the store's id column
+# The largest feed read (the client's limit): a busy day of four big categories is a few
+# MB. lxml keeps a document in a few times its size, and no text node past 10 MB.
+MAX_BYTES = DEFAULT_MAX_BYTES
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
@@ -105,28 +122,63 @@ def _safe_iso_date(value: str | None) -> date | None:
 
 
 def _categories(values: Iterable[str | None]) -> tuple[str, ...]:
-    """Category names, whitespace trimmed, each once, order kept."""
+    """Category names, whitespace trimmed, each once, order kept; at most MAX_CATEGORIES.
+
+    A name longer than MAX_CATEGORY is no category code and is dropped.
+    """
     seen: dict[str, None] = {}
     for value in values:
-        name = normalise_space(value or "")
-        if name:
-            seen.setdefault(name, None)
+        if len(seen) == MAX_CATEGORIES:
+            break
+        if value and len(value) <= MAX_CATEGORY * 2:  # room for surrounding spaces
+            name = normalise_space(value)
+            if name and len(name) <= MAX_CATEGORY:
+                seen.setdefault(name, None)
     return tuple(seen)
+
+
+def _capped_names(names: Iterable[str]) -> tuple[str, ...]:
+    """Non-empty names clipped to MAX_NAME, at most MAX_AUTHORS of them (CUT last if more)."""
+    kept: list[str] = []
+    for name in names:
+        name = clip(name, MAX_NAME)
+        if not name:
+            continue
+        if len(kept) == MAX_AUTHORS:
+            kept[-1] = CUT
+            break
+        kept.append(name)
+    return tuple(kept)
+
+
+# Raw text of `dc:creator` worth reading: MAX_AUTHORS long names with their separators.
+_CREATORS_RAW = MAX_AUTHORS * (MAX_NAME + 8)
 
 
 def _creators(elements: Iterable[etree._Element]) -> tuple[str, ...]:
     """Authors from `dc:creator` elements: comma-joined names, possibly several elements."""
-    names: list[str] = []
-    for element in elements:
-        for name in _AUTHOR_SEPARATOR.split(normalise_space(element.text or "")):
-            if name:
-                names.append(name)
-    return tuple(names)
+
+    def names() -> Iterable[str]:
+        read = 0
+        for element in elements:
+            # Split only what can still be kept: a hostile 10 MB creator list would
+            # otherwise become millions of names before being cut.
+            raw = (element.text or "")[: _CREATORS_RAW - read + 1]
+            read += len(raw)
+            yield from _AUTHOR_SEPARATOR.split(normalise_space(raw))
+            if read > _CREATORS_RAW:
+                yield CUT  # what was not read counts as more authors
+                return
+
+    return _capped_names(names())
 
 
 def _announcement(description: str, element_text: str | None) -> tuple[str, str]:
     """(announce type, abstract) of an announcement entry's description."""
-    kind = normalise_space(element_text or "").lower()
+    kind = normalise_space((element_text or "")[:100]).lower()
+    # The announce type and "Abstract:" come first: the rest matters only up to what an
+    # abstract may hold (clip reads 4 characters per kept one; 1,000 more for the prefix).
+    description = description[: MAX_ABSTRACT * 4 + 1_000 + 1]
     if not kind:
         found = _ANNOUNCE.search(description)
         if found is None:
@@ -134,7 +186,7 @@ def _announcement(description: str, element_text: str | None) -> tuple[str, str]
         kind = found.group(1).lower()
     parts = _ABSTRACT.split(description, maxsplit=1)
     abstract = parts[1] if len(parts) == 2 else _DESCRIPTION_PREFIX.sub("", description)
-    return kind, normalise_space(abstract)
+    return kind, clip(abstract, MAX_ABSTRACT)
 
 
 def _paper(
@@ -148,7 +200,7 @@ def _paper(
 ) -> Paper:
     return Paper(
         id=paper_id,
-        title=text(title, "title"),
+        title=text(title, "title", MAX_TITLE),
         abstract=abstract,
         authors=authors,
         categories=categories,
@@ -212,20 +264,15 @@ def _api_entry(entry: etree._Element, day: date | None) -> tuple[str, Paper]:
             *(element.get("term") for element in entry.iterfind(f"{ATOM}category")),
         ]
     )
-    authors = tuple(
-        name
-        for name in (
-            normalise_space(author.findtext(f"{ATOM}name") or "")
-            for author in entry.iterfind(f"{ATOM}author")
-        )
-        if name
+    authors = _capped_names(
+        author.findtext(f"{ATOM}name") or "" for author in entry.iterfind(f"{ATOM}author")
     )
     published_text = entry.findtext(f"{ATOM}published")
     published = iso_date(published_text, "published") if published_text else None
     paper = _paper(
         paper_id,
         entry.findtext(f"{ATOM}title"),
-        normalise_space(entry.findtext(f"{ATOM}summary") or ""),
+        clip(entry.findtext(f"{ATOM}summary") or "", MAX_ABSTRACT),
         authors,
         categories,
         published,
@@ -367,7 +414,7 @@ def fetch(
 ) -> Listing:
     """Fetch the current announcements of the configured categories (one request)."""
     url = feed_url(settings.feed_url, settings.categories)
-    response = client.get(url, source=SOURCE, validators=known(url))
+    response = client.get(url, source=SOURCE, validators=known(url), max_bytes=MAX_BYTES)
     if response.not_modified:
         return Listing(SOURCE, url, None, (), not_modified=True)
     listing = parse_feed(response.content, url, include_cross=settings.include_cross)

@@ -31,6 +31,11 @@ from bs4 import BeautifulSoup, Tag
 
 from digest.errors import FetchError, ParseError
 from digest.paper import (
+    CUT,
+    MAX_ABSTRACT,
+    MAX_AUTHORS,
+    MAX_NAME,
+    MAX_TITLE,
     Paper,
     arxiv_abs_url,
     arxiv_pdf_url,
@@ -57,6 +62,10 @@ from digest.sources.listing import (
 SOURCE = "hf"
 NO_LISTING = "no listing for that day"
 MAX_ID = 64  # the store's id column
+# The largest answer or page read: a real day is 150-250 KB (30 papers), so this is room
+# for some 1,000 papers. Parsing costs many times the size (BeautifulSoup keeps about 60
+# bytes per byte of a page made of tiny tags), so the bound is on what is read at all.
+MAX_BYTES = 8 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +87,21 @@ def page_url(base_url: str, day: date) -> str:
 
 
 def _authors(value: Any) -> tuple[str, ...]:
-    """Author names in order. Authors HF marks `hidden` are kept: arXiv lists them."""
+    """Author names in order. Authors HF marks `hidden` are kept: arXiv lists them.
+
+    A list longer than MAX_AUTHORS keeps its first names and CUT last; the rest are not
+    even read.
+    """
     if value is None:
         return ()
     if not isinstance(value, list):
         raise Malformed("paper.authors is not a list")
     names = []
-    for number, author in enumerate(value, start=1):
-        names.append(text(mapping(author, f"author {number}").get("name"), f"author {number}"))
+    for number, author in enumerate(value[:MAX_AUTHORS], start=1):
+        name = mapping(author, f"author {number}").get("name")
+        names.append(text(name, f"author {number}", MAX_NAME))
+    if len(value) > MAX_AUTHORS:
+        names[-1] = CUT
     return tuple(names)
 
 
@@ -110,8 +126,8 @@ def _paper_from_record(
     title = record.get("title")
     paper = Paper(
         id=paper_id,
-        title=text(fallback_title if title is None else title, "paper.title"),
-        abstract=optional_text(record.get("summary"), "paper.summary") or "",
+        title=text(fallback_title if title is None else title, "paper.title", MAX_TITLE),
+        abstract=optional_text(record.get("summary"), "paper.summary", MAX_ABSTRACT) or "",
         authors=_authors(record.get("authors")),
         organization=organization_name(organization)
         or organization_name(record.get("organization")),
@@ -276,7 +292,10 @@ def _read_paper_page(props: Any, origin: str) -> Listing:
 def _card_count(element: Tag | None) -> int | None:
     if element is None:
         return None
-    digits = normalise_space(element.get_text(" "))
+    shown = element.get_text(" ")
+    if len(shown) > 64:  # no count is that long; don't split megabytes into words
+        return None
+    digits = normalise_space(shown)
     return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
@@ -295,7 +314,7 @@ def _paper_from_card(article: Tag, link: Tag) -> Paper:
     )
     return Paper(
         id=paper_id,
-        title=text(link.get_text(" "), "the card's title"),
+        title=text(link.get_text(" "), "the card's title", MAX_TITLE),
         abstract="",  # cards carry no abstract; a later API sighting fills it in
         upvotes=upvotes,
         comments=_card_count(article.select_one('a[href$="#community"]')),
@@ -384,7 +403,7 @@ def parse_page(content: bytes | str, origin: str, day: date | None = None) -> Li
 
 
 def _fetch_api(client: PoliteClient, url: str, day: date, known: ValidatorLookup) -> Listing:
-    response = client.get(url, source=SOURCE, validators=known(url))
+    response = client.get(url, source=SOURCE, validators=known(url), max_bytes=MAX_BYTES)
     if response.not_modified:
         return Listing(SOURCE, url, day, (), not_modified=True)
     listing = parse_api(response.content, url, day)
@@ -392,7 +411,7 @@ def _fetch_api(client: PoliteClient, url: str, day: date, known: ValidatorLookup
 
 
 def _fetch_page(client: PoliteClient, url: str, day: date, known: ValidatorLookup) -> Listing:
-    response = client.get(url, source=SOURCE, validators=known(url))
+    response = client.get(url, source=SOURCE, validators=known(url), max_bytes=MAX_BYTES)
     if response.not_modified:
         return Listing(SOURCE, url, day, (), not_modified=True)
     landed = urlsplit(response.final_url).path.rstrip("/") or "/"

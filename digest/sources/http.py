@@ -105,6 +105,14 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def describe_size(size: int) -> str:
+    """A byte count for messages: `32 MB`, `500 KB`, `1000 bytes`."""
+    for unit, name in ((1024 * 1024, "MB"), (1024, "KB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size} bytes"
+
+
 def host_of(url: str) -> str:
     """The host (and port, if any) a URL points at: the unit of politeness."""
     return urlsplit(url).netloc.lower()
@@ -199,11 +207,21 @@ class PoliteClient:
     ) -> None:
         self.close()
 
-    def get(self, url: str, *, source: str, validators: Validators | None = None) -> Response:
+    def get(
+        self,
+        url: str,
+        *,
+        source: str,
+        validators: Validators | None = None,
+        max_bytes: int | None = None,
+    ) -> Response:
         """GET `url`, retrying what is worth retrying; raise FetchError when it cannot.
 
-        A 2xx or a 304 is returned; any other status, or retries running out, raises.
+        A 2xx or a 304 is returned; any other status, or retries running out, raises. A
+        body past `max_bytes` (the client's `max_bytes` when None, or whichever is
+        smaller) is refused without reading the rest.
         """
+        limit = self.max_bytes if max_bytes is None else min(max_bytes, self.max_bytes)
         headers = validators.headers() if validators else {}
         resting = self._not_before.get(host_of(url), 0.0) - self._clock()
         if resting > 0:
@@ -215,10 +233,13 @@ class PoliteClient:
             self._wait_turn(url)
             retry_after: float | None = None
             try:
-                response, retry_after_header = self._request(url, headers)
+                response, retry_after_header = self._request(url, headers, limit)
             except _TooLarge:
                 raise FetchError(
-                    source, url, f"the response is larger than {self.max_bytes} bytes"
+                    source,
+                    url,
+                    f"the response is larger than {describe_size(limit)}, more than any "
+                    "listing: refused",
                 ) from None
             except httpx.TransportError as error:
                 problem = _describe_network_error(error, self.timeout)
@@ -270,14 +291,16 @@ class PoliteClient:
             log.debug("waiting %.1f s before the next request to %s", remaining, host)
             self._sleep(remaining)
 
-    def _request(self, url: str, headers: dict[str, str]) -> tuple[Response, str | None]:
+    def _request(
+        self, url: str, headers: dict[str, str], max_bytes: int
+    ) -> tuple[Response, str | None]:
         """One GET: the response and its Retry-After header; the body is size-capped."""
         try:
             with self._http.stream("GET", url, headers=headers) as response:
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body.extend(chunk)
-                    if len(body) > self.max_bytes:
+                    if len(body) > max_bytes:
                         raise _TooLarge
                 finished = Response(
                     url=url,

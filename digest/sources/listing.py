@@ -3,7 +3,9 @@
 A parser reads a whole page before anyone writes anything: it either returns a complete
 `Listing` or raises `ParseError`. Inside a page, one entry that does not read (no id, a
 title that is not text, a date that is not a date) raises `Malformed`, which the parser
-catches, counts in `Listing.skipped`, and moves on.
+catches, counts in `Listing.skipped`, and moves on. Whatever a page says, a `Listing`
+holds only papers within the limits of `digest.paper` (`bound_paper`); the readers here
+clip text as they read it, so a hostile page costs little more than a normal one.
 """
 
 from __future__ import annotations
@@ -14,12 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from digest.paper import Paper, normalise_space
+from digest.paper import MAX_ORGANIZATION, MAX_URL, Paper, bound_paper, clip
 from digest.sources.http import Validators
-
-# The store's column sizes (digest/store/models.py): longer values would fail on PostgreSQL.
-MAX_URL = 500
-MAX_ORGANIZATION = 300
 
 # Looks up the validators kept for a URL (None when there are none).
 ValidatorLookup = Callable[[str], Validators | None]
@@ -52,6 +50,11 @@ class Listing:
     note: str = ""
     validators: Validators | None = None
 
+    def __post_init__(self) -> None:
+        # Every parser's papers pass here, so no source can hand the store a paper past
+        # the limits of digest.paper (a 25 MB abstract, 100,000 authors).
+        object.__setattr__(self, "papers", tuple(map(bound_paper, self.papers)))
+
 
 class Malformed(Exception):
     """One entry of a listing could not be read; the message says what was wrong."""
@@ -71,23 +74,23 @@ def mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def text(value: Any, what: str) -> str:
-    """A required, non-empty string, whitespace normalised."""
+def text(value: Any, what: str, limit: int) -> str:
+    """A required, non-empty string, whitespace normalised, clipped to `limit` characters."""
     if not isinstance(value, str):
         raise Malformed(f"{what} is missing" if value is None else f"{what} is not text")
-    cleaned = normalise_space(value)
+    cleaned = clip(value, limit)
     if not cleaned:
         raise Malformed(f"{what} is empty")
     return cleaned
 
 
-def optional_text(value: Any, what: str) -> str | None:
-    """An optional string, whitespace normalised; None when absent or blank."""
+def optional_text(value: Any, what: str, limit: int) -> str | None:
+    """An optional string, whitespace normalised and clipped; None when absent or blank."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise Malformed(f"{what} is not text")
-    return normalise_space(value) or None
+    return clip(value, limit) or None
 
 
 MAX_COUNT = 2**31 - 1  # what every database's INTEGER holds
@@ -117,13 +120,13 @@ def optional_url(value: Any) -> str | None:
 
 
 def organization_name(value: Any) -> str | None:
-    """An organisation's display name from `{fullname, name}`, cut to the store's size."""
+    """An organisation's display name from `{fullname, name}`, clipped to the store's size."""
     if not isinstance(value, Mapping):
         return None
     for key in ("fullname", "name"):
         name = value.get(key)
-        if isinstance(name, str) and normalise_space(name):
-            return normalise_space(name)[:MAX_ORGANIZATION]
+        if isinstance(name, str) and (clipped := clip(name, MAX_ORGANIZATION)):
+            return clipped
     return None
 
 
