@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import mailbox
+import os
+import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from digest.send import send_due
 from digest.send.backends import SENT
@@ -70,3 +77,58 @@ def test_an_unwritable_maildir_is_a_clear_error(make_settings: Any, tmp_path: An
         f"cannot use maildir {blocker / 'box'}: Not a directory; check [delivery] maildir"
     )
     database.dispose()
+
+
+# --- privacy: messages carry live confirm, manage and unsubscribe links -----------------
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under a permissive umask, restored afterwards."""
+    before = os.umask(request.param)
+    yield request.param
+    os.umask(before)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_maildir_and_its_messages_are_private(tmp_path: Path, umask: int) -> None:
+    box = tmp_path / "data" / "box"
+    connection = MaildirBackend(box).open()
+    connection.deliver(build_digest(1, "a@example.net"))
+    assert {path.name: _mode(path) for path in (box, *box.iterdir())} == {
+        "box": 0o700,
+        "tmp": 0o700,
+        "new": 0o700,
+        "cur": 0o700,
+    }
+    (written,) = (box / "new").iterdir()
+    assert _mode(written) == 0o600
+
+
+def test_a_stale_temporary_file_does_not_leave_a_message_open(tmp_path: Path, umask: int) -> None:
+    # A crash can leave tmp/NAME.PID behind, open to all; writing over it makes it private.
+    message = build_digest(1, "a@example.net")
+    connection = MaildirBackend(tmp_path / "box").open()
+    stale = tmp_path / "box" / "tmp" / f"{maildir_name(message.message_id)}.{os.getpid()}"
+    stale.write_bytes(b"half a message")
+    os.chmod(stale, 0o666)
+    connection.deliver(message)
+    (written,) = (tmp_path / "box" / "new").iterdir()
+    assert _mode(written) == 0o600 and written.read_bytes().startswith(b"From")
+
+
+def test_a_maildir_left_open_is_made_private(
+    tmp_path: Path, umask: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = tmp_path / "box"
+    for sub in ("tmp", "new", "cur"):
+        (box / sub).mkdir(parents=True)
+        os.chmod(box / sub, 0o755)
+    os.chmod(box, 0o755)
+    with caplog.at_level(logging.WARNING, logger="digest.paths"):
+        MaildirBackend(box).open()
+    assert all(_mode(path) == 0o700 for path in (box, box / "tmp", box / "new", box / "cur"))
+    assert f"maildir {box} was open to other users: made it private" in caplog.text

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,88 @@ def test_upgrading_to_0004_schedules_the_subscribers_already_active(settings: Se
         assert paused.next_digest_at is None
         due = due_subscribers(session, started + timedelta(days=2), limit=10)
     assert sorted(s.id for s in due) == [1, 2]
+
+
+# --- privacy: the data folder and the database files (issue 14, point 7) --------------
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under a permissive umask, restored afterwards."""
+    before = os.umask(request.param)
+    yield request.param
+    os.umask(before)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _write_something(database: Database) -> None:
+    from datetime import UTC, datetime
+
+    from digest.store.subscribers import create_subscriber
+
+    with database.session() as session:
+        create_subscriber(
+            session,
+            "ada@example.org",
+            "diffusion",
+            send_time="08:00",
+            timezone="UTC",
+            now=datetime(2026, 6, 12, 8, tzinfo=UTC),
+        )
+
+
+def test_the_data_folder_and_database_files_are_private(settings: Settings, umask: int) -> None:
+    database = open_database(settings)
+    _write_something(database)
+    folder = settings.data_dir
+    assert _mode(folder) == 0o700
+    files = sorted(path.name for path in folder.iterdir())
+    # The WAL and its index exist while a connection is open: all three are private.
+    assert {"digest.db", "digest.db-wal", "digest.db-shm"} <= set(files)
+    assert {name: _mode(folder / name) for name in files} == dict.fromkeys(files, 0o600)
+    database.dispose()
+
+
+def test_files_an_older_run_left_open_are_made_private_at_start(
+    settings: Settings, umask: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = open_database(settings)
+    _write_something(database)
+    database.dispose()
+    folder = settings.data_dir
+    os.chmod(folder, 0o755)  # as digest made them before
+    for name in ("digest.db", "digest.db-wal", "digest.db-shm"):
+        if (folder / name).exists():
+            os.chmod(folder / name, 0o644)
+    with caplog.at_level(logging.WARNING, logger="digest.paths"):
+        open_database(settings).dispose()
+    assert _mode(folder) == 0o700 and _mode(folder / "digest.db") == 0o600
+    assert all(_mode(path) == 0o600 for path in folder.iterdir())
+    said = caplog.text
+    assert f"data folder {folder} was open to other users: made it private" in said
+    assert "(mode 0700, was 0755)" in said and "(mode 0600, was 0644)" in said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="digest.paths"):
+        open_database(settings).dispose()
+    assert caplog.text == ""  # said once: the next start finds nothing to change
+
+
+def test_a_database_outside_the_data_folder_is_private_its_folder_left_alone(
+    make_settings, tmp_path: Path, umask: int
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)  # someone's folder, maybe the working directory: not ours
+    settings = make_settings(database={"url": f"sqlite:///{shared / 'lab.db'}"})
+    database = open_database(settings)
+    _write_something(database)
+    assert _mode(shared) == 0o755
+    assert _mode(shared / "lab.db") == 0o600 and _mode(shared / "lab.db-wal") == 0o600
+    database.dispose()
+    nested = tmp_path / "new" / "deeper"
+    settings = make_settings(database={"url": f"sqlite:///{nested / 'lab.db'}"})
+    open_database(settings).dispose()
+    assert _mode(nested) == 0o700  # a folder digest makes for its database is private

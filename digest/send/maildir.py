@@ -6,6 +6,10 @@ Dovecot). A message is written to `tmp/`, flushed to disk, then linked into `new
 reader never sees half a message. The file name comes from the Message-ID, which makes
 delivery idempotent: a message delivered again (after a crash between writing it and
 recording it) finds its file already there and is not written twice.
+
+Messages carry live confirm, manage and unsubscribe links: the maildir and its folders
+are private to the service's user (0700, tightened at open if an older run or a person
+left them open) and each message is written 0600, whatever the umask.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from digest.message import Message
+from digest.paths import PRIVATE_FILE, private_folder, tighten
 from digest.send.backends import SENT, BackendUnavailable, Outcome
 
 
@@ -36,8 +41,11 @@ class MaildirBackend:
     def open(self) -> MaildirConnection:
         """Create the maildir if needed and note the messages already in it."""
         try:
+            private_folder(self.path)
+            tighten(self.path, "maildir")
             for sub in ("tmp", "new", "cur"):
-                (self.path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+                if not private_folder(self.path / sub):
+                    tighten(self.path / sub, "maildir folder")
             # A reader moves messages to cur/ and appends flags after ":".
             seen = {name.partition(":")[0] for name in os.listdir(self.path / "cur")}
         except OSError as error:
@@ -64,7 +72,11 @@ class MaildirConnection:
         # Mail files on disk use the local line ending; the wire form uses CRLF.
         data = message.data.replace(b"\r\n", b"\n")
         try:
-            with open(temporary, "wb") as handle:
+            # Private from the first byte: the mode is set on the descriptor, so neither
+            # the umask nor a stale file of the same name (a crash) can leave it open.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+            with os.fdopen(descriptor, "wb") as handle:
+                os.fchmod(descriptor, PRIVATE_FILE)
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -1,7 +1,10 @@
 """The database handle: engine, sessions, and schema migrations (Alembic).
 
 `open_database(settings)` is how every entry point gets the store: it creates the data
-folder for a SQLite file, connects, and brings the schema up to date on first run.
+folder for a SQLite file, connects, and brings the schema up to date on first run. The
+data folder and the SQLite files (with the WAL and shared-memory files beside them) hold
+every reader's address and interests: they are private to the service's user (0700 and
+0600, whatever the umask), and made so at start when an older run left them open.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
 from digest.errors import StoreError
+from digest.paths import private_file, private_folder, tighten
 
 log = logging.getLogger(__name__)
 
@@ -167,19 +171,45 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
         where = f"[database] url {_shown(url)}"
     else:  # the default: a SQLite file in the data folder
         where = f"{url.removeprefix('sqlite:///')} (in [service] data_dir)"
+    # The data folder is digest's own: private, even if something else made it first.
+    tighten(settings.data_dir, "data folder")
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
         except OSError as error:
             raise StoreError(
                 f"cannot create data folder {path.parent} for the database at {where}: "
                 f"{error.strerror or error}; check the path and that digest may write there"
             ) from None
+        _private_sqlite_files(path)
     database = Database(url, where=where)
     if migrate:
         database.ensure_schema()
     return database
+
+
+# SQLite's files beside the database: the write-ahead log, its shared-memory index, and
+# the rollback journal of a database not (yet) in WAL mode.
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _private_sqlite_files(path: Path) -> None:
+    """Make the database file private before SQLite opens it, and any companion of it.
+
+    SQLite creates a new database 0644 (less the umask), and its WAL, shared-memory and
+    journal files with the database file's own mode: creating the (empty) file 0600
+    first makes all of them private. Files an older run left open are tightened. A file
+    that cannot be created here is left for SQLite to report when it connects.
+    """
+    if path.name in ("", ":memory:") or path.name.startswith("file:"):
+        return
+    try:
+        private_file(path)
+    except OSError:
+        return  # a folder we cannot write, a path that is a folder: Database says so
+    for candidate in (path, *(path.with_name(path.name + end) for end in _SQLITE_COMPANIONS)):
+        tighten(candidate, "database file")
 
 
 def _shown(url: str) -> str:
