@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import email
+import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from digest.config import Settings
-from digest.jobs.mail import Courier, sample_digest_html, send_transactional
+from digest.jobs import mail as mail_job
+from digest.jobs.mail import (
+    SAMPLE_RENDERS,
+    Courier,
+    SampleBusy,
+    sample_digest_html,
+    send_transactional,
+)
+from digest.render import DigestRenderer
 from digest.sources import hf
 from digest.store import Database, open_database
 from digest.store.papers import save_papers
@@ -160,3 +171,82 @@ def test_sample_is_the_digest_of_the_last_week(settings: Settings, database: Dat
     # Older than a week: not in the sample.
     later = sample_digest_html(settings, database, subscriber, now=NOW + timedelta(days=8))
     assert wanted.id not in later
+
+
+# --- samples at once (issue 14): at most SAMPLE_RENDERS per process ---------------------
+
+
+def _sample_reader(database: Database) -> Any:
+    papers = hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "a").papers
+    with database.session() as session:
+        save_papers(session, papers, NOW - timedelta(days=2))
+        created = create_subscriber(
+            session,
+            "ada@example.org",
+            "title:psychometric",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+        return get_subscriber(session, created.id)
+
+
+class _HeldRenderer(DigestRenderer):
+    """The real renderer, held inside `render_digest` until the test lets it go."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, secret_key(settings))
+        self.inside = threading.Semaphore(0)
+        self.go = threading.Event()
+
+    def render_digest(self, *args: Any, **kwargs: Any) -> Any:
+        self.inside.release()
+        assert self.go.wait(30)
+        return super().render_digest(*args, **kwargs)
+
+
+def test_at_most_two_samples_render_at_once(settings: Settings, database: Database) -> None:
+    reader = _sample_reader(database)
+    renderer = _HeldRenderer(settings)
+    results: list[str] = []
+
+    def make_one() -> None:
+        results.append(sample_digest_html(settings, database, reader, now=NOW, renderer=renderer))
+
+    threads = [threading.Thread(target=make_one) for _ in range(SAMPLE_RENDERS)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:  # both are rendering now
+        assert renderer.inside.acquire(timeout=30)
+    with pytest.raises(SampleBusy, match="2 samples are being made"):
+        sample_digest_html(settings, database, reader, now=NOW)
+    renderer.go.set()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == SAMPLE_RENDERS and all("Psychometric" in html for html in results)
+    # Their places are free again, and so is a failed sample's.
+    with pytest.raises(LookupError):
+        sample_digest_html(settings, database, replace(reader, timezone="Nowhere/Else"), now=NOW)
+    for _ in range(SAMPLE_RENDERS + 1):
+        assert "Psychometric" in sample_digest_html(settings, database, reader, now=NOW)
+
+
+def test_a_busy_sample_is_a_503_in_the_manage_page_frame(make_site: Any) -> None:
+    site = make_site()
+    reader = _sample_reader(site.database)
+    sample = f"/manage/{site.token('manage', reader)}/sample"
+    assert site.get(sample).status_code == 200
+    # As if two samples were rendering: the third is turned away at once.
+    held = [mail_job._sample_slots.acquire(blocking=False) for _ in range(SAMPLE_RENDERS)]
+    try:
+        assert all(held)
+        busy = site.get(sample)
+    finally:
+        for _ in held:
+            mail_job._sample_slots.release()
+    assert busy.status_code == 503
+    assert "Busy making samples" in busy.get_data(as_text=True)
+    assert busy.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in busy.headers["Content-Security-Policy"]
+    assert site.get(sample).status_code == 200

@@ -6,7 +6,8 @@
 - `Courier` delivers what is due right away, from one background thread, so a person
   waiting for a confirmation link gets it in seconds rather than at the scheduler's next
   round (which would deliver it anyway).
-- `sample_digest_html` is the "show me a sample" digest of the manage page.
+- `sample_digest_html` is the "show me a sample" digest of the manage page, at most
+  `SAMPLE_RENDERS` at a time per process (`SampleBusy` beyond).
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ log = logging.getLogger(__name__)
 
 KINDS = ("confirm", "manage")
 SAMPLE_WINDOW = timedelta(days=7)
+# A sample matches and renders a week of papers: four at once once took a web process to
+# 4.7 GB. The rate limit is per client; this bounds the process whatever the clients.
+SAMPLE_RENDERS = 2
+_sample_slots = threading.BoundedSemaphore(SAMPLE_RENDERS)
+
+
+class SampleBusy(Exception):
+    """As many samples as may render at once are rendering: ask again in a moment."""
 
 
 def send_transactional(
@@ -145,14 +154,23 @@ def sample_digest_html(
     now: datetime,
     renderer: DigestRenderer | None = None,
 ) -> str:
-    """The HTML digest the saved interests would give for the papers of the last week."""
-    with database.session() as session:
-        papers = papers_first_seen_between(session, now - SAMPLE_WINDOW, now)
-    selection = match_subscriber(
-        parse_interests(subscriber.interests), papers, settings.match.max_papers
-    )
-    renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
-    message = renderer.render_digest(
-        subscriber, selection, digest_day(now, subscriber.timezone), now=now
-    )
-    return message.body("html")
+    """The HTML digest the saved interests would give for the papers of the last week.
+
+    Raises SampleBusy, without waiting, when SAMPLE_RENDERS samples are being made: a
+    request turned away costs nothing, one queued up would hold a web thread meanwhile.
+    """
+    if not _sample_slots.acquire(blocking=False):
+        raise SampleBusy(f"{SAMPLE_RENDERS} samples are being made; ask again in a moment")
+    try:
+        with database.session() as session:
+            papers = papers_first_seen_between(session, now - SAMPLE_WINDOW, now)
+        selection = match_subscriber(
+            parse_interests(subscriber.interests), papers, settings.match.max_papers
+        )
+        renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
+        message = renderer.render_digest(
+            subscriber, selection, digest_day(now, subscriber.timezone), now=now
+        )
+        return message.body("html")
+    finally:
+        _sample_slots.release()

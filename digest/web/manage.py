@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 
 from digest.errors import TokenError
 from digest.jobs import sample_digest_html
+from digest.jobs.mail import SampleBusy
 from digest.match import INTEREST_EXAMPLES
 from digest.store.outbox_admin import reactivate_subscriber
 from digest.store.subscribers import change_status as change_reader_status
@@ -45,7 +46,7 @@ from digest.tokens import (
     read_undo_token,
     token_matches,
 )
-from digest.web import ACCEPTED, context
+from digest.web import ACCEPTED, CONTENT_SECURITY_POLICY, context
 from digest.web.forms import ButtonForm, ManageForm
 from digest.web.subscribe import invalid_link, subscriber_for
 
@@ -160,14 +161,34 @@ def sample(token: str) -> Response:
     """A sample digest for the saved interests, shown framed inside the manage page."""
     subscriber = _manageable(token)
     ctx = context()
-    html = sample_digest_html(
-        ctx.settings, ctx.database, subscriber, now=ctx.clock(), renderer=ctx.renderer
-    )
+    try:
+        html = sample_digest_html(
+            ctx.settings, ctx.database, subscriber, now=ctx.clock(), renderer=ctx.renderer
+        )
+    except SampleBusy:
+        return _sample_busy()
     head = html.find("<head>")
     if head >= 0:
         html = html[: head + 6] + SAMPLE_BASE + html[head + 6 :]
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = SAMPLE_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+def _sample_busy() -> Response:
+    """503 with a page for the manage page's frame: samples are at their limit just now."""
+    page = render_template(
+        "error.html",
+        title="Busy making samples",
+        message="Several samples are being made just now. Please try again in a few seconds.",
+    )
+    response = Response(page, status=503, mimetype="text/html")
+    # Shown where the sample would be, in the manage page's frame: allow that.
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+        "frame-ancestors 'none'", "frame-ancestors 'self'"
+    )
+    # No Retry-After of ours: the rate limiter sets that header on every sample response.
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
 
