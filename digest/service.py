@@ -69,9 +69,19 @@ def _listen(app: Any, settings: Settings) -> Any:
     from waitress import create_server
 
     host, port = settings.web.host, settings.web.port
+    # Waitress removes X-Forwarded-* before the app sees them unless told otherwise; behind
+    # trusted proxies the app's ProxyFix reads them (digest.web.create_app), so keep them.
+    # Without, waitress keeps clearing them: nothing downstream can be fooled by them.
+    keep_proxy_headers = settings.web.trusted_proxies > 0
     try:
-        threads = settings.web.threads
-        return create_server(app, host=host, port=port, threads=threads, ident="digest")
+        return create_server(
+            app,
+            host=host,
+            port=port,
+            threads=settings.web.threads,
+            ident="digest",
+            clear_untrusted_proxy_headers=not keep_proxy_headers,
+        )
     except OSError as error:
         raise DigestError(
             f"cannot listen on {host}:{port}: {error.strerror or error}; "

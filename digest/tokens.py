@@ -107,7 +107,8 @@ def read_token(secret: str, purpose: str, token: str) -> tuple[int, str]:
     if (
         not isinstance(payload, list)
         or len(payload) != 2
-        or not isinstance(payload[0], int)
+        or type(payload[0]) is not int  # not a bool: JSON true is no id
+        or not 1 <= payload[0] <= MAX_ID
         or not isinstance(payload[1], str)
     ):
         raise TokenError(f"this {purpose} link is not valid")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from digest.errors import InterestSyntaxError
@@ -142,3 +147,49 @@ def test_every_example_parses() -> None:
     for example, explanation in INTEREST_EXAMPLES:
         assert explanation
         assert parse_interests(f"{example}\ndiffusion")
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "where"),
+    [
+        ("diffusion\x00", "U+0000", 'after "diffusion"'),
+        ("diffusion, vid\x00eo", "U+0000", 'after "diffusion, vid"'),
+        ("agents\n\x07rlhf", "U+0007", "at the start of a line"),
+        ("title:agents\x1b[2J", "U+001B", 'after "title:agents"'),
+        ("a\x0bb", "U+000B", 'after "a"'),  # a line break to splitlines, still refused
+        ("diffusion\x7f", "U+007F", 'after "diffusion"'),
+        ("diffusion\x85video", "U+0085", 'after "diffusion"'),
+        ("x" * 40 + "\x01", "U+0001", 'after "...' + "x" * 30 + '"'),
+    ],
+)
+def test_control_characters_are_refused_by_their_code(text: str, code: str, where: str) -> None:
+    with pytest.raises(InterestSyntaxError) as raised:
+        parse_interests(text)
+    message = str(raised.value)
+    assert raised.value.entry == 0
+    assert message == f"the list holds an invisible control character ({code}) {where}: remove it"
+    assert message.isprintable()  # never the character itself, on a terminal or a page
+
+
+def test_line_breaks_and_tabs_are_layout_not_control_characters() -> None:
+    text = "diffusion\r\nlarge\tlanguage model\rrlhf\n\tagents"
+    assert parse_interests(text).text == "diffusion\nlarge language model\nrlhf\nagents"
+
+
+def test_the_command_line_refuses_control_characters(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "DIGEST_CONFIG"}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    result = subprocess.run(
+        [sys.executable, "-m", "digest", "check-interests", "diffusion, title:agents\x1b[2J"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "digest: the list holds an invisible control character (U+001B) after "
+        '"diffusion, title:agents": remove it\n'
+    )

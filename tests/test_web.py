@@ -4,20 +4,22 @@ the error pages (never a traceback)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from limits.storage import MemoryStorage, RedisStorage
+from sqlalchemy import select
 
 from digest.errors import ConfigError
 from digest.store import Database
-from digest.store.models import SubscriberRow
+from digest.store.models import OutboxRow, SubscriberRow
 from digest.store.subscribers import create_subscriber
 from digest.tokens import SECRET_FILE, make_token
 from digest.web import CONTENT_SECURITY_POLICY, create_app
 from tests.smtp_server import free_port
-from tests.web_support import NOW, SECRET, Site, csrf_token
+from tests.web_support import NOW, SECRET, Clock, Site, csrf_token
 
 # --- the factory --------------------------------------------------------------------
 
@@ -303,3 +305,136 @@ def test_every_form_refuses_a_missing_or_forged_token(site: Site) -> None:
         after = {row.email: row.status for row in session.query(SubscriberRow)}
         interests = [row.interests for row in session.query(SubscriberRow)]
     assert after == before and "agents" not in interests
+
+
+# --- HEAD is GET without the body, and changes nothing ----------------------------------
+
+
+def _state(site: Site) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every subscriber row and every outbox row, as stored."""
+    with site.database.session() as session:
+        subscribers = [tuple(row) for row in session.execute(select(SubscriberRow.__table__))]
+        outbox = [tuple(row) for row in session.execute(select(OutboxRow.__table__))]
+    return subscribers, outbox
+
+
+def _route_paths(site: Site) -> list[str]:
+    """One concrete path for every rule of the app, with links that work."""
+    with site.database.session() as session:
+        ada = create_subscriber(
+            session,
+            "ada@example.org",
+            "diffusion",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+        bob = create_subscriber(
+            session, "bob@example.org", "rlhf", send_time="08:00", timezone="UTC", now=NOW
+        )
+    tokens = {
+        "subscribe.confirm": site.token("confirm", bob),
+        "manage.unsubscribe": site.token("unsubscribe", ada),
+        "manage.resubscribe": site.token("unsubscribe", ada),
+    }
+    paths = []
+    for rule in site.app.url_map.iter_rules():
+        values = {
+            "token": tokens.get(rule.endpoint, site.token("manage", ada)),
+            "action": "pause",
+            "filename": "style.css",
+        }
+        unknown = rule.arguments - values.keys()
+        assert not unknown, f"{rule.rule}: give this test a value for {unknown}"
+        paths.append(rule.build({name: values[name] for name in rule.arguments})[1])
+    return paths
+
+
+def test_head_is_get_without_a_body_on_every_route_and_changes_nothing(site: Site) -> None:
+    paths = _route_paths(site)
+    assert len(paths) == len(list(site.app.url_map.iter_rules()))
+    page = site.get("/").get_data(as_text=True)
+    # Everything a POST to any of them could want: a valid CSRF token of this session,
+    # a complete sign-up or manage form, and RFC 8058's one-click body.
+    body = {
+        "csrf_token": csrf_token(page),
+        "email": "eve@example.org",
+        "interests": "agents",
+        "send_time": "09:00",
+        "timezone": "UTC",
+        "List-Unsubscribe": "One-Click",
+    }
+    before = _state(site)
+    for path in paths:
+        shown = site.get(path)
+        for data in (None, body, {"List-Unsubscribe": "One-Click"}):
+            head = site.client.head(path, data=data)
+            assert head.status_code == shown.status_code, (path, data)
+            assert head.get_data() == b"", path
+            assert head.headers.get("Content-Type") == shown.headers.get("Content-Type"), path
+        assert _state(site) == before, path
+    assert site.subscriber().status == "active"  # type: ignore[union-attr]
+    assert site.subscriber("eve@example.org") is None and site.outbox() == []
+
+
+# --- links naming an id no subscriber can have -----------------------------------------
+
+
+@pytest.fixture
+def backend_site(make_settings: Any, store_database: Database) -> Iterator[Site]:
+    """The app on each database backend (SQLite and PostgreSQL)."""
+    settings = make_settings(web={"secret_key": SECRET}, service={"base_url": "http://digest.test"})
+    clock = Clock()
+    app = create_app(settings, database=store_database, clock=clock)
+    yield Site(app, settings, store_database, clock)
+    app.extensions["digest"].courier.stop()  # the store fixture disposes of the database
+
+
+@pytest.mark.parametrize("subscriber_id", [2**70, 2**40, 2**31, 0, -1, -(2**70)])
+def test_a_signed_link_naming_an_impossible_id_is_an_invalid_link(
+    backend_site: Site, subscriber_id: int
+) -> None:
+    def link(purpose: str) -> str:
+        return make_token(SECRET, purpose, subscriber_id, "ada@example.org")
+
+    for path in (
+        f"/confirm/{link('confirm')}",
+        f"/manage/{link('manage')}",
+        f"/manage/{link('manage')}/sample",
+        f"/unsubscribe/{link('unsubscribe')}",
+    ):
+        response = backend_site.get(path)
+        assert response.status_code == 400, path
+        assert "not valid" in response.get_data(as_text=True), path
+    one_click = backend_site.client.post(
+        f"/unsubscribe/{link('unsubscribe')}", data={"List-Unsubscribe": "One-Click"}
+    )
+    assert one_click.status_code == 400
+
+
+# --- control characters in interests ----------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["diffusion\x00", "diffusion\x1b[2J", "agents\n\x07rlhf"])
+def test_the_forms_refuse_control_characters_in_interests(backend_site: Site, bad: str) -> None:
+    refused = backend_site.signup(interests=bad)
+    assert refused.status_code == 400
+    assert "invisible control character" in refused.get_data(as_text=True)
+    assert backend_site.subscriber() is None and backend_site.outbox() == []
+    with backend_site.database.session() as session:
+        ada = create_subscriber(
+            session,
+            "ada@example.org",
+            "diffusion",
+            send_time="08:00",
+            timezone="UTC",
+            now=NOW,
+            status="active",
+        )
+    manage = f"/manage/{backend_site.token('manage', ada)}"
+    data = {"interests": bad, "send_time": "09:00", "timezone": "UTC"}
+    refused = backend_site.submit(manage, data)
+    assert refused.status_code == 400
+    assert "invisible control character" in refused.get_data(as_text=True)
+    assert backend_site.subscriber().interests == "diffusion"  # type: ignore[union-attr]

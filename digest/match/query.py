@@ -141,6 +141,7 @@ def parse_interests(text: str) -> Interests:
         raise InterestSyntaxError(
             f"the list is {len(text):,} characters long; shorten it to at most {MAX_CHARS:,}"
         )
+    _refuse_control_characters(text)
     raw_entries = split_entries(text)
     if not raw_entries:
         raise InterestSyntaxError(
@@ -169,6 +170,29 @@ def parse_interests(text: str) -> Interests:
             "add at least one interest to match"
         )
     return Interests(tuple(entries))
+
+
+# Control characters (Unicode Cc) but the line breaks and tabs that lay a list out (a
+# textarea sends CRLF). They match nothing, show as nothing in the form and the email, and
+# some cannot be stored at all (PostgreSQL refuses NUL in text) or act on a terminal (ESC).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTEXT = 30  # characters shown before the one at fault
+
+
+def _refuse_control_characters(text: str) -> None:
+    """InterestSyntaxError naming the first control character and the text before it."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return
+    # The error never repeats the character itself: it says where it is, by its code.
+    before = re.split(r"[\r\n]", text[: found.start()])[-1].strip()  # on its own line
+    if len(before) > _CONTEXT:
+        before = "..." + before[-_CONTEXT:].lstrip()
+    where = f'after "{before}"' if before else "at the start of a line"
+    raise InterestSyntaxError(
+        f"the list holds an invisible control character (U+{ord(found.group()):04X}) "
+        f"{where}: remove it"
+    )
 
 
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"'})

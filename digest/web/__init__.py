@@ -153,8 +153,13 @@ def create_app(
         courier=Courier(settings, database, clock),
     )
     if settings.web.trusted_proxies:
+        # The client's address (rate limits) and scheme (HSTS, Flask-WTF's HTTPS Referer
+        # check) from the last `hops` proxies; the server must pass these headers on
+        # (digest.service._listen tells waitress to). Not X-Forwarded-Host: a proxy that
+        # sets Host itself, as the README's nginx does, passes the client's own
+        # X-Forwarded-Host through unchanged, so trusting it would let anyone pick the host.
         hops = settings.web.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
     _register_blueprints(app)
     _protect(app, settings)
     _register_handlers(app)

@@ -89,7 +89,7 @@ def _manageable(token: str) -> Subscriber:
 
 def _manage_form(subscriber: Subscriber) -> ManageForm:
     form = ManageForm(keep_zones=(subscriber.timezone,))
-    if request.method == "GET":
+    if request.method != "POST":  # GET or HEAD: the form shows what is saved
         form.interests.data = subscriber.interests
         form.send_time.data = time.fromisoformat(subscriber.send_time)
         form.timezone.data = subscriber.timezone
@@ -121,7 +121,7 @@ def manage(token: str) -> tuple[str, int] | Response:
     """Show and save a subscriber's preferences."""
     subscriber = _manageable(token)
     form = _manage_form(subscriber)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, or HEAD (GET without body): change nothing
         notice = NOTICES.get(request.args.get("done", ""), "")
         return _render_manage(subscriber, form, token, notice)
     if not form.validate():
@@ -197,7 +197,7 @@ def _sample_busy() -> Response:
 def unsubscribe(token: str) -> tuple[str, int] | Response:
     """GET: one button. POST (from the page, or RFC 8058 one-click): unsubscribe now."""
     subscriber = subscriber_for("unsubscribe", token)
-    if request.method == "GET":
+    if request.method != "POST":  # GET, or HEAD (even with a one-click body): one button
         return render_template(
             "unsubscribe.html", subscriber=subscriber, form=ButtonForm(), token=token
         ), 200

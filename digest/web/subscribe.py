@@ -53,7 +53,7 @@ REJOINING = ("pending", "unsubscribed", "bounced")
 def _new_signup_form() -> SignupForm:
     settings = context().settings
     form = SignupForm(keep_zones=(settings.service.timezone,))
-    if request.method == "GET":
+    if request.method != "POST":  # GET or HEAD: a fresh form, with the defaults
         form.send_time.data = time.fromisoformat(settings.schedule.default_send_time)
         form.timezone.data = settings.service.timezone
     return form
@@ -69,7 +69,7 @@ def _render_form(form: SignupForm, status: int = 200, notice: str = "") -> tuple
 def signup() -> tuple[str, int] | Response:
     """Show the signup form; on POST, store a pending sign-up and send the confirmation."""
     form = _new_signup_form()
-    if request.method == "GET":
+    if request.method != "POST":  # GET, or HEAD (GET without body): never a sign-up
         return _render_form(form)
     email = form.validate_all(context().settings.web.check_dns)
     if email is None:
