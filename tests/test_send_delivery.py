@@ -15,11 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from digest.send import send_due
+from digest.send import delivery, owner, send_due
 from digest.send.delivery import Pacer
 from digest.store import Database
-from digest.store.outbox import queue_message
+from digest.store.models import OutboxRow
+from digest.store.outbox import claim_due, queue_message, recover_interrupted
 from digest.store.outbox_admin import (
     queue_again,
     reactivate_subscriber,
@@ -34,6 +36,7 @@ from digest.store.subscribers import (
 )
 from tests.messages import build_digest, queue_digests
 from tests.outbox_rows import get_entry
+from tests.owners import other_sender
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DAY = date(2026, 11, 23)
@@ -66,10 +69,6 @@ def states(database: Database) -> Counter[str]:
 def entry_for(database: Database, email: str) -> Any:
     with database.session() as session:
         subscriber = find_subscriber(session, email)
-        from sqlalchemy import select
-
-        from digest.store.models import OutboxRow
-
         row_id = session.scalar(
             select(OutboxRow.id).where(OutboxRow.subscriber_id == subscriber.id)
         )
@@ -488,3 +487,94 @@ def test_a_second_sender_is_told_who_holds_the_send_lock(send_settings: Any, db:
         send_due(send_settings, db, now=NOW)
     assert f"(pid {os.getpid()} holds {send_settings.data_dir / 'send.lock'})" in str(busy.value)
     assert states(db) == Counter({"queued": 1})  # nothing claimed, nothing sent
+
+
+def test_claims_of_a_live_sender_of_this_host_are_left_to_it(
+    send_settings: Any, db: Database, smtp_server: Any
+) -> None:
+    # Another sender of this host, from another data folder (so another send lock): its
+    # claims are a live run's, not a dead one's. Killed, they are taken over at once.
+    messages = queue_digests(db, 5, now=NOW)
+    with other_sender() as (process, claimer):
+        with db.session() as session:
+            claim_due(session, now=NOW, limit=3, claimer=claimer)
+        report = send_due(send_settings, db, now=NOW)
+        assert (report.recovered, report.sent) == (0, 2)
+        assert states(db) == {"sent": 2, "sending": 3}
+        process.kill()
+        process.wait(timeout=30)
+    report = send_due(send_settings, db, now=NOW)  # no lease to wait for
+    assert (report.recovered, report.sent) == (3, 3)
+    exactly_once(smtp_server, messages)
+
+
+def test_claims_left_by_an_ended_run_of_this_process_are_taken_over_at_once(
+    send_settings: Any, db: Database, smtp_server: Any
+) -> None:
+    # A run of the scheduler's process that ended without recording or handing back (its
+    # coordinator failed, say): the process lives on, the run does not.
+    messages = queue_digests(db, 3, now=NOW)
+    with owner.claiming() as claimer, db.session() as session:
+        claim_due(session, now=NOW, limit=3, claimer=claimer)
+    report = send_due(send_settings, db, now=NOW)
+    assert (report.recovered, report.sent) == (3, 3)
+    exactly_once(smtp_server, messages)
+
+
+def test_a_run_renews_its_lease_while_it_sends(
+    make_settings: Any, smtp_server: Any, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "RENEW_EVERY", 0.05)
+    settings = make_settings(
+        smtp=smtp_server.smtp_settings(connections=1, rate=20.0), delivery={"backend": "smtp"}
+    )
+    queue_digests(db, 6, now=NOW)
+    leases: list[tuple[datetime, datetime]] = []
+
+    def progress(done: int, due: int) -> None:
+        with db.session() as session:
+            query = select(OutboxRow.claimed_at, OutboxRow.renewed_at)
+            leases.extend(session.execute(query.where(OutboxRow.state == "sending")).all())
+
+    assert send_due(settings, db, now=NOW, progress=progress).sent == 6
+    # Six messages at 20/s take a quarter of a second: the rows waiting their turn were
+    # renewed after they were claimed.
+    assert any(renewed > claimed for claimed, renewed in leases)
+
+
+def test_a_run_whose_claims_were_taken_over_sends_no_more_of_them(
+    make_settings: Any, smtp_server: Any, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "RENEW_EVERY", 0.0)  # check the lease at every commit
+    settings = make_settings(
+        smtp=smtp_server.smtp_settings(connections=2, rate=20.0), delivery={"backend": "smtp"}
+    )
+    queue_digests(db, 20, now=NOW)
+    elsewhere = "elsewhere:1:s:x"
+    taken: list[str] = []
+
+    def progress(done: int, due: int) -> None:
+        if taken:
+            return
+        # As if this run had stalled past its lease: another sender takes its claims over.
+        later = NOW + delivery.LEASE + timedelta(minutes=1)
+        with db.session() as session:
+            recover_interrupted(session, now=later, lease=delivery.LEASE, gone=lambda o: False)
+            jobs = claim_due(session, now=later, limit=100, claimer=elsewhere)
+            taken.extend(job.message_id for job in jobs)
+
+    report = send_due(settings, db, now=NOW, progress=progress)
+    assert report.error is not None and "took over" in report.error
+    arrived = smtp_server.message_ids()
+    assert taken and max(arrived.values()) == 1
+    # At most the message each connection was already ending went out after the takeover.
+    assert len(set(taken) & set(arrived)) <= 2
+    with db.session() as session:
+        still_theirs = set(
+            session.scalars(
+                select(OutboxRow.message_id).where(
+                    OutboxRow.state == "sending", OutboxRow.claimed_by == elsewhere
+                )
+            )
+        )
+    assert still_theirs == set(taken) - set(arrived)  # neither sent nor handed back by us

@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from digest.store import Database
-from digest.store.models import OutboxMessageRow
+from digest.store.models import OutboxMessageRow, OutboxRow
 from digest.store.outbox import (
     Outgoing,
     Result,
@@ -20,6 +20,7 @@ from digest.store.outbox import (
     record_results,
     recover_interrupted,
     release_claims,
+    renew_claims,
 )
 from digest.store.outbox_admin import (
     drop_old_messages,
@@ -172,23 +173,96 @@ def test_nothing_is_due_before_its_next_attempt(database: Database) -> None:
         assert claim_due(session, now=NOW - timedelta(seconds=1), limit=5, claimer="h:1") == []
 
 
+def _recover(session, at: datetime, *dead: str) -> list[str]:
+    """Recover with a one-hour lease, the owners `dead` being provably gone."""
+    return recover_interrupted(
+        session, now=at, lease=timedelta(hours=1), gone=lambda owner: owner in dead
+    )
+
+
 def test_rows_left_sending_by_a_dead_sender_are_requeued(database: Database) -> None:
     with database.session() as session:
         for n in range(3):
             _queue(session, _subscriber(session, n))
     with database.session() as session:
-        mine = claim_due(session, now=NOW, limit=2, claimer="here:123:x")
-        other = claim_due(session, now=NOW, limit=1, claimer="there:9:y")
+        mine = claim_due(session, now=NOW, limit=2, claimer="here:123:s:x")
+        other = claim_due(session, now=NOW, limit=1, claimer="there:9:s:y")
     with database.session() as session:
-        recovered = recover_interrupted(session, now=NOW, host="here", lease=timedelta(hours=1))
+        recovered = _recover(session, NOW, "here:123:s:x")
         assert sorted(recovered) == sorted(job.message_id for job in mine)
-        assert get_entry(session, other[0].id).state == "sending"  # another host, still leased
+        assert get_entry(session, other[0].id).state == "sending"  # alive, still leased
         later = NOW + timedelta(hours=2)
-        assert recover_interrupted(session, now=later, host="here", lease=timedelta(hours=1)) == [
-            other[0].message_id
-        ]
+        assert _recover(session, later) == [other[0].message_id]  # stopped renewing
         entry = get_entry(session, mine[0].id)
     assert entry.state == "queued" and "may arrive twice" in entry.reply
+
+
+def test_owner_ids_are_compared_whole_not_as_patterns(database: Database) -> None:
+    # Recovery once matched `claimed_by LIKE 'host:%'`: "_" matched any character, and
+    # SQLite's LIKE ignores case, so a dead "lab_1" took "labX1"'s and "LAB_1"'s claims.
+    owners = ["lab_1:5:s:a", "labX1:5:s:b", "LAB_1:5:s:c", "lab_1:50:s:d"]
+    with database.session() as session:
+        for n in range(len(owners)):
+            _queue(session, _subscriber(session, n))
+    with database.session() as session:
+        claims = {who: claim_due(session, now=NOW, limit=1, claimer=who)[0] for who in owners}
+    with database.session() as session:
+        assert _recover(session, NOW, "lab_1:5:s:a") == [claims["lab_1:5:s:a"].message_id]
+        states = {who: get_entry(session, job.id).state for who, job in claims.items()}
+    assert states == dict.fromkeys(owners, "sending") | {"lab_1:5:s:a": "queued"}
+
+
+def test_a_renewed_lease_keeps_a_claim_however_old(database: Database) -> None:
+    with database.session() as session:
+        _queue(session, _subscriber(session))
+    with database.session() as session:
+        (job,) = claim_due(session, now=NOW, limit=1, claimer="a:1:s:x")
+    for hours in range(1, 6):  # a long run, renewing well within its lease
+        with database.session() as session:
+            now = NOW + timedelta(hours=hours)
+            assert renew_claims(session, "a:1:s:x", [job.id], now=now - timedelta(minutes=10))
+            assert _recover(session, now) == []
+    with database.session() as session:  # then it stops renewing: taken over after the lease
+        assert _recover(session, NOW + timedelta(hours=5, minutes=49)) == []
+        assert _recover(session, NOW + timedelta(hours=5, minutes=51)) == [job.message_id]
+
+
+def test_a_sender_finds_out_its_claims_were_taken_and_cannot_hand_them_back(
+    database: Database,
+) -> None:
+    with database.session() as session:
+        for n in range(3):
+            _queue(session, _subscriber(session, n))
+    with database.session() as session:
+        stalled = [job.id for job in claim_due(session, now=NOW, limit=2, claimer="a:1:s:x")]
+        kept = [job.id for job in claim_due(session, now=NOW, limit=1, claimer="a:1:s:x")]
+        # a:1 renews one of its claims only (it had recorded the other's outcome, say)
+        assert renew_claims(session, "a:1:s:x", kept, now=NOW + timedelta(minutes=30)) == 1
+    with database.session() as session:  # a:1 stalled: b:2 takes the stale claims over
+        later = NOW + timedelta(minutes=61)
+        assert len(_recover(session, later)) == 2
+        taken = [job.id for job in claim_due(session, now=later, limit=5, claimer="b:2:s:y")]
+    assert sorted(taken) == sorted(stalled)
+    with database.session() as session:  # a:1 wakes up
+        assert renew_claims(session, "a:1:s:x", stalled + kept, now=NOW) == 1
+        release_claims(session, stalled + kept, "a:1:s:x")
+        claims = {job_id: get_entry(session, job_id).state for job_id in stalled + kept}
+    # b:2 still holds what it took; only the row a:1 still held went back to the queue.
+    assert claims == dict.fromkeys(stalled, "sending") | dict.fromkeys(kept, "queued")
+
+
+def test_a_claim_made_before_leases_were_renewed_is_leased_from_its_claim(
+    database: Database,
+) -> None:
+    # Rows claimed by a version before migration 0005 have no renewal time.
+    with database.session() as session:
+        _queue(session, _subscriber(session))
+    with database.session() as session:
+        (job,) = claim_due(session, now=NOW, limit=1, claimer="old:1:abcd")
+        session.execute(update(OutboxRow).values(renewed_at=None))
+    with database.session() as session:
+        assert _recover(session, NOW + timedelta(minutes=59)) == []
+        assert _recover(session, NOW + timedelta(minutes=61)) == [job.message_id]
 
 
 def test_a_claim_made_late_in_a_long_run_is_leased_from_when_it_was_made(
@@ -201,7 +275,7 @@ def test_a_claim_made_late_in_a_long_run_is_leased_from_when_it_was_made(
         (job,) = claim_due(session, now=run_started, limit=1, claimer="a:1:x", claimed_at=claimed)
     with database.session() as session:
         soon = claimed + timedelta(minutes=30)
-        assert recover_interrupted(session, now=soon, host="b", lease=timedelta(hours=1)) == []
+        assert _recover(session, soon) == []
         assert get_entry(session, job.id).state == "sending"
 
 

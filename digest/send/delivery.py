@@ -1,10 +1,12 @@
 """Deliver what is due in the outbox: `send_due`, used by `digest send` and the scheduler.
 
 How a run goes:
-1. Take the host's send lock (`<data_dir>/send.lock`), so one sender runs at a time, and
-   requeue the rows a dead sender left in state "sending" (see below).
-2. Claim due rows in small chunks (state "sending"), hand them to `[smtp] connections`
-   worker threads, each with one persistent connection (one for the maildir).
+1. Take the data folder's send lock (`<data_dir>/send.lock`), so one sender runs at a
+   time from it, and requeue the rows a dead sender left in state "sending" (see below).
+2. Claim due rows in small chunks (state "sending", stamped with this run's owner id),
+   hand them to `[smtp] connections` worker threads, each with one persistent connection
+   (one for the maildir). While the run lasts, the coordinator renews its lease on the
+   rows it holds every `RENEW_EVERY` seconds.
 3. Each worker sends one message after another on its connection and hands each
    outcome to the coordinator, which commits all the outcomes that are waiting in one
    transaction (group commit: a fraction of a commit per message). A worker may start
@@ -25,10 +27,10 @@ so one window stays open: the server accepted the message (it said 250 after the
 no connection sends a final "." before its previous outcome is committed, at most one
 message per open connection can be in that window. After such a stop, the rows of the
 dead run are still "sending" (those it had claimed, among them the ones in flight); the
-next run, which holds the lock so the old sender is certainly gone, queues them again
-with a note in `reply`, logs their Message-IDs, and sends them. So at most one person
-per connection may get the same digest twice, with the same Message-ID (stable per
-subscriber and day), which mail programs and servers can recognise as a duplicate. A
+next run (at once on the same host: see below) queues them again with a note in
+`reply`, logs their Message-IDs, and sends them. So at most one person per connection
+may get the same digest twice, with the same Message-ID (stable per subscriber and
+day), which mail programs and servers can recognise as a duplicate. A
 digest is never lost: not resending could drop digests the server never received. (The
 outcomes are committed with SQLite's WAL and synchronous=NORMAL: a killed process loses
 nothing committed; a power cut may lose the last few commits, hence a few more
@@ -40,8 +42,21 @@ row goes to state "unknown" (counted in the report, logged with its Message-ID) 
 not retried blindly. What the operator does: look the Message-ID up in the mail server's
 log (`grep '<digest....>' /var/log/mail.log`, or the provider's message search), then
 `digest outbox --mark-sent ID` if it went out, or `digest outbox --resend ID` if not.
-Rows claimed on another host (a shared PostgreSQL store) are taken over only once their
-claim is older than `LEASE`.
+
+Whose claims a run may take over
+--------------------------------
+Several senders may share a store: on other hosts (PostgreSQL), or on this host with
+other data folders, hence other send locks (a scheduler and a `digest send` with another
+config, say). The send lock therefore proves nothing about the rows in "sending". Each
+run stamps its claims with an owner id (host, pid, the process's start time, a run
+token: `digest.send.owner`) and renews its lease on them; the next run takes a claim
+over only when its owner is provably gone, at once (a process of this host and boot
+that no longer exists, or whose pid now belongs to another process, or a finished run
+of this very process: so a killed sender is recovered by the next run on its host
+without waiting), or when the owner has not renewed for `LEASE` (dead elsewhere, after
+a reboot, or hung). A run that stalls longer than that (its coordinator stuck, say on
+the database) may have lost claims: the lease is checked again before any connection
+may end another message, and such a run stops without sending what it no longer holds.
 
 (This module is kept whole, past the project's ~450 lines: the coordinator, its workers
 and the exactly-once argument above only make sense read together.)
@@ -51,11 +66,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import random
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -65,7 +77,7 @@ from pathlib import Path
 
 from digest.config import Settings
 from digest.errors import ConfigError, DeliveryError
-from digest.send import policy
+from digest.send import owner, policy
 from digest.send.backends import (
     Backend,
     BackendMisconfigured,
@@ -85,12 +97,16 @@ from digest.store.outbox import (
     record_results,
     recover_interrupted,
     release_claims,
+    renew_claims,
 )
 
 log = logging.getLogger(__name__)
 
-HOST = socket.gethostname()
-LEASE = timedelta(hours=1)  # a claim from another host older than this is abandoned
+# A claim whose owner has not renewed it for LEASE is taken over (its owner is not
+# provably gone, but dead elsewhere or hung). Renewing ten times per lease lets a slow
+# database miss a few renewals without a live sender losing its claims.
+LEASE = timedelta(minutes=10)
+RENEW_EVERY = LEASE.total_seconds() / 10
 CHUNK_PER_CONNECTION = 16  # rows claimed at a time, per connection
 GATHER = 0.001  # seconds an outcome may wait for others to share its commit
 
@@ -179,11 +195,12 @@ def send_due(
         with database.session() as session:
             return SendReport(due=count_due(session, now=now, day=day), dry_run=True)
     backend = backend or make_backend(settings)
-    with _send_lock(settings.data_dir):
+    with _send_lock(settings.data_dir), owner.claiming() as claimer:
         run = _Run(
             settings,
             database,
             backend,
+            claimer=claimer,
             now=now,
             day=day,
             progress=progress,
@@ -194,7 +211,7 @@ def send_due(
 
 
 def _send_lock(data_dir: Path) -> FileLock:
-    """The host's send lock, to hold with `with`: SenderBusy if another sender has it.
+    """The data folder's send lock, to hold with `with`: SenderBusy if another sender has it.
 
     The kernel drops it when the process dies, even by SIGKILL. Not POSIX: no lock, one
     sender by convention.
@@ -247,6 +264,10 @@ class _Failure:
 _WAITING = object()  # a worker waits for its previous outcome to be committed
 
 
+class _ClaimLost(Exception):
+    """Raised before a final "." when the run may no longer hold its claims."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Done:
     job: OutboxJob
@@ -263,6 +284,7 @@ class _Run:
         database: Database,
         backend: Backend,
         *,
+        claimer: str,
         now: datetime,
         day: date | None,
         progress: Callable[[int, int], None] | None,
@@ -278,7 +300,10 @@ class _Run:
         self.stop = stop
         self.rng = rng
         self.report = SendReport()
-        self.claimer = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.claimer = claimer
+        self.held: set[int] = set()  # rows claimed and not yet recorded or handed back
+        self.renewed = time.monotonic()  # when the lease on `held` was last confirmed
+        self.claims_lost = False  # set by the coordinator; read by workers before a "."
         self.todo: queue.Queue[OutboxJob | None] = queue.Queue()
         self.results: queue.Queue[_Done | object | None] = queue.Queue()
         self.bounced: set[int] = set()  # read by workers: skip subscribers bounced meanwhile
@@ -301,7 +326,7 @@ class _Run:
 
     def run(self) -> SendReport:
         with self.database.session() as session:
-            recovered = recover_interrupted(session, now=self.now, host=HOST, lease=LEASE)
+            recovered = recover_interrupted(session, now=self.now, lease=LEASE, gone=owner.gone)
             self.report.due = count_due(session, now=self.now, day=self.day)
             first = self._claim(session)
         if recovered:
@@ -374,7 +399,8 @@ class _Run:
                     if not pending:
                         oldest = time.monotonic()
                     pending.append(item)
-            if flush or len(pending) >= self.chunk or self._refill_needed():
+            renew = time.monotonic() - self.renewed >= RENEW_EVERY
+            if flush or renew or len(pending) >= self.chunk or self._refill_needed():
                 self._record(pending)
                 pending = []
             if self.stop.is_set() or self.abort or (self.exhausted and self.todo.empty()):
@@ -386,10 +412,12 @@ class _Run:
 
     def _record(self, batch: list[_Done]) -> None:
         refill = self._refill_needed()
-        if not batch and not refill:
+        renew = time.monotonic() - self.renewed >= RENEW_EVERY
+        if not batch and not refill and not renew:
             return
         results, release = [], []
         for done in batch:
+            self.held.discard(done.job.id)  # recorded or handed back below
             result = self._result(done)
             if result is None:
                 release.append(done.job.id)
@@ -405,6 +433,14 @@ class _Run:
             self._release_in(session, release)
             if refill:
                 self._claim(session)
+            if renew:
+                self._renew(session)
+        if time.monotonic() - self.renewed >= LEASE.total_seconds() / 2:
+            # This commit took long enough for the claims to be near or past their lease
+            # (the database stalled): before any worker may end another message, check
+            # that they are still ours.
+            with self.database.session() as session:
+                self._renew(session)
         # Only now, with the outcomes committed, may each worker send its next message.
         for done in batch:
             done.ack.set()
@@ -414,6 +450,27 @@ class _Run:
             self.report.add(result)
         if self.progress and batch:
             self.progress(len(batch), self.report.due)
+
+    def _renew(self, session: object) -> None:
+        """Renew the lease on the rows this run holds; stop the run if some were taken."""
+        confirmed = time.monotonic()  # before the statement: the lease is at least this fresh
+        held = renew_claims(
+            session,  # type: ignore[arg-type]
+            self.claimer,
+            self.held,
+            now=self.clock(),
+        )
+        self.renewed = confirmed
+        if held < len(self.held) and not self.claims_lost:
+            # Workers check this before each final ".": nothing more is sent on claims
+            # that may now be another sender's.
+            self.claims_lost = True
+            self.abort = self.abort or (
+                f"this run stalled for longer than the lease ({LEASE}) and another sender "
+                f"took over {len(self.held) - held} of its messages; stopped so that none "
+                "is sent twice"
+            )
+            log.warning("%s", self.abort)
 
     def _result(self, done: _Done) -> Result | None:
         """The row update for one worker report; None to hand the row back untried."""
@@ -465,6 +522,7 @@ class _Run:
         for job in jobs:
             result = policy.ineligible(job) or policy.expired(job, now=self.now, hours=hours)
             if result is None:
+                self.held.add(job.id)
                 self.todo.put(job)
             else:
                 settled.append(result)
@@ -501,10 +559,11 @@ class _Run:
             with self.database.session() as session:
                 self._release_in(session, ids)
 
-    @staticmethod
-    def _release_in(session: object, ids: list[int]) -> None:
+    def _release_in(self, session: object, ids: list[int]) -> None:
         if ids:
-            release_claims(session, ids)  # type: ignore[arg-type]
+            self.held.difference_update(ids)
+            # Only rows still ours: a claim taken over meanwhile is its new owner's.
+            release_claims(session, ids, self.claimer)  # type: ignore[arg-type]
 
     # --- the workers -----------------------------------------------------------------
 
@@ -515,12 +574,13 @@ class _Run:
         def previous_recorded() -> None:
             # Called just before the server can accept the next message (the final "."):
             # the connection's previous outcome must be on disk first.
-            if previous is None or previous.is_set():
-                return
-            self.results.put(_WAITING)  # ask the coordinator to commit now
-            while not previous.wait(0.5):
-                if self.coordinator_gone:
-                    raise RuntimeError("the outbox coordinator stopped")
+            if previous is not None and not previous.is_set():
+                self.results.put(_WAITING)  # ask the coordinator to commit now
+                while not previous.wait(0.5):
+                    if self.coordinator_gone:
+                        raise RuntimeError("the outbox coordinator stopped")
+            if self.claims_lost:
+                raise _ClaimLost  # the connection is dropped: this message is not completed
 
         try:
             while (job := self.todo.get()) is not None:
@@ -555,6 +615,8 @@ class _Run:
             return _Failure("unavailable", str(error)), connection, True
         except BackendMisconfigured as error:
             return _Failure("misconfigured", str(error)), connection, True
+        except _ClaimLost:
+            return _Failure("release"), connection, True
         except Exception as error:  # a bug: keep the row, stop the run, say so
             if self.coordinator_gone:
                 return _Failure("release"), None, True

@@ -165,8 +165,11 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who is sending it ("sending" rows): the run's owner id (`digest.send.owner`), when it
+    # claimed the row, and when it last renewed its lease on it (taken over once stale).
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reply_code: Mapped[int | None] = mapped_column(Integer)
     reply: Mapped[str | None] = mapped_column(Text)
 

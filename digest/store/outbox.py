@@ -2,9 +2,11 @@
 
 A row is written (`queue_message`) before anything is sent, holding the complete wire
 message (zlib-compressed) so every attempt sends the same bytes. A sender claims due rows
-(`claim_due`: state "sending", stamped with who claimed them), delivers them, and writes
-each outcome (`record_results`) right after the server answers. Digests are unique per
-subscriber and day; other kinds (confirmation emails) may be queued any number of times.
+(`claim_due`: state "sending", stamped with its owner id), renews its lease on them while
+it runs (`renew_claims`), delivers them, and writes each outcome (`record_results`) right
+after the server answers. A claim is taken over (`recover_interrupted`) only once its owner
+is provably gone or its lease has run out. Digests are unique per subscriber and day;
+other kinds (confirmation emails) may be queued any number of times.
 
 States: queued (never tried) · sending (claimed by a sender) · retrying (a temporary
 failure, `next_attempt_at` says when) · sent · failed (permanent failure or retry deadline
@@ -13,14 +15,14 @@ whole message went out, so the server may or may not have accepted it) · skippe
 subscriber no longer receives mail). The delivery policy (what is temporary, backoff,
 bounce rules) lives in `digest.send`; this module only reads and writes rows. What an
 operator reads and does with the outbox is in `digest.store.outbox_admin`. (The module
-stays whole, a little over 450 lines: queueing, claiming, recording and recovering are one
+stays whole, a little over 500 lines: queueing, claiming, recording and recovering are one
 protocol over the same rows and are read together.)
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -273,12 +275,14 @@ def claim_due(
 ) -> list[OutboxJob]:
     """Mark up to `limit` due rows as being sent by `claimer` and return them, oldest first.
 
-    Rows due at `now` are claimed; the claim is stamped `claimed_at` (default `now`): a
-    long run passes the present time, so that other hosts see a fresh claim, not one as
-    old as the run. The update re-checks the state, so two senders never claim the same row.
-    On PostgreSQL rows another host is claiming right now are skipped, not waited for:
-    else that host would be waited for and, its claim committed, this one would come away
-    with none of the rows still due. (SQLite ignores `FOR UPDATE`: one sender per store.)
+    Rows due at `now` are claimed; the claim and its lease are stamped `claimed_at`
+    (default `now`): a long run passes the present time, so that other senders see a
+    fresh claim, not one as old as the run. The update re-checks the state and the rows
+    are read back by claimer, so two senders never claim the same row. On PostgreSQL rows
+    another sender is claiming right now are skipped, not waited for: else that sender
+    would be waited for and, its claim committed, this one would come away with none of
+    the rows still due. (SQLite ignores `FOR UPDATE`; its writers take turns, so the
+    update's re-check is what keeps two senders' claims apart there.)
     """
     ids = list(
         session.scalars(
@@ -294,7 +298,12 @@ def claim_due(
     session.execute(
         update(_outbox)
         .where(_outbox.c.id.in_(ids), _outbox.c.state.in_(DUE_STATES))
-        .values(state="sending", claimed_by=claimer, claimed_at=claimed_at or now)
+        .values(
+            state="sending",
+            claimed_by=claimer,
+            claimed_at=claimed_at or now,
+            renewed_at=claimed_at or now,
+        )
     )
     rows = session.execute(
         select(
@@ -324,15 +333,43 @@ def claim_due(
     return [OutboxJob(*row) for row in rows]
 
 
-def release_claims(session: Session, ids: Iterable[int]) -> None:
-    """Hand claimed rows back untried (a sender stopping before it got to them)."""
+def release_claims(session: Session, ids: Iterable[int], claimer: str | None = None) -> None:
+    """Hand claimed rows back untried (a sender stopping before it got to them).
+
+    With `claimer`, only rows it still holds: one whose claim another sender took over
+    (this one stalled past its lease) is that sender's now.
+    """
     ids = list(ids)
     for start in range(0, len(ids), 500):
+        held = [_outbox.c.id.in_(ids[start : start + 500]), _outbox.c.state == "sending"]
+        if claimer is not None:
+            held.append(_outbox.c.claimed_by == claimer)
         session.execute(
             update(_outbox)
-            .where(_outbox.c.id.in_(ids[start : start + 500]), _outbox.c.state == "sending")
-            .values(state=_untried_state(), claimed_by=None, claimed_at=None)
+            .where(*held)
+            .values(state=_untried_state(), claimed_by=None, claimed_at=None, renewed_at=None)
         )
+
+
+def renew_claims(session: Session, claimer: str, ids: Collection[int], *, now: datetime) -> int:
+    """Renew `claimer`'s lease on the rows `ids` it claimed; return how many it still holds.
+
+    Fewer than `len(ids)` means another sender took some over (this one stopped renewing
+    for longer than the lease): the caller must not send those.
+    """
+    ids, held = sorted(ids), 0
+    for start in range(0, len(ids), 500):
+        result = session.execute(
+            update(_outbox)
+            .where(
+                _outbox.c.id.in_(ids[start : start + 500]),
+                _outbox.c.state == "sending",
+                _outbox.c.claimed_by == claimer,
+            )
+            .values(renewed_at=now)
+        )
+        held += result.rowcount or 0
+    return held
 
 
 def _untried_state() -> object:
@@ -340,32 +377,47 @@ def _untried_state() -> object:
 
 
 def recover_interrupted(
-    session: Session, *, now: datetime, host: str, lease: timedelta
+    session: Session, *, now: datetime, lease: timedelta, gone: Callable[[str], bool]
 ) -> list[str]:
-    """Requeue rows left "sending" by a sender that died; return their Message-IDs.
+    """Requeue rows left "sending" by a sender that stopped; return their Message-IDs.
 
-    Rows claimed from `host` are known dead when the caller holds the host's send lock;
-    rows claimed elsewhere are taken over once their claim is older than `lease`.
+    A claim is taken over when `gone(owner id)` says its owner is certainly not sending
+    any more (`digest.send.owner.gone`: a dead process on this host), or when its owner
+    has not renewed its lease for `lease` (dead elsewhere, or hung). Any other claim is
+    a live sender's, whatever host or data folder it runs from. Owner ids are compared
+    whole, as strings: no pattern, so no character of a host name is a wildcard.
     """
+    # Rows claimed before leases were renewed (revision 0005) count from their claim.
+    leased = func.coalesce(_outbox.c.renewed_at, _outbox.c.claimed_at)
+    expired = or_(leased.is_(None), leased < now - lease)
+    owners = session.scalars(
+        select(_outbox.c.claimed_by)
+        .distinct()
+        .where(_outbox.c.state == "sending", _outbox.c.claimed_by.is_not(None))
+    )
+    dead = sorted(owner for owner in owners if gone(owner))
     stale = and_(
         _outbox.c.state == "sending",
-        or_(_outbox.c.claimed_by.like(f"{host}:%"), _outbox.c.claimed_at < now - lease),
+        or_(expired, _outbox.c.claimed_by.in_(dead)) if dead else expired,
     )
-    message_ids = list(session.scalars(select(_outbox.c.message_id).where(stale)))
-    if message_ids:
-        session.execute(
+    # One statement that re-checks and reports: a claim renewed meanwhile stays its
+    # owner's, and a row another sender recovered first is not counted twice.
+    return list(
+        session.scalars(
             update(_outbox)
             .where(stale)
             .values(
                 state=_untried_state(),
                 claimed_by=None,
                 claimed_at=None,
+                renewed_at=None,
                 next_attempt_at=now,
                 reply="interrupted while sending (the sender stopped); sent again, "
                 "so it may arrive twice with the same Message-ID",
             )
+            .returning(_outbox.c.message_id)
         )
-    return message_ids
+    )
 
 
 # Built once: these run for every few messages sent, and building a statement costs more
@@ -387,6 +439,7 @@ _RECORD = (
         reply=func.coalesce(bindparam("text", type_=Text), _outbox.c.reply),
         claimed_by=None,
         claimed_at=None,
+        renewed_at=None,
     )
 )
 _RESET_FAILURES = (
