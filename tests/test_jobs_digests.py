@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from digest.config import Settings
+from digest.errors import DigestError
 from digest.jobs import digests as digests_job
 from digest.jobs.digests import SETTLE, queue_due_digests
 from digest.match import Matcher
@@ -457,3 +459,158 @@ def test_summary_line(settings: Settings, database: Database) -> None:
         "digests due 0, queued 0, nothing new 0, already queued 0, bad interests 0, "
         "papers considered 0"
     )
+
+
+# --- one reader, now (`digest send-digests --email`) -----------------------------------
+
+# Thursday 11 June 2026, 17:00 in Paris: long before the reader's 08:00 of Friday.
+THURSDAY_5PM = datetime(2026, 6, 11, 15, 0, tzinfo=UTC)
+
+
+def now_for(database: Database, settings: Settings, email: str, now: datetime):
+    return digests_job.queue_digest_now(settings, database, email, now=now)
+
+
+def test_one_reader_now_gets_todays_digest_once(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "title:psychometric")
+    subscribe(database, "bob@example.org", "title:psychometric")
+    done = now_for(database, settings, "Ada@Example.org", THURSDAY_5PM)
+    assert (done.outcome, done.day, done.state) == ("queued", date(2026, 6, 11), "queued")
+    assert (done.papers, done.until) == (len(listing), THURSDAY_5PM - SETTLE)
+    assert done.since == SIGNUP - timedelta(days=1)  # the watermark a sign-up starts with
+    [(subscriber_id, day, text)] = digests(database)  # Ada's only, dated today in Paris
+    assert (subscriber_id, day) == (ada, date(2026, 6, 11))
+    assert "psychometric" in text.lower()
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None
+    assert after.last_digest_at == THURSDAY_5PM - SETTLE  # moved as the daily job moves it
+    assert after.next_digest_at == FRIDAY_8AM  # her time is still tomorrow 08:00
+    # Again the same day: nothing new queued, whatever arrived meanwhile.
+    later = Paper(id="2606.99999", title="Psychometric agents", abstract="x")
+    store(database, [later], THURSDAY_5PM + timedelta(hours=1))
+    again = now_for(database, settings, "ada@example.org", THURSDAY_5PM + timedelta(hours=6))
+    assert (again.outcome, again.day, again.state) == ("already", date(2026, 6, 11), "queued")
+    assert again.outbox_id == done.outbox_id
+    assert len(digests(database)) == 1
+
+
+def test_the_daily_job_carries_on_from_a_digest_made_now(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    first, second = listing[:15], listing[15:]
+    store(database, first, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "model, models, language, agent, agents")
+    # Friday 07:00 in Paris, before her 08:00: the digest made now is Friday's, so the
+    # daily job at 08:00 finds Friday taken and sends nothing more that day.
+    early = FRIDAY_8AM - timedelta(hours=1)
+    assert now_for(database, settings, "ada@example.org", early).outcome == "queued"
+    store(database, second, early + timedelta(minutes=30))
+    report = run(settings, database, FRIDAY_8AM)
+    assert (report.due, report.queued, report.already) == (1, 0, 1)
+    # Saturday's digest starts where the one made now ended: the rest, and only them.
+    run(settings, database, FRIDAY_8AM + timedelta(days=1))
+    [(_, friday, text1), (_, saturday, text2)] = digests(database)
+    assert (friday, saturday) == (date(2026, 6, 12), date(2026, 6, 13))
+    flat1, flat2 = " ".join(text1.split()), " ".join(text2.split())
+    assert not any(p.title[:40] in flat1 for p in second)
+    assert not any(p.title[:40] in flat2 for p in first)
+    assert any(p.title[:40] in flat2 for p in second)
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None and after.next_digest_at == FRIDAY_8AM + timedelta(days=2)
+
+
+def test_one_reader_now_after_the_daily_digest_is_already_sent(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    subscribe(database, "ada@example.org", "agents")
+    assert run(settings, database, FRIDAY_8AM).queued == 1
+    done = now_for(database, settings, "ada@example.org", FRIDAY_8AM + timedelta(hours=3))
+    assert (done.outcome, done.day) == ("already", date(2026, 6, 12))
+    assert len(digests(database)) == 1
+
+
+def test_one_reader_now_whose_time_passed_moves_on_to_their_next(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "agents")
+    # Friday 09:00 in Paris and the daily job has not run (the service was down): the
+    # digest made now is Friday's, and her next is Saturday's.
+    done = now_for(database, settings, "ada@example.org", FRIDAY_8AM + timedelta(hours=1))
+    assert (done.outcome, done.day) == ("queued", date(2026, 6, 12))
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None and after.next_digest_at == FRIDAY_8AM + timedelta(days=1)
+    assert run(settings, database, FRIDAY_8AM + timedelta(hours=2)).due == 0
+
+
+def test_one_reader_now_with_nothing_matched_queues_nothing_and_moves_on(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "title:zebrafish")
+    done = now_for(database, settings, "ada@example.org", THURSDAY_5PM)
+    assert (done.outcome, done.state, done.papers) == ("empty", None, len(listing))
+    assert digests(database) == []
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None and after.last_digest_at == THURSDAY_5PM - SETTLE
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        ("paused", "ada@example.org is paused: no digest until they resume"),
+        ("unsubscribed", "ada@example.org unsubscribed: no digest goes to them"),
+        ("bounced", "ada@example.org is bounced"),
+        ("pending", "ada@example.org has not confirmed their address yet"),
+    ],
+)
+def test_one_reader_now_who_is_not_active_is_refused(
+    settings: Settings, database: Database, listing: tuple[Paper, ...], status: str, words: str
+) -> None:
+    store(database, listing, SIGNUP)
+    ada = subscribe(database, "ada@example.org", "agents")
+    with database.session() as session:
+        change_status(session, ada, status, SIGNUP)
+        before = get_subscriber(session, ada)
+    with pytest.raises(DigestError, match=re.escape(words)):
+        now_for(database, settings, "ada@example.org", THURSDAY_5PM)
+    with database.session() as session:
+        assert get_subscriber(session, ada) == before
+    assert digests(database) == []
+
+
+def test_one_reader_now_refusals_change_nothing(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    with pytest.raises(
+        DigestError, match=re.escape("no subscriber with the address x@example.org")
+    ):
+        now_for(database, settings, "x@example.org", THURSDAY_5PM)
+    bad = subscribe(database, "bad@example.org", "agents")
+    odd = subscribe(database, "odd@example.org", "agents")
+    with database.session() as session:
+        session.execute(
+            update(SubscriberRow).where(SubscriberRow.id == bad).values(interests='"unclosed')
+        )
+        session.execute(
+            update(SubscriberRow).where(SubscriberRow.id == odd).values(email="odd@bad_domain")
+        )
+        before = [get_subscriber(session, bad), get_subscriber(session, odd)]
+    with pytest.raises(
+        DigestError, match=re.escape("bad@example.org: their interests no longer parse")
+    ):
+        now_for(database, settings, "bad@example.org", THURSDAY_5PM)
+    with pytest.raises(DigestError, match=re.escape("cannot make the digest of odd@bad_domain: ")):
+        now_for(database, settings, "odd@bad_domain", THURSDAY_5PM)
+    with database.session() as session:
+        assert [get_subscriber(session, bad), get_subscriber(session, odd)] == before
+    assert digests(database) == []

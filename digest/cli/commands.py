@@ -13,6 +13,7 @@ from digest.clock import system_clock
 from digest.errors import DeliveryError
 
 if TYPE_CHECKING:
+    from digest.jobs.digests import ReaderDigest
     from digest.jobs.outbox import OutboxOverview
 
 # --- sources: fetch listings into the store, list what is stored ----------------------
@@ -211,6 +212,84 @@ def send_command(app: AppContext, day: Any, dry_run: bool) -> None:
     click.echo(report.summary())
     if report.error:
         raise DeliveryError(report.error)
+
+
+@cli.command("send-digests")
+@click.option(
+    "--email",
+    "address",
+    metavar="ADDRESS",
+    help="This reader's digest, now, whatever their time of day.",
+)
+@click.option("--due", is_flag=True, help="Every digest due now: the scheduler's digest job, once.")
+@click.option(
+    "--no-deliver",
+    is_flag=True,
+    help="Only queue; `digest send` or the scheduler delivers.",
+)
+@pass_app
+@click.pass_context
+def send_digests_command(
+    ctx: click.Context, app: AppContext, address: str | None, due: bool, no_deliver: bool
+) -> None:
+    """Make digests now and deliver them, without waiting for the scheduler.
+
+    With --email, one reader's digest: the papers first seen since their previous
+    digest, dated today in their time zone, queued and delivered unless the outbox holds
+    their digest of today already (one a day). With --due, what the scheduler does at
+    each check: queue the digests whose time has come, then deliver.
+    """
+    from digest.jobs.digests import queue_digest_now, queue_due_digests
+    from digest.send import SenderBusy
+
+    if (address is None) == (not due):
+        raise click.UsageError("give either --email ADDRESS or --due")
+    if address is not None:
+        done = queue_digest_now(app.settings, app.database(), address, now=app.clock())
+        click.echo(_reader_digest_line(done))
+    else:
+        click.echo(queue_due_digests(app.settings, app.database(), now=app.clock()).summary())
+    if no_deliver:
+        click.echo("not delivered (--no-deliver): `digest send` or the scheduler delivers it")
+        return
+    try:  # `digest send` itself: its summary line, its Ctrl-C handling, its errors
+        ctx.invoke(send_command, day=None, dry_run=False)
+    except SenderBusy as error:  # queued all the same: that sender or the next one delivers
+        click.echo(f"not delivered now: {error}")
+
+
+def _reader_digest_line(done: ReaderDigest) -> str:
+    """One line saying what `send-digests --email` did for the reader."""
+    from datetime import UTC
+
+    who, day = done.subscriber.email, done.day.isoformat()
+    # The window, to the minute: papers seen after its end (the last few minutes, while
+    # a fetch may still be saving) go in the reader's next digest.
+    window = (
+        f"{done.papers} papers first seen {done.since.astimezone(UTC):%Y-%m-%d %H:%M} "
+        f"to {done.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+    if done.outcome == "queued":
+        return (
+            f"{who}: digest for {day} queued (outbox row {done.outbox_id}), matched among {window}"
+        )
+    if done.outcome == "empty":
+        return (
+            f"{who}: no digest for {day}: none of {window} matched "
+            "(later ones go in the next digest; [mail] send_empty = true sends an empty one)"
+        )
+    state = done.state or "gone"
+    if state == "sent":
+        return f"{who}: already sent for {day} (outbox row {done.outbox_id}): one digest a day"
+    if state in ("queued", "sending", "retrying"):
+        return (
+            f"{who}: already queued for {day} (outbox row {done.outbox_id}, {state}): "
+            "one digest a day"
+        )
+    return (
+        f"{who}: already in the outbox for {day} (outbox row {done.outbox_id}, {state}; "
+        "see `digest outbox`): one digest a day"
+    )
 
 
 class _ProgressBar:

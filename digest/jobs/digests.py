@@ -22,13 +22,20 @@ shared by every batch; a batch with an older watermark gets a window of its own.
 
 The cutoff is `now` less `SETTLE`: a fetch that started before the job but commits
 after it read the papers still lands inside a later window, never behind a watermark.
+
+`queue_digest_now` makes one reader's digest at once (`digest send-digests --email`),
+through the same steps: their window from their watermark up to the cutoff, dated today
+in their time zone, queued unless the outbox already holds their digest of that date,
+their watermark moved as the daily job moves it. A reader whose digest of today is
+queued so becomes due later the same day only to find that date taken (as after moving
+their time to later the same day): one digest a day either way.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -47,6 +54,7 @@ from digest.store.subscribers import (
     ScheduleMove,
     advance_schedules,
     due_subscribers,
+    find_subscriber,
     oldest_due_watermark,
 )
 from digest.subscriber import Subscriber, digest_day, next_send_at, previous_send_at
@@ -69,6 +77,9 @@ class QueueReport:
     already: int = 0
     invalid: int = 0
     papers: int = 0
+    # Why each digest counted in `invalid` after matching could not be made, by subscriber
+    # id: what `queue_digest_now` tells the operator (the daily job logs it instead).
+    problems: dict[int, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One greppable line: `digests due 412, queued 410, empty 2, ...`."""
@@ -111,6 +122,116 @@ def queue_due_digests(
             report.queued += queue_messages(session, outgoing, now=now)
             advance_schedules(session, moves)
     return report
+
+
+@dataclass(frozen=True)
+class ReaderDigest:
+    """What `queue_digest_now` did for one reader.
+
+    `outcome` is "queued" (their digest is in the outbox now), "already" (the outbox
+    held their digest of `day` already, in state `state`; nothing queued) or "empty"
+    (nothing matched and `[mail] send_empty` is off: no digest, the window moves on).
+    `papers` counts the papers their window held, first seen from `since` (their
+    watermark, at most `MAX_WINDOW` back) up to `until` (`SETTLE` before `now`); both
+    mean nothing for "already", which reads no papers.
+    """
+
+    subscriber: Subscriber
+    day: date
+    outcome: str
+    papers: int
+    since: datetime
+    until: datetime
+    state: str | None = None
+    outbox_id: int | None = None
+
+
+# Why a reader who is not active gets no digest, said to the operator who asked for one.
+_NOT_ACTIVE = {
+    "pending": "has not confirmed their address yet: no digest until they do",
+    "paused": "is paused: no digest until they resume (on their manage page)",
+    "unsubscribed": "unsubscribed: no digest goes to them",
+    "bounced": (
+        "is bounced (mail to the address failed for good): no digest goes to them; "
+        "their manage page can turn it back on"
+    ),
+}
+
+
+def queue_digest_now(
+    settings: Settings,
+    database: Database,
+    email: str,
+    *,
+    now: datetime,
+    renderer: DigestRenderer | None = None,
+) -> ReaderDigest:
+    """Queue the digest of the reader with this address now, once per local date.
+
+    The same steps as `queue_due_digests` for one subscriber, whether or not their time
+    has come: the papers first seen from their watermark up to `now` less `SETTLE`,
+    matched, rendered, dated today in their time zone and queued, their watermark moved
+    to the cutoff (and their due time, if it had passed, to their next send time). The
+    outbox's digest of that date, if any, is left alone: one digest a day.
+
+    DigestError for an unknown address, a reader who is not active (pending, paused,
+    unsubscribed, bounced) or whose interests no longer parse, and a digest that cannot
+    be rendered; nothing changes then.
+    """
+    renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
+    cutoff = now - SETTLE
+    report = QueueReport()
+    with database.session() as session:
+        subscriber = find_subscriber(session, email)
+        if subscriber is None:
+            raise DigestError(f"no subscriber with the address {email}; check the spelling")
+        if subscriber.status != "active":
+            why = _NOT_ACTIVE.get(subscriber.status, f"is {subscriber.status}")
+            raise DigestError(f"{subscriber.email} {why}")
+        day = digest_day(now, subscriber.timezone)
+        days = {subscriber.id: day}
+        taken = _taken_days(session, days)
+        if taken:
+            window = _Window(cutoff, Matcher(()))  # not read: `_compose` matches nobody
+        else:
+            try:
+                parse_interests(subscriber.interests)
+            except InterestSyntaxError as error:  # said here: `_compose` only counts it
+                raise DigestError(
+                    f"{subscriber.email}: their interests no longer parse ({error}); no digest made"
+                ) from None
+            window = _batch_window(session, [subscriber], cutoff)
+        outgoing, moves = _compose(
+            settings, renderer, [subscriber], window.matcher, days, taken, {}, report, now, cutoff
+        )
+        if report.invalid:  # rendering failed: raise, so the session changes nothing
+            problem = report.problems.get(subscriber.id, "see the log")
+            raise DigestError(f"cannot make the digest of {subscriber.email}: {problem}")
+        queued = queue_messages(session, outgoing, now=now)
+        advance_schedules(session, moves)
+        row = session.execute(
+            select(OutboxRow.id, OutboxRow.state).where(
+                OutboxRow.kind == DIGEST,
+                OutboxRow.subscriber_id == subscriber.id,
+                OutboxRow.digest_date == day,
+            )
+        ).first()
+    if report.empty:
+        outcome = "empty"
+    elif queued:
+        outcome = "queued"
+    else:  # taken before, or by another process while this one rendered
+        outcome = "already"
+    return ReaderDigest(
+        subscriber=subscriber,
+        day=day,
+        outcome=outcome,
+        papers=window.matcher.count,
+        since=window.start,
+        until=cutoff,
+        state=row.state if row else None,
+        outbox_id=row.id if row else None,
+    )
 
 
 @dataclass
@@ -227,6 +348,7 @@ def _compose(
             message = renderer.render_digest(subscriber, selection, day, now=now)
         except DigestError as error:  # e.g. an address that cannot be mailed
             report.invalid += 1
+            report.problems[subscriber.id] = str(error)
             log.warning("subscriber %d: cannot render digest: %s", subscriber.id, error)
             # Keep their watermark: the papers stay theirs for when it can be rendered.
             moves[subscriber.id] = moves[subscriber.id]._replace(mark=None)
