@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from digest.cli import cli
 from digest.config import load_settings
+from digest.paper import Paper
 from digest.sources import hf
 from digest.store import open_database
 from digest.store.papers import save_papers
@@ -163,3 +164,29 @@ def test_email_or_due_is_required(config: Path, arguments: tuple[str, ...]) -> N
     result = digest(config, "send-digests", *arguments)
     assert result.exit_code == 2
     assert "give either --email ADDRESS or --due" in result.stderr
+
+
+def test_papers_fetched_a_moment_ago_say_when_to_run_again(config: Path, smtp_server: Any) -> None:
+    # An operator loads a listing and asks for a digest straight away: the new paper is
+    # newer than the window's end (a fetch may still be saving), so the line says when.
+    database = open_database(load_settings(config, environ={}))
+    with database.session() as session:
+        create_subscriber(
+            session, "zed@example.org", "title:zebrafish", send_time="18:00",
+            timezone="UTC", now=SIGNUP, status="active",
+        )  # fmt: skip
+        fresh = Paper(id="2606.99999", title="Zebrafish fins regrow", abstract="Fins.")
+        save_papers(session, [fresh], datetime(2026, 6, 12, 14, 58, 30, tzinfo=UTC))
+    database.dispose()
+    early = digest(config, "send-digests", "--email", "zed@example.org")
+    assert early.exit_code == 0, early.output
+    assert early.output.splitlines()[0] == (
+        "zed@example.org: no digest for 2026-06-12: none of 30 papers first seen "
+        "2026-06-11 07:00 to 2026-06-12 14:55 UTC matched; 1 newer paper goes in the next "
+        "digest, or run this again after 15:04 UTC"
+    )
+    later = digest(
+        config, "send-digests", "--email", "zed@example.org", now="2026-06-12T15:04:00+00:00"
+    )
+    assert later.output.splitlines()[0].startswith("zed@example.org: digest for 2026-06-12 queued")
+    assert [m.recipients for m in smtp_server.received] == [("zed@example.org",)]

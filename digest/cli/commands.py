@@ -260,13 +260,16 @@ def send_digests_command(
 
 def _reader_digest_line(done: ReaderDigest) -> str:
     """One line saying what `send-digests --email` did for the reader."""
-    from datetime import UTC
+    from datetime import UTC, timedelta
+
+    from digest.jobs.digests import SETTLE
 
     who, day = done.subscriber.email, done.day.isoformat()
     # The window, to the minute: papers seen after its end (the last few minutes, while
     # a fetch may still be saving) go in the reader's next digest.
     window = (
-        f"{done.papers} papers first seen {done.since.astimezone(UTC):%Y-%m-%d %H:%M} "
+        f"{done.papers} paper{'' if done.papers == 1 else 's'} first seen "
+        f"{done.since.astimezone(UTC):%Y-%m-%d %H:%M} "
         f"to {done.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     )
     if done.outcome == "queued":
@@ -274,10 +277,15 @@ def _reader_digest_line(done: ReaderDigest) -> str:
             f"{who}: digest for {day} queued (outbox row {done.outbox_id}), matched among {window}"
         )
     if done.outcome == "empty":
-        return (
-            f"{who}: no digest for {day}: none of {window} matched "
-            "(later ones go in the next digest; [mail] send_empty = true sends an empty one)"
-        )
+        line = f"{who}: no digest for {day}: none of {window} matched"
+        if done.last_waiting:  # just fetched: a fetch may still be saving, so they wait
+            ready = (done.last_waiting + SETTLE + timedelta(minutes=1)).replace(second=0)
+            newer = "1 newer paper goes" if done.waiting == 1 else f"{done.waiting} newer papers go"
+            return (
+                f"{line}; {newer} in the next digest, or run this again after "
+                f"{ready.astimezone(UTC):%H:%M} UTC"
+            )
+        return f"{line} ([mail] send_empty = true sends an empty one)"
     state = done.state or "gone"
     if state == "sent":
         return f"{who}: already sent for {day} (outbox row {done.outbox_id}): one digest a day"

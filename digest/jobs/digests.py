@@ -49,7 +49,7 @@ from digest.render import DigestRenderer
 from digest.store import Database
 from digest.store.models import OutboxRow
 from digest.store.outbox import DIGEST, Outgoing, queue_messages
-from digest.store.papers import papers_first_seen_between
+from digest.store.papers import papers_first_seen_between, papers_first_seen_since
 from digest.store.subscribers import (
     ScheduleMove,
     advance_schedules,
@@ -133,7 +133,8 @@ class ReaderDigest:
     (nothing matched and `[mail] send_empty` is off: no digest, the window moves on).
     `papers` counts the papers their window held, first seen from `since` (their
     watermark, at most `MAX_WINDOW` back) up to `until` (`SETTLE` before `now`); both
-    mean nothing for "already", which reads no papers.
+    mean nothing for "already", which reads no papers. `waiting` counts the papers first
+    seen after `until` (the last at `last_waiting`): they go in the reader's next digest.
     """
 
     subscriber: Subscriber
@@ -144,6 +145,8 @@ class ReaderDigest:
     until: datetime
     state: str | None = None
     outbox_id: int | None = None
+    waiting: int = 0
+    last_waiting: datetime | None = None
 
 
 # Why a reader who is not active gets no digest, said to the operator who asked for one.
@@ -216,6 +219,7 @@ def queue_digest_now(
                 OutboxRow.digest_date == day,
             )
         ).first()
+        waiting, last_waiting = papers_first_seen_since(session, cutoff)
     if report.empty:
         outcome = "empty"
     elif queued:
@@ -231,6 +235,8 @@ def queue_digest_now(
         until=cutoff,
         state=row.state if row else None,
         outbox_id=row.id if row else None,
+        waiting=waiting,
+        last_waiting=last_waiting,
     )
 
 

@@ -196,6 +196,16 @@ def papers_listed_between(session: Session, start: date | None, end: date | None
     return [paper_from_row(row) for row in session.scalars(query)]
 
 
+def papers_first_seen_since(session: Session, start: datetime) -> tuple[int, datetime | None]:
+    """How many papers were first seen at or after `start`, and when the last one was."""
+    count, last = session.execute(
+        select(func.count(), func.max(PaperRow.first_seen_at)).where(
+            PaperRow.first_seen_at >= start
+        )
+    ).one()
+    return int(count), last if last is None else last.replace(tzinfo=UTC)
+
+
 def count_papers(session: Session) -> int:
     """How many papers are stored."""
     return session.scalar(select(func.count()).select_from(PaperRow)) or 0
