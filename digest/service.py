@@ -68,6 +68,8 @@ def _listen(app: Any, settings: Settings) -> Any:
     """The WSGI server, bound to [web] host and port; DigestError if it cannot bind."""
     from waitress import create_server
 
+    from digest.web import MAX_BODY
+
     host, port = settings.web.host, settings.web.port
     # Waitress removes X-Forwarded-* before the app sees them unless told otherwise; behind
     # trusted proxies the app's ProxyFix reads them (digest.web.create_app), so keep them.
@@ -81,6 +83,9 @@ def _listen(app: Any, settings: Settings) -> Any:
             threads=settings.web.threads,
             ident="digest",
             clear_untrusted_proxy_headers=not keep_proxy_headers,
+            # Refused before it is read: waitress would otherwise take up to 1 GB to disk
+            # and only then let the app answer 413.
+            max_request_body_size=MAX_BODY,
         )
     except OSError as error:
         raise DigestError(

@@ -3,6 +3,7 @@ the error pages (never a traceback)."""
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -438,3 +439,36 @@ def test_the_forms_refuse_control_characters_in_interests(backend_site: Site, ba
     assert refused.status_code == 400
     assert "invisible control character" in refused.get_data(as_text=True)
     assert backend_site.subscriber().interests == "diffusion"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("field", ["email", "interests", "send_time", "timezone"])
+def test_a_field_sent_as_a_file_is_refused_not_a_crash(site: Site, field: str) -> None:
+    # Flask-WTF would read uploaded files (and JSON) as field values: a file object where
+    # text belongs broke the validators, a 500 anyone could cause.
+    token = csrf_token(site.get("/").get_data(as_text=True))
+    data: dict[str, Any] = {
+        "csrf_token": token,
+        "email": "ada@example.org",
+        "interests": "diffusion",
+        "send_time": "08:00",
+        "timezone": "UTC",
+        field: (io.BytesIO(b"not text"), "f.txt"),
+    }
+    answer = site.client.post("/", data=data, content_type="multipart/form-data")
+    assert answer.status_code == 400  # the form again, saying what is missing
+    assert 'name="interests"' in answer.get_data(as_text=True)
+    assert site.subscriber() is None and site.outbox() == []
+
+
+@pytest.mark.parametrize("body", [{"interests": 5}, {"email": {}}, {"send_time": 800}, [1, 2]])
+def test_a_json_body_is_no_form(site: Site, body: Any) -> None:
+    token = csrf_token(site.get("/").get_data(as_text=True))
+    answer = site.client.post("/", json=body, headers={"X-CSRFToken": token})
+    assert answer.status_code in (200, 400)
+    assert site.subscriber() is None and site.outbox() == []
+
+
+def test_a_wrong_method_says_which_are_allowed(site: Site) -> None:
+    answer = site.client.put("/")
+    assert answer.status_code == 405
+    assert set(answer.headers["Allow"].split(", ")) >= {"GET", "HEAD", "POST"}

@@ -239,3 +239,9 @@ def test_the_first_field_with_a_mistake_gets_the_focus(site: Site) -> None:
     assert focused(_rejected(site, email="nobody", interests='"open')[1]) == ["email"]
     assert focused(_rejected(site, timezone="Nowhere")[1]) == ["timezone"]
     assert focused(site.get("/").get_data(as_text=True)) == []
+
+
+def test_the_address_key_is_the_stored_address_however_written() -> None:
+    # A space after an IDNA-written domain used to give another key than the address the
+    # sign-up stores, doubling that mailbox's limit.
+    assert address_key("bob@xn--bcher-kva.de ") == address_key("bob@bücher.de")

@@ -10,6 +10,7 @@ without `[web] trusted_proxies` no forwarded header changes anything.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,3 +229,18 @@ def test_only_https_as_the_last_proxy_saw_it_is_https(make_site: Any, proto: str
         page = http.get("/", headers={"X-Forwarded-For": "203.0.113.1", "X-Forwarded-Proto": proto})
         assert page.status_code == 200
         assert "strict-transport-security" not in page.headers
+
+
+def test_a_body_larger_than_any_form_is_refused_before_it_is_read(make_site: Any) -> None:
+    # Waitress took bodies up to 1 GB (spooled to disk) and only then let the app say 413;
+    # now it answers at once from the declared length, reading nothing.
+    site = make_site(web={"port": 0})
+    with served(site) as http:
+        host, port = http.base_url.host, http.base_url.port
+        with socket.create_connection((host, port), timeout=10) as raw:
+            raw.sendall(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+                b"\r\nContent-Length: 999999999\r\n\r\n"
+            )
+            answer = raw.recv(4096)  # old code: no answer, waiting for the body (timeout)
+    assert answer.startswith(b"HTTP/1.1 413")

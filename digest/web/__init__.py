@@ -53,6 +53,9 @@ Notifier = Callable[[Subscriber, str], None]
 # limits, so a person correcting a typo in the form is never locked out.
 ACCEPTED = 303
 
+# The largest request body a page sends (a sign-up with 2,000 characters of interests is
+# under 4 KB); waitress refuses larger ones before reading them (digest.service).
+MAX_BODY = 64 * 1024
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
@@ -142,7 +145,7 @@ def create_app(
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.service.base_url.startswith("https://"),
         WTF_CSRF_TIME_LIMIT=None,  # a form left open for a day must still submit
-        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_CONTENT_LENGTH=MAX_BODY,
     )
     app.extensions["digest"] = WebContext(
         settings=settings,
@@ -275,9 +278,12 @@ def _register_handlers(app: Flask) -> None:
             )
             headers = {"Content-Security-Policy": framed, "X-Frame-Options": "SAMEORIGIN"}
             return page, 429, headers
-        return render_template(
+        page = render_template(
             "error.html", title=f"{error.code} {error.name}", message=error.description
-        ), error.code or 500
+        )
+        # Keep what the error itself says in headers (a 405's Allow), not its content type.
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        return page, error.code or 500, headers
 
 
 def _security_headers(response: Response) -> Response:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from functools import cache
 from zoneinfo import available_timezones
 
+from flask import request
 from flask_wtf import FlaskForm
+from flask_wtf.form import _Auto  # the "read the request" sentinel Flask-WTF passes
 from wtforms import EmailField, SelectField, StringField, TextAreaField, TimeField
 from wtforms.validators import InputRequired, Length, ValidationError
 
@@ -60,10 +62,11 @@ def normalise_email(address: str, check_dns: bool) -> str:
 
 def address_key(address: str) -> str:
     """One key per mailbox for rate limiting, however the address was written."""
+    address = address.strip()  # as the sign-up reads it, so both name the same mailbox
     try:
         return normalise_email(address, check_dns=False).lower()
     except ValueError:
-        return address.strip().lower()
+        return address.lower()
 
 
 class InterestsField(TextAreaField):
@@ -96,7 +99,22 @@ def _describe(error: InterestSyntaxError) -> str:
     return error.reason[:1].upper() + error.reason[1:] + "."
 
 
-class PreferencesForm(FlaskForm):
+class FormOnly(FlaskForm):
+    """A form filled only from an HTML form's fields (`request.form`).
+
+    Flask-WTF would also take uploaded files and a JSON body as field values: a file
+    object or a number where text is expected broke the validators (a 500 anyone could
+    cause). Pages post plain fields, so nothing else is read.
+    """
+
+    class Meta:
+        def wrap_formdata(self, form: object, formdata: object) -> object:
+            if formdata is not _Auto:
+                return formdata
+            return request.form if request.method == "POST" else None
+
+
+class PreferencesForm(FormOnly):
     """Interests and delivery time: shared by the signup and the manage forms."""
 
     interests = InterestsField("Your interests", description=INTERESTS_HELP)
@@ -150,5 +168,5 @@ class ManageForm(PreferencesForm):
     """The manage form: interests, time and time zone."""
 
 
-class ButtonForm(FlaskForm):
+class ButtonForm(FormOnly):
     """A form that is only a button (confirm, unsubscribe, resubscribe, pause)."""
