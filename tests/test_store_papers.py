@@ -214,3 +214,21 @@ def test_a_failed_transaction_stores_nothing(
         raise RuntimeError("something after saving failed")
     with database.session() as session:
         assert count_papers(session) == 0
+
+
+def test_a_row_stored_before_the_limits_is_read_within_them(database: Database) -> None:
+    # Rows kept by a version that stored whole abstracts (25 MB, say) are bounded as read,
+    # so a preview or a digest never carries them whole.
+    from sqlalchemy import update
+
+    from digest.paper import CUT, MAX_ABSTRACT
+    from digest.store.models import PaperRow
+
+    with database.session() as session:
+        save_papers(session, [Paper(id="2606.00001", title="T", abstract="short")], T0)
+        session.execute(
+            update(PaperRow).where(PaperRow.id == "2606.00001").values(abstract="word " * 400_000)
+        )
+    with database.session() as session:
+        (paper,) = list_papers(session)
+    assert len(paper.abstract) <= MAX_ABSTRACT and paper.abstract.endswith(CUT)

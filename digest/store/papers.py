@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from digest.paper import Paper
+from digest.paper import Paper, bound_paper
 from digest.store.models import FetchRow, HttpCacheRow, PaperRow
 
 # Fields a later sighting overwrites when it knows them: they change after listing.
@@ -73,25 +73,28 @@ def _row_from_paper(paper: Paper, now: datetime) -> PaperRow:
 
 
 def paper_from_row(row: PaperRow) -> Paper:
-    """The `Paper` a stored row holds."""
-    return Paper(
-        id=row.id,
-        title=row.title,
-        abstract=row.abstract,
-        authors=tuple(row.authors or ()),
-        organization=row.organization,
-        categories=tuple(row.categories or ()),
-        published=row.published,
-        listed=row.listed,
-        upvotes=row.upvotes,
-        comments=row.comments,
-        url_abs=row.url_abs,
-        url_pdf=row.url_pdf,
-        url_hf=row.url_hf,
-        url_code=row.url_code,
-        url_project=row.url_project,
-        sources=tuple(row.sources or ()),
-        first_seen_at=row.first_seen_at,
+    """The `Paper` a stored row holds, within the limits of `bound_paper` (rows stored
+    before those limits existed may hold more)."""
+    return bound_paper(
+        Paper(
+            id=row.id,
+            title=row.title,
+            abstract=row.abstract,
+            authors=tuple(row.authors or ()),
+            organization=row.organization,
+            categories=tuple(row.categories or ()),
+            published=row.published,
+            listed=row.listed,
+            upvotes=row.upvotes,
+            comments=row.comments,
+            url_abs=row.url_abs,
+            url_pdf=row.url_pdf,
+            url_hf=row.url_hf,
+            url_code=row.url_code,
+            url_project=row.url_project,
+            sources=tuple(row.sources or ()),
+            first_seen_at=row.first_seen_at,
+        )
     )
 
 
