@@ -59,7 +59,10 @@ class FileLock:
                 return
             raise ImportError(f"cannot lock {self.path}: file locks need fcntl (POSIX)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
+        # Private to the service's user whatever the umask: in a shared folder nobody
+        # else may take it (and so stop the scheduler) or read it.
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        handle = os.fdopen(descriptor, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
