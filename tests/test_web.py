@@ -90,19 +90,8 @@ def test_redis_storage_without_the_redis_package_is_a_config_error(
 
 def _pages(site: Site) -> dict[str, Any]:
     """One request of every kind the app answers, with the status it must get."""
-    with site.database.session() as session:
-        ada = create_subscriber(
-            session,
-            "ada@example.org",
-            "diffusion",
-            send_time="08:00",
-            timezone="UTC",
-            now=NOW,
-            status="active",
-        )
-        pending = create_subscriber(
-            session, "bob@example.org", "rlhf", send_time="08:00", timezone="UTC", now=NOW
-        )
+    ada = site.add_reader("ada@example.org", "diffusion")
+    pending = site.add_reader("bob@example.org", "rlhf", status="pending")
     return {
         "/": 200,
         "/check-your-email": 200,
@@ -321,19 +310,8 @@ def _state(site: Site) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
 
 def _route_paths(site: Site) -> list[str]:
     """One concrete path for every rule of the app, with links that work."""
-    with site.database.session() as session:
-        ada = create_subscriber(
-            session,
-            "ada@example.org",
-            "diffusion",
-            send_time="08:00",
-            timezone="UTC",
-            now=NOW,
-            status="active",
-        )
-        bob = create_subscriber(
-            session, "bob@example.org", "rlhf", send_time="08:00", timezone="UTC", now=NOW
-        )
+    ada = site.add_reader("ada@example.org", "diffusion")
+    bob = site.add_reader("bob@example.org", "rlhf", status="pending")
     tokens = {
         "subscribe.confirm": site.token("confirm", bob),
         "manage.unsubscribe": site.token("unsubscribe", ada),
@@ -423,16 +401,7 @@ def test_the_forms_refuse_control_characters_in_interests(backend_site: Site, ba
     assert refused.status_code == 400
     assert "invisible control character" in refused.get_data(as_text=True)
     assert backend_site.subscriber() is None and backend_site.outbox() == []
-    with backend_site.database.session() as session:
-        ada = create_subscriber(
-            session,
-            "ada@example.org",
-            "diffusion",
-            send_time="08:00",
-            timezone="UTC",
-            now=NOW,
-            status="active",
-        )
+    ada = backend_site.add_reader("ada@example.org", "diffusion")
     manage = f"/manage/{backend_site.token('manage', ada)}"
     data = {"interests": bad, "send_time": "09:00", "timezone": "UTC"}
     refused = backend_site.submit(manage, data)

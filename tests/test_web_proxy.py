@@ -22,8 +22,7 @@ import pytest
 from waitress import wasyncore
 
 from digest.service import _listen
-from digest.store.subscribers import create_subscriber
-from tests.web_support import NOW, Site, csrf_token
+from tests.web_support import Site, csrf_token
 
 PUBLIC = "https://digest.example.org"
 PUBLIC_HOST = "digest.example.org"
@@ -197,16 +196,7 @@ def test_without_trusted_proxies_forwarded_headers_change_nothing(make_site: Any
 
 def test_head_through_waitress_never_unsubscribes(make_site: Any) -> None:
     site = _behind_proxy(make_site)
-    with site.database.session() as session:
-        ada = create_subscriber(
-            session,
-            "ada@example.org",
-            "diffusion",
-            send_time="08:00",
-            timezone="UTC",
-            now=NOW,
-            status="active",
-        )
+    ada = site.add_reader("ada@example.org", "diffusion")
     path = f"/unsubscribe/{site.token('unsubscribe', ada)}"
     one_click = {"Content-Type": "application/x-www-form-urlencoded"}
     with served(site) as http:

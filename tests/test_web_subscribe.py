@@ -207,17 +207,7 @@ def test_a_sign_up_for_a_known_address_changes_nothing_before_its_confirmation(
     mailed: Site,
 ) -> None:
     # Ada unsubscribed; a stranger signs her address up again, with interests of theirs.
-    with mailed.database.session() as session:
-        ada = create_subscriber(
-            session,
-            "ada@example.org",
-            "agents",
-            send_time="08:00",
-            timezone="UTC",
-            now=NOW,
-            status="active",
-        )
-        change_status(session, ada.id, "unsubscribed", NOW)
+    mailed.add_reader("ada@example.org", "agents", status="unsubscribed")
     mailed.clock.advance(days=30)
     mailed.signup(interests="world model", send_time="18:00", timezone="Europe/Paris")
     # Her settings stay hers: pending now, nothing sent but the confirmation.
@@ -489,10 +479,7 @@ def test_signing_up_again_leaves_an_address_confirmed_meanwhile_as_it_is(site: S
     from digest.store.models import SubscriberRow
     from digest.web.subscribe import _store_sign_up
 
-    with site.database.session() as session:
-        ada = create_subscriber(
-            session, "ada@example.org", "diffusion", send_time="08:00", timezone="UTC", now=NOW
-        )
+    ada = site.add_reader("ada@example.org", "diffusion", status="pending")
     with site.database.session() as session:
         held = session.get(SubscriberRow, ada.id)  # as the sign-up read it: pending
         session.execute(

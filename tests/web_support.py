@@ -25,7 +25,7 @@ from werkzeug.test import TestResponse
 from digest.config import Settings
 from digest.store import Database
 from digest.store.models import OutboxRow
-from digest.store.subscribers import find_subscriber
+from digest.store.subscribers import change_status, create_subscriber, find_subscriber
 from digest.subscriber import Subscriber
 from digest.tokens import make_token
 
@@ -111,6 +111,20 @@ class Site:
         return self.submit("/", {**data, **extra.pop("data", {})}, **extra)
 
     # -- the store -------------------------------------------------------------------
+
+    def add_reader(
+        self, email: str, interests: str, *, status: str = "active", **values: Any
+    ) -> Subscriber:
+        """A subscriber stored directly (08:00 UTC unless `values` say otherwise), in
+        `status`: "pending" as signed up, any other through `change_status`."""
+        settings = {"send_time": "08:00", "timezone": "UTC", **values}
+        with self.database.session() as session:
+            start = "pending" if status == "pending" else "active"
+            reader = create_subscriber(session, email, interests, now=NOW, status=start, **settings)
+            if status != start:
+                change_status(session, reader.id, status, NOW)
+                reader = find_subscriber(session, email)
+            return reader
 
     def subscriber(self, email: str = "ada@example.org") -> Subscriber | None:
         with self.database.session() as session:
