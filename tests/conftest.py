@@ -49,6 +49,14 @@ def database(settings: Settings) -> Iterator[Database]:
     database.dispose()
 
 
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run the test under a permissive umask (files made private must be so anyway)."""
+    before = os.umask(request.param)
+    yield request.param
+    os.umask(before)
+
+
 # The store must work on PostgreSQL too: CI starts a throwaway server and names it here.
 POSTGRES_URL = os.environ.get("DIGEST_TEST_POSTGRES_URL", "")
 

@@ -149,34 +149,8 @@ def test_courier_waits_while_another_sender_works(
         Courier.RETRY_AFTER = 2.0
 
 
-def test_sample_is_the_digest_of_the_last_week(settings: Settings, database: Database) -> None:
-    papers = hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "a").papers
-    with database.session() as session:
-        save_papers(session, papers, NOW - timedelta(days=2))
-        subscriber_id = create_subscriber(
-            session,
-            "ada@example.org",
-            "title:psychometric",
-            send_time="08:00",
-            timezone="UTC",
-            now=NOW,
-            status="active",
-        ).id
-        subscriber = get_subscriber(session, subscriber_id)
-    assert subscriber is not None
-    html = sample_digest_html(settings, database, subscriber, now=NOW)
-    wanted = next(p for p in papers if "psychometric" in p.title.lower())
-    assert "<html" in html.lower() and "Psychometric" in html
-    assert wanted.id in html
-    # Older than a week: not in the sample.
-    later = sample_digest_html(settings, database, subscriber, now=NOW + timedelta(days=8))
-    assert wanted.id not in later
-
-
-# --- samples at once (issue 14): at most SAMPLE_RENDERS per process ---------------------
-
-
 def _sample_reader(database: Database) -> Any:
+    """Ada, reading psychometrics, with the listing of 12 June seen two days before NOW."""
     papers = hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "a").papers
     with database.session() as session:
         save_papers(session, papers, NOW - timedelta(days=2))
@@ -190,6 +164,22 @@ def _sample_reader(database: Database) -> Any:
             status="active",
         )
         return get_subscriber(session, created.id)
+
+
+def test_sample_is_the_digest_of_the_last_week(settings: Settings, database: Database) -> None:
+    subscriber = _sample_reader(database)
+    assert subscriber is not None
+    html = sample_digest_html(settings, database, subscriber, now=NOW)
+    papers = hf.parse_api((DATA / "hf_api_daily_papers_2026-06-12.json").read_bytes(), "a").papers
+    wanted = next(p for p in papers if "psychometric" in p.title.lower())
+    assert "<html" in html.lower() and "Psychometric" in html
+    assert wanted.id in html
+    # Older than a week: not in the sample.
+    later = sample_digest_html(settings, database, subscriber, now=NOW + timedelta(days=8))
+    assert wanted.id not in later
+
+
+# --- samples at once (issue 14): at most SAMPLE_RENDERS per process ---------------------
 
 
 class _HeldRenderer(DigestRenderer):

@@ -6,7 +6,6 @@ import logging
 import mailbox
 import os
 import stat
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,14 +79,6 @@ def test_an_unwritable_maildir_is_a_clear_error(make_settings: Any, tmp_path: An
 
 
 # --- privacy: messages carry live confirm, manage and unsubscribe links -----------------
-
-
-@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
-def umask(request: pytest.FixtureRequest) -> Iterator[int]:
-    """Run the test under a permissive umask, restored afterwards."""
-    before = os.umask(request.param)
-    yield request.param
-    os.umask(before)
 
 
 def _mode(path: Path) -> int:

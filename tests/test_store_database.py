@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -133,14 +132,6 @@ def test_upgrading_to_0004_schedules_the_subscribers_already_active(settings: Se
 
 
 # --- privacy: the data folder and the database files (issue 14, point 7) --------------
-
-
-@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
-def umask(request: pytest.FixtureRequest) -> Iterator[int]:
-    """Run the test under a permissive umask, restored afterwards."""
-    before = os.umask(request.param)
-    yield request.param
-    os.umask(before)
 
 
 def _mode(path: Path) -> int:

@@ -91,11 +91,7 @@ def test_file_lock_raises_its_owners_error_naming_the_holder(tmp_path: Path) -> 
     first.release()  # releasing twice is harmless
 
 
-def test_a_lock_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
-    previous = os.umask(0)
-    try:
-        with FileLock(tmp_path / "x.lock", lambda holder: RuntimeError(holder)):
-            mode = (tmp_path / "x.lock").stat().st_mode & 0o777
-    finally:
-        os.umask(previous)
+def test_a_lock_file_is_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    with FileLock(tmp_path / "x.lock", lambda holder: RuntimeError(holder)):
+        mode = (tmp_path / "x.lock").stat().st_mode & 0o777
     assert mode == 0o600
