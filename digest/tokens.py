@@ -95,22 +95,8 @@ def read_token(secret: str, purpose: str, token: str) -> tuple[int, str]:
 
     Callers must check the tag against the subscriber's address with `token_matches`.
     """
-    max_age = MAX_AGE.get(purpose)
-    try:
-        payload = _serializer(secret, purpose).loads(
-            token, max_age=int(max_age.total_seconds()) if max_age else None
-        )
-    except SignatureExpired:
-        raise TokenError(f"this {purpose} link has expired") from None
-    except BadSignature:
-        raise TokenError(f"this {purpose} link is not valid") from None
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 2
-        or type(payload[0]) is not int  # not a bool: JSON true is no id
-        or not 1 <= payload[0] <= MAX_ID
-        or not isinstance(payload[1], str)
-    ):
+    payload = _load(secret, purpose, token)
+    if not _names_subscriber(payload, 2):
         raise TokenError(f"this {purpose} link is not valid")
     return payload[0], payload[1]
 
