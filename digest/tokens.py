@@ -32,6 +32,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from digest.config import Settings
 from digest.errors import ConfigError, TokenError
+from digest.paths import private_folder
 
 PURPOSES = ("confirm", "manage", "unsubscribe", "undo")
 MAX_AGE = {"confirm": timedelta(days=7)}
@@ -61,7 +62,7 @@ def _read_or_create_secret(path: Path) -> str:
         text = path.read_text().strip()
         if text:
             return text
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)  # the data folder: private, whoever makes it first
     secret = secrets.token_urlsafe(48)
     # Created exclusively and readable by the owner only; a concurrent first run that
     # loses the race reads the winner's secret.

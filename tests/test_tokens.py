@@ -53,9 +53,12 @@ def test_confirm_tokens_expire_after_seven_days(monkeypatch: pytest.MonkeyPatch)
     assert tokens.read_token(SECRET, "unsubscribe", unsubscribe)[0] == 1
 
 
-def test_generated_secret_is_kept_private_and_reused(settings: Settings) -> None:
+def test_generated_secret_is_kept_private_and_reused(settings: Settings, umask: int) -> None:
+    # The first thing to run may be the secret (a PostgreSQL store makes no data folder).
+    assert not settings.data_dir.exists()
     first = tokens.secret_key(settings)
     path = settings.data_dir / tokens.SECRET_FILE
+    assert settings.data_dir.stat().st_mode & 0o777 == 0o700
     assert len(first) >= 40
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert tokens.secret_key(settings) == first
