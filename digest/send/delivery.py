@@ -399,7 +399,7 @@ class _Run:
                     if not pending:
                         oldest = time.monotonic()
                     pending.append(item)
-            renew = time.monotonic() - self.renewed >= RENEW_EVERY
+            renew = self._renewal_due()
             if flush or renew or len(pending) >= self.chunk or self._refill_needed():
                 self._record(pending)
                 pending = []
@@ -412,7 +412,7 @@ class _Run:
 
     def _record(self, batch: list[_Done]) -> None:
         refill = self._refill_needed()
-        renew = time.monotonic() - self.renewed >= RENEW_EVERY
+        renew = self._renewal_due()
         if not batch and not refill and not renew:
             return
         results, release = [], []
@@ -450,6 +450,10 @@ class _Run:
             self.report.add(result)
         if self.progress and batch:
             self.progress(len(batch), self.report.due)
+
+    def _renewal_due(self) -> bool:
+        """Whether the lease on the rows this run holds is due to be renewed."""
+        return time.monotonic() - self.renewed >= RENEW_EVERY
 
     def _renew(self, session: object) -> None:
         """Renew the lease on the rows this run holds; stop the run if some were taken."""
