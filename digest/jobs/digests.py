@@ -48,7 +48,7 @@ from digest.match import Interests, Matcher, Selection, parse_interests
 from digest.render import DigestRenderer
 from digest.store import Database
 from digest.store.models import OutboxRow
-from digest.store.outbox import DIGEST, Outgoing, queue_messages
+from digest.store.outbox import DIGEST, Outgoing, digest_row, queue_messages
 from digest.store.papers import papers_first_seen_between, papers_first_seen_since
 from digest.store.subscribers import (
     ScheduleMove,
@@ -212,13 +212,7 @@ def queue_digest_now(
             raise DigestError(f"cannot make the digest of {subscriber.email}: {problem}")
         queued = queue_messages(session, outgoing, now=now)
         advance_schedules(session, moves)
-        row = session.execute(
-            select(OutboxRow.id, OutboxRow.state).where(
-                OutboxRow.kind == DIGEST,
-                OutboxRow.subscriber_id == subscriber.id,
-                OutboxRow.digest_date == day,
-            )
-        ).first()
+        row = digest_row(session, subscriber.id, day)
         waiting, last_waiting = papers_first_seen_since(session, cutoff)
     if report.empty:
         outcome = "empty"

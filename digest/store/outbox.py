@@ -25,9 +25,11 @@ import zlib
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Integer,
+    Row,
     Text,
     and_,
     bindparam,
@@ -135,7 +137,7 @@ def queue_message(
     if kind == DIGEST:
         if digest_date is None:
             raise ValueError("a digest needs its digest_date")
-        if _digest_row_id(session, subscriber_id, digest_date) is not None:
+        if digest_row(session, subscriber_id, digest_date) is not None:
             return None
     values = _row_values(subscriber_id, kind, digest_date, message, now)
     try:
@@ -144,7 +146,7 @@ def queue_message(
             row_id = int(result.inserted_primary_key[0])
             session.execute(insert(_messages).values(outbox_id=row_id, data=pack(message.data)))
     except IntegrityError:
-        if kind == DIGEST and _digest_row_id(session, subscriber_id, digest_date) is not None:
+        if kind == DIGEST and digest_row(session, subscriber_id, digest_date) is not None:
             return None
         raise
     return row_id
@@ -237,14 +239,15 @@ def _row_values(
     }
 
 
-def _digest_row_id(session: Session, subscriber_id: int, digest_date: date) -> int | None:
-    return session.scalar(
-        select(_outbox.c.id).where(
+def digest_row(session: Session, subscriber_id: int, digest_date: date) -> Row[Any] | None:
+    """(id, state) of the subscriber's digest of `digest_date` in the outbox, if any."""
+    return session.execute(
+        select(_outbox.c.id, _outbox.c.state).where(
             _outbox.c.subscriber_id == subscriber_id,
             _outbox.c.digest_date == digest_date,
             _outbox.c.kind == DIGEST,
         )
-    )
+    ).first()
 
 
 # --- Claiming and recording -------------------------------------------------------------
