@@ -70,6 +70,16 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+# Our own pages shown inside the manage page's sample frame (a sample refused for now):
+# the frame may hold them, nothing else may.
+FRAMED_PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY.replace(
+        "frame-ancestors 'none'", "frame-ancestors 'self'"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
 @dataclass
 class WebContext:
     """What the views need: settings, store, secret, clock and the mail hook."""
@@ -273,11 +283,7 @@ def _register_handlers(app: Flask) -> None:
                 "Please try again later.",
             )
             # Shown where the sample would be, in the manage page's frame: allow that.
-            framed = CONTENT_SECURITY_POLICY.replace(
-                "frame-ancestors 'none'", "frame-ancestors 'self'"
-            )
-            headers = {"Content-Security-Policy": framed, "X-Frame-Options": "SAMEORIGIN"}
-            return page, 429, headers
+            return page, 429, FRAMED_PAGE_HEADERS
         page = render_template(
             "error.html", title=f"{error.code} {error.name}", message=error.description
         )

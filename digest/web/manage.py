@@ -46,7 +46,7 @@ from digest.tokens import (
     read_undo_token,
     token_matches,
 )
-from digest.web import ACCEPTED, CONTENT_SECURITY_POLICY, context
+from digest.web import ACCEPTED, FRAMED_PAGE_HEADERS, context
 from digest.web.forms import ButtonForm, ManageForm
 from digest.web.subscribe import invalid_link, subscriber_for
 
@@ -183,14 +183,9 @@ def _sample_busy() -> Response:
         title="Busy making samples",
         message="Several samples are being made just now. Please try again in a few seconds.",
     )
-    response = Response(page, status=503, mimetype="text/html")
-    # Shown where the sample would be, in the manage page's frame: allow that.
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-        "frame-ancestors 'none'", "frame-ancestors 'self'"
-    )
-    # No Retry-After of ours: the rate limiter sets that header on every sample response.
-    response.headers["X-Frame-Options"] = "SAMEORIGIN"
-    return response
+    # Shown where the sample would be, in the manage page's frame: allow that. No
+    # Retry-After of ours: the rate limiter sets that header on every sample response.
+    return Response(page, status=503, mimetype="text/html", headers=FRAMED_PAGE_HEADERS)
 
 
 @blueprint.route("/unsubscribe/<token>", methods=["GET", "POST"])
