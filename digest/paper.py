@@ -31,6 +31,10 @@ CUT = "\u2026"
 # than the string: `str.split` makes one object per word.
 _RAW_PER_CHAR = 4
 
+# The name of the Hugging Face Daily Papers source (digest/sources/hf.py): the one source
+# whose papers have upvotes, and so the one trending covers.
+HF_SOURCE = "hf"
+
 # New-style ids (2606.00467) and old-style ones (hep-th/9901001), with an optional version.
 _ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5}|[a-z][a-z.-]*/\d{7})(v\d+)?$", re.IGNORECASE)
 
@@ -102,6 +106,9 @@ class Paper:
     (the HF daily page's date, arXiv's announcement date); `published` is the arXiv
     submission date. `sources` lists the sources that have seen the paper, first one
     first; `first_seen_at` is set by the store when the paper is first saved.
+    `hf_listed` and `hf_seen_at` are set by the store too: the Daily Papers day that first
+    listed the paper and when the service first saw it there (a paper is often on arXiv a
+    day or more before Hugging Face lists it; trending goes by the latter).
     """
 
     id: str
@@ -121,6 +128,13 @@ class Paper:
     url_project: str | None = None
     sources: tuple[str, ...] = ()
     first_seen_at: datetime | None = field(default=None, compare=False)
+    hf_listed: date | None = field(default=None, compare=False)
+    hf_seen_at: datetime | None = field(default=None, compare=False)
+
+    @property
+    def on_hf(self) -> bool:
+        """Whether Hugging Face Daily Papers has listed the paper (it then has upvotes)."""
+        return self.hf_listed is not None or HF_SOURCE in self.sources
 
 
 def _bounded(text: str, limit: int) -> str:

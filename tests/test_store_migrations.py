@@ -148,3 +148,32 @@ def test_0004_schedules_with_its_own_time_zone_maths(
     assert started < due <= started + timedelta(days=1, minutes=5)
     assert (due.hour, due.minute) == (8, 0)
     assert schedule[5] == (None, None)  # not active: no schedule
+
+
+def test_0006_dates_the_hugging_face_listing_of_papers_stored_before_it(
+    store_database: Database,
+) -> None:
+    _migrate(store_database, "downgrade", "0005")
+    seen = datetime(2026, 6, 12, 10, 0)
+    insert = text(
+        "INSERT INTO papers (id, title, abstract, authors, categories, sources, listed, "
+        "first_seen_at, updated_at) VALUES (:id, 't', 'a', '[]', '[]', :sources, :listed, "
+        ":seen, :seen)"
+    ).bindparams(bindparam("seen", type_=DateTime))
+    with store_database.engine.begin() as connection:
+        for id_, sources in (("2606.00001", '["hf"]'), ("2606.00002", '["arxiv", "hf"]')):
+            connection.execute(
+                insert, dict(id=id_, sources=sources, listed="2026-06-12", seen=seen)
+            )
+        connection.execute(
+            insert, dict(id="2606.00003", sources='["arxiv"]', listed=None, seen=seen)
+        )
+    store_database.upgrade()
+    read = text("SELECT id, hf_listed, hf_seen_at FROM papers ORDER BY id")
+    with store_database.engine.connect() as connection:
+        rows = connection.execute(read.columns(hf_seen_at=DateTime)).all()
+    assert [(id_, str(day) if day else None, at) for id_, day, at in rows] == [
+        ("2606.00001", "2026-06-12", seen),
+        ("2606.00002", "2026-06-12", seen),
+        ("2606.00003", None, None),
+    ]

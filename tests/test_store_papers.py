@@ -232,3 +232,31 @@ def test_a_row_stored_before_the_limits_is_read_within_them(database: Database) 
     with database.session() as session:
         (paper,) = list_papers(session)
     assert len(paper.abstract) <= MAX_ABSTRACT and paper.abstract.endswith(CUT)
+
+
+def test_a_paper_remembers_its_first_hugging_face_listing(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    paper = hf_papers[0]
+    on_arxiv = replace(paper, sources=("arxiv",), listed=date(2026, 6, 11), upvotes=None)
+    save(database, [on_arxiv], T0)
+    assert stored(database)[paper.id].hf_seen_at is None
+    assert not stored(database)[paper.id].on_hf
+    # Hugging Face lists it the next day: trending counts it from then, under HF's day.
+    assert save(database, [paper], T2) == SaveReport(new=0, updated=1, unchanged=0)
+    back = stored(database)[paper.id]
+    assert (back.hf_listed, back.hf_seen_at, back.first_seen_at) == (paper.listed, T2, T0)
+    assert back.listed == date(2026, 6, 11)  # the first listing day stays
+    # Seen there again later (a refetch): the first HF sighting stays, upvotes move on.
+    later = replace(paper, listed=date(2026, 6, 13), upvotes=(paper.upvotes or 0) + 5)
+    save(database, [later], T2 + timedelta(hours=5))
+    back = stored(database)[paper.id]
+    assert (back.hf_listed, back.hf_seen_at, back.upvotes) == (paper.listed, T2, later.upvotes)
+
+
+def test_a_paper_first_seen_on_hugging_face_is_listed_there_at_once(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    save(database, hf_papers, T0)
+    back = stored(database)
+    assert {(p.hf_listed, p.hf_seen_at) for p in back.values()} == {(date(2026, 6, 12), T0)}

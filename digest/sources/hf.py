@@ -31,6 +31,7 @@ from bs4 import BeautifulSoup, Tag
 
 from digest.errors import FetchError, ParseError
 from digest.paper import (
+    HF_SOURCE,
     CUT,
     MAX_ABSTRACT,
     MAX_AUTHORS,
@@ -59,7 +60,7 @@ from digest.sources.listing import (
     text,
 )
 
-SOURCE = "hf"
+SOURCE = HF_SOURCE
 NO_LISTING = "no listing for that day"
 MAX_ID = 64  # the store's id column
 # The largest answer or page read: a real day is 150-250 KB (30 papers), so this is room

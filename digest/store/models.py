@@ -60,7 +60,7 @@ class PaperRow(Base):
     organization: Mapped[str | None] = mapped_column(String(300))
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     published: Mapped[date | None] = mapped_column(Date)
-    listed: Mapped[date | None] = mapped_column(Date)
+    listed: Mapped[date | None] = mapped_column(Date, index=True)
     upvotes: Mapped[int | None] = mapped_column(Integer)
     comments: Mapped[int | None] = mapped_column(Integer)
     url_abs: Mapped[str | None] = mapped_column(String(500))
@@ -71,6 +71,9 @@ class PaperRow(Base):
     sources: Mapped[list[str]] = mapped_column(JSON, default=list)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The Daily Papers day that first listed the paper, and when it was first seen there.
+    hf_listed: Mapped[date | None] = mapped_column(Date, index=True)
+    hf_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class HttpCacheRow(Base):

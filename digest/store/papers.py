@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from digest.paper import Paper, bound_paper
+from digest.paper import HF_SOURCE, Paper, bound_paper
 from digest.store.models import FetchRow, HttpCacheRow, PaperRow
 
 # Fields a later sighting overwrites when it knows them: they change after listing.
@@ -69,7 +69,16 @@ def _row_from_paper(paper: Paper, now: datetime) -> PaperRow:
         sources=list(paper.sources),
         first_seen_at=now,
         updated_at=now,
+        **_hf_sighting(paper, now),
     )
+
+
+def _hf_sighting(paper: Paper, now: datetime) -> dict[str, object]:
+    """The HF listing columns a sighting sets: when it comes from Hugging Face, its
+    listing day and now; from another source, nothing."""
+    if HF_SOURCE not in paper.sources:
+        return {}
+    return {"hf_listed": paper.listed or now.date(), "hf_seen_at": now}
 
 
 def paper_from_row(row: PaperRow) -> Paper:
@@ -94,6 +103,8 @@ def paper_from_row(row: PaperRow) -> Paper:
             url_project=row.url_project,
             sources=tuple(row.sources or ()),
             first_seen_at=row.first_seen_at,
+            hf_listed=row.hf_listed,
+            hf_seen_at=row.hf_seen_at,
         )
     )
 
@@ -102,9 +113,13 @@ def _stored_value(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _merge_sighting(row: PaperRow, paper: Paper) -> bool:
+def _merge_sighting(row: PaperRow, paper: Paper, now: datetime) -> bool:
     """Update a stored row from a later sighting; return whether anything changed."""
     changed = False
+    if row.hf_seen_at is None:
+        for name, value in _hf_sighting(paper, now).items():
+            setattr(row, name, value)
+            changed = True
     for name in _MUTABLE:
         value = getattr(paper, name)
         if value is not None and getattr(row, name) != value:
@@ -145,7 +160,7 @@ def save_papers(session: Session, papers: Iterable[Paper], now: datetime) -> Sav
         if row is None:
             session.add(_row_from_paper(paper, now))
             new += 1
-        elif _merge_sighting(row, paper):
+        elif _merge_sighting(row, paper, now):
             row.updated_at = now
             updated += 1
         else:
@@ -197,6 +212,48 @@ def papers_listed_between(session: Session, start: date | None, end: date | None
         .order_by(PaperRow.first_seen_at.desc(), PaperRow.id)
     )
     return [paper_from_row(row) for row in session.scalars(query)]
+
+
+def papers_of_day(session: Session, day: date) -> list[Paper]:
+    """The papers of one listing day, best first, as the /papers pages show them.
+
+    First those Hugging Face Daily Papers listed that day, by upvotes, then comments,
+    then id (`trending_order`); then the arXiv-only papers of that day (never on HF, so
+    without upvotes), newest first: by submission date, then id, descending. A paper HF
+    listed shows on its HF day only.
+    """
+    on_hf = session.scalars(select(PaperRow).where(PaperRow.hf_listed == day))
+    ranked = sorted((paper_from_row(row) for row in on_hf), key=trending_order)
+    arxiv_only = session.scalars(
+        select(PaperRow)
+        .where(PaperRow.hf_listed.is_(None), PaperRow.listed == day)
+        .order_by(PaperRow.published.desc(), PaperRow.id.desc())
+    )
+    return [*ranked, *(paper_from_row(row) for row in arxiv_only)]
+
+
+def trending_order(paper: Paper) -> tuple[int, int, str]:
+    """Sort key of trending: most upvotes first, then most comments, then lowest id."""
+    return (-max(paper.upvotes or 0, 0), -max(paper.comments or 0, 0), paper.id)
+
+
+def _day_column() -> object:
+    """A paper's day on the /papers pages: its HF listing day, else its listing day."""
+    return func.coalesce(PaperRow.hf_listed, PaperRow.listed)
+
+
+def neighbour_days(session: Session, day: date) -> tuple[date | None, date | None]:
+    """The nearest days before and after `day` that have papers (None where none do)."""
+    column = _day_column()
+    before = session.scalar(select(func.max(column)).where(column < day))
+    after = session.scalar(select(func.min(column)).where(column > day))
+    return before, after
+
+
+def latest_day(session: Session, until: date) -> date | None:
+    """The most recent day, on or before `until`, that has papers."""
+    column = _day_column()
+    return session.scalar(select(func.max(column)).where(column <= until))
 
 
 def papers_first_seen_since(session: Session, start: datetime) -> tuple[int, datetime | None]:
