@@ -137,6 +137,11 @@ class Paper:
         return self.hf_listed is not None or HF_SOURCE in self.sources
 
 
+def trending_order(paper: Paper) -> tuple[int, int, str]:
+    """Sort key of trending: most upvotes first, then most comments, then lowest id."""
+    return (-max(paper.upvotes or 0, 0), -max(paper.comments or 0, 0), paper.id)
+
+
 def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else _cut(text, limit)
 

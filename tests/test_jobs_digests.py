@@ -301,7 +301,7 @@ def test_many_subscribers_in_batches(
     ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(7)]
     built = []
     monkeypatch.setattr(
-        digests_job, "Matcher", lambda papers: built.append(papers) or Matcher(papers)
+        digests_job, "Matcher", lambda papers, **kw: built.append(papers) or Matcher(papers, **kw)
     )
     report = run(settings, database, FRIDAY_8AM, batch=3)
     assert (report.due, report.queued) == (7, 7)
@@ -330,7 +330,9 @@ def test_an_old_watermark_widens_only_its_batch_and_at_most_30_days(
         )
     built: list[int] = []
     monkeypatch.setattr(
-        digests_job, "Matcher", lambda papers: built.append(len(papers)) or Matcher(papers)
+        digests_job,
+        "Matcher",
+        lambda papers, **kw: built.append(len(papers)) or Matcher(papers, **kw),
     )
     report = run(settings, database, FRIDAY_8AM, batch=1)
     assert report.queued == 3

@@ -193,3 +193,80 @@ def test_the_command_line_refuses_control_characters(tmp_path: Path) -> None:
         "digest: the list holds an invisible control character (U+001B) after "
         '"diffusion, title:agents": remove it\n'
     )
+
+
+# --- the trending rule ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "minimum", "label"),
+    [
+        ("trending", 10, 0, "trending"),
+        ("trending:5", 5, 0, "trending:5"),
+        ("Trending : 5   upvotes >= 20", 5, 20, "trending:5 upvotes>=20"),
+        ("trending upvotes>=3", 10, 3, "trending upvotes>=3"),
+        ("TRENDING:10", 10, 0, "trending"),
+    ],
+)
+def test_trending_asks_for_the_most_upvoted_papers(
+    text: str, count: int, minimum: int, label: str
+) -> None:
+    parsed = parse_interests(text)
+    assert parsed.trending is not None
+    assert (parsed.trending.count, parsed.trending.min_upvotes) == (count, minimum)
+    assert parsed.trending.label == label
+    assert parsed.entries == ()  # a list of only trending is a whole list
+    assert parse_interests(parsed.text) == parsed
+
+
+def test_where_trending_stands_says_which_section_comes_first() -> None:
+    assert parse_interests("trending\ndiffusion").trending_first
+    assert parse_interests("-survey, trending, diffusion").trending_first  # exclusions don't count
+    later = parse_interests("diffusion\ntrending:5\n-survey")
+    assert not later.trending_first
+    assert later.text == "diffusion\n-survey\ntrending:5"
+    assert parse_interests(later.text) == later
+    assert parse_interests("trending, -survey").trending_first  # nothing else to come first
+
+
+def test_the_word_trending_is_a_keyword_when_quoted_fielded_or_in_a_phrase() -> None:
+    for text in ('"trending"', "title:trending", "trending topics", "trending AND memes"):
+        parsed = parse_interests(text)
+        assert parsed.trending is None
+        assert [entry.label for entry in parsed.entries] == [text]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("trending:0", "trending: takes from 1 to 100 papers (got 0)"),
+        ("trending:101", "trending: takes from 1 to 100 papers (got 101)"),
+        ("trending:five", "trending: takes a number of papers, as in trending:5 (got five)"),
+        ("trending:\u0663", "trending: takes a number of papers"),
+        ("-trending", "trending cannot be excluded"),
+        ("trending upvotes", "write the least upvotes as upvotes>=20"),
+        ("trending upvotes>20", "write the least upvotes as upvotes>=20"),
+        ("trending upvotes>=many", "write the least upvotes as upvotes>=20"),
+        ("trending upvotes>=2000000", "upvotes>= takes at most 1,000,000"),
+        ("trending:5 please", "write trending alone, trending:5 for 5 papers"),
+        ("diffusion, trending, trending:3", 'entry 3 "trending:3": trending is already asked'),
+    ],
+)
+def test_a_malformed_trending_rule_is_named(text: str, reason: str) -> None:
+    with pytest.raises(InterestSyntaxError) as raised:
+        parse_interests(text)
+    assert reason in str(raised.value)
+
+
+def test_trending_is_held_to_the_digest_s_size_when_given() -> None:
+    assert parse_interests("trending:20", max_trending=20).trending is not None
+    with pytest.raises(InterestSyntaxError, match=r"from 1 to 20 papers \(got 21\)"):
+        parse_interests("trending:21", max_trending=20)
+
+
+def test_an_empty_subscription_is_refused_and_exclusions_alone_still_are() -> None:
+    with pytest.raises(InterestSyntaxError, match="or trending"):
+        parse_interests(" , ")
+    with pytest.raises(InterestSyntaxError, match="only exclusions"):
+        parse_interests("-survey")
+    assert parse_interests("-survey\ntrending").excluded[0].label == "-survey"

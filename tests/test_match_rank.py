@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from digest.match import Matcher, match_many, match_subscriber, parse_interests
 from digest.match.rank import merge_spans, upvote_bonus
 from digest.match.results import Selection, Span
-from digest.paper import Paper
+from digest.paper import Paper, trending_order
+from digest.sources import hf
 
 DAY = datetime(2026, 6, 12, 20, 0, tzinfo=UTC)
 
@@ -142,3 +145,142 @@ def test_no_papers_no_matches() -> None:
 def test_overlapping_spans_merge() -> None:
     spans = [Span("abstract", 5, 14), Span("title", 3, 4), Span("abstract", 0, 9)]
     assert merge_spans(spans) == (Span("title", 3, 4), Span("abstract", 0, 14))
+
+
+# --- trending ------------------------------------------------------------------------
+
+HF_LISTING = Path(__file__).parent / "data" / "sources" / "hf_api_daily_papers_2026-06-12.json"
+# The saved listing, most upvoted first: (id, upvotes, comments).
+MOST_UPVOTED = [
+    ("2606.13681", 118, 3),
+    ("2606.13392", 103, 4),
+    ("2606.08063", 74, 3),
+    ("2606.13289", 25, 2),
+    ("2606.13106", 18, 2),
+    ("2606.12243", 14, 3),
+    ("2606.06113", 13, 2),
+    ("2606.12303", 12, 2),
+    ("2606.11662", 10, 3),
+    ("2606.11409", 8, 3),
+    ("2606.12575", 7, 3),  # 7 upvotes each: more comments first
+    ("2606.09290", 7, 2),
+    ("2606.09304", 6, 2),
+    ("2606.12730", 5, 3),
+    ("2606.08788", 4, 2),  # 4 upvotes and 2 comments each: lower id first
+    ("2606.13120", 4, 2),
+]
+
+
+@pytest.fixture(scope="module")
+def listed() -> tuple[Paper, ...]:
+    return hf.parse_api(HF_LISTING.read_bytes(), "api").papers
+
+
+def trending_ids(selection: Selection) -> list[str]:
+    return [m.paper.id for m in selection.trending]
+
+
+def test_trending_is_the_most_upvoted_then_most_commented_then_lowest_id(
+    listed: tuple[Paper, ...],
+) -> None:
+    selection = match_subscriber(parse_interests("trending:16"), listed, 20)
+    expected = [(paper_id, votes) for paper_id, votes, _ in MOST_UPVOTED]
+    assert [(m.paper.id, m.paper.upvotes) for m in selection.trending] == expected
+    assert [m.interests for m in selection.trending] == [
+        (f"trending #{rank}",) for rank in range(1, 17)
+    ]
+    assert selection.matches == () and selection.sections == (("trending", selection.trending),)
+    assert trending_ids(match_subscriber(parse_interests("trending"), listed, 20)) == [
+        paper_id for paper_id, _, _ in MOST_UPVOTED[:10]
+    ]
+
+
+def test_trending_keeps_to_its_minimum_and_to_the_digest_s_size(
+    listed: tuple[Paper, ...],
+) -> None:
+    at_least_25 = match_subscriber(parse_interests("trending:10 upvotes>=25"), listed, 20)
+    assert trending_ids(at_least_25) == ["2606.13681", "2606.13392", "2606.08063", "2606.13289"]
+    assert len(match_subscriber(parse_interests("trending:50"), listed, 3).trending) == 3
+
+
+def test_exclusions_veto_trending_papers(listed: tuple[Paper, ...]) -> None:
+    selection = match_subscriber(parse_interests("trending:5\n-agents\n-attention"), listed, 20)
+    assert len(selection.trending) == 5
+    for match in selection.trending:
+        text = (match.paper.title + " " + match.paper.abstract).lower()
+        assert "agent" not in text and "attention" not in text
+    assert "2606.13681" not in trending_ids(selection)  # EvoArena: LLM agents
+    assert "2606.13392" not in trending_ids(selection)  # MiniMax Sparse Attention
+
+
+@pytest.mark.parametrize("trending_first", [True, False])
+def test_a_paper_both_trending_and_matching_shows_once_with_both_reasons(
+    listed: tuple[Paper, ...], trending_first: bool
+) -> None:
+    text = "trending:5\nagent" if trending_first else "agent\ntrending:5"
+    selection = match_subscriber(parse_interests(text), listed, 20)
+    shown = [m.paper.id for _, matches in selection.sections for m in matches]
+    assert len(shown) == len(set(shown))
+    kinds = [kind for kind, _ in selection.sections]
+    assert kinds == (["trending", "matching"] if trending_first else ["matching", "trending"])
+    both = next(m for _, ms in selection.sections for m in ms if m.paper.id == "2606.13681")
+    first_section = selection.sections[0][1]
+    assert both in first_section  # in the section the reader put first
+    expected = ("trending #1", "agent") if trending_first else ("agent", "trending #1")
+    assert both.interests == expected
+    # Every trending rank is shown once, in one section or the other.
+    ranks = sorted(h.rank for _, ms in selection.sections for m in ms for h in m.hits if h.rank)
+    assert ranks == [1, 2, 3, 4, 5]
+    keyword_only = match_subscriber(parse_interests("agent"), listed, 20)
+    assert {m.paper.id for m in keyword_only.matches} == {m.paper.id for m in selection.matches} | (
+        {"2606.13681"} if trending_first else set()
+    )
+
+
+def test_trending_goes_by_when_hugging_face_listed_a_paper(listed: tuple[Paper, ...]) -> None:
+    # Seen on arXiv two days ago (before the reader's last digest), on HF since yesterday.
+    top = replace(
+        next(p for p in listed if p.id == "2606.13681"),
+        first_seen_at=DAY - timedelta(days=2),
+        hf_seen_at=DAY - timedelta(hours=20),
+    )
+    late = replace(  # listed on HF after the run's cutoff: the next digest's
+        next(p for p in listed if p.id == "2606.13392"),
+        first_seen_at=DAY - timedelta(days=2),
+        hf_seen_at=DAY + timedelta(minutes=1),
+    )
+    old = replace(  # on HF before the watermark: trending for an earlier digest
+        next(p for p in listed if p.id == "2606.08063"),
+        first_seen_at=DAY - timedelta(days=3),
+        hf_seen_at=DAY - timedelta(days=2),
+    )
+    others = [
+        replace(p, first_seen_at=DAY - timedelta(hours=10), hf_seen_at=DAY - timedelta(hours=10))
+        for p in listed
+        if p.id not in {top.id, late.id, old.id}
+    ]
+    matcher = Matcher([top, late, old, *others], trending_until=DAY)
+    watermark = DAY - timedelta(days=1)
+    selection = matcher.select(parse_interests("trending:3\nagent"), watermark, 20)
+    assert trending_ids(selection) == ["2606.13681", "2606.13289", "2606.13106"]
+    # ...while keywords go by when the paper was first seen: EvoArena is not new to them.
+    assert top.id not in [m.paper.id for m in selection.matches]
+    assert top.id in [
+        m.paper.id for m in matcher.select(parse_interests("agent"), None, 20).matches
+    ]
+
+
+def test_trending_selections_are_shared_yet_follow_each_window(listed: tuple[Paper, ...]) -> None:
+    early, late = DAY - timedelta(days=1), DAY
+    papers = [
+        replace(p, first_seen_at=early if i % 2 else late, hf_seen_at=early if i % 2 else late)
+        for i, p in enumerate(listed)
+    ]
+    interests = parse_interests("trending:4")
+    many = dict(
+        match_many(papers, [(1, interests, None), (2, interests, late), (3, interests, None)], 20)
+    )
+    assert many[1] is many[3]
+    assert trending_ids(many[2]) == [
+        p.id for p in sorted((p for p in papers if p.hf_seen_at == late), key=trending_order)[:4]
+    ]

@@ -710,3 +710,73 @@ def test_manage_link_email(renderer: DigestRenderer) -> None:
     assert "You are already subscribed" in page_text and "diffusion, RLHF" in page_text
     text = text_of(message)
     assert url in text and "If this wasn't you, ignore this email" in text
+
+
+# ---------------------------------------------------------------------------------------
+# Trending: sections
+
+
+HF_LISTING = Path(__file__).parent / "data" / "sources" / "hf_api_daily_papers_2026-06-12.json"
+
+
+def _trending_digest(renderer: DigestRenderer, text: str) -> tuple[Selection, Message]:
+    from digest.match import match_subscriber, parse_interests
+    from digest.sources import hf
+
+    listed = hf.parse_api(HF_LISTING.read_bytes(), "api").papers
+    selection = match_subscriber(parse_interests(text), listed, 20)
+    return selection, renderer.render_digest(subscriber(text), selection, DAY, now=NOW)
+
+
+@pytest.mark.parametrize("trending_first", [True, False])
+def test_trending_and_interests_are_two_sections_with_no_paper_twice(
+    renderer: DigestRenderer, trending_first: bool
+) -> None:
+    text = "trending:5\nagent" if trending_first else "agent\ntrending:5"
+    selection, parsed = _trending_digest(renderer, text)
+    html, plain = html_of(parsed), text_of(parsed)
+    document = strictly_parsed_html(html)
+    titles = [
+        " ".join("".join(h.itertext()).split())
+        for h in document.iter("h2")
+        if h.get("class") == "section-title"
+    ]
+    expected = ["Trending", "Matching your interests"]
+    assert titles == (expected if trending_first else expected[::-1])
+    how = "The 5 most upvoted papers on Hugging Face Daily Papers since your last digest."
+    assert how in " ".join(html.split()) and how in " ".join(plain.split())
+    # Each paper once: the title links of the HTML, the numbered cards of the text.
+    shown = [m.paper for _, matches in selection.sections for m in matches]
+    links = [a.get("href") for a in document.iter("a") if a.get("class") == "title-link"]
+    assert len(links) == len(shown) == len(set(links))
+    numbers = re.findall(r"^ ?(\d+)\. ", plain, re.MULTILINE)
+    assert [int(n) for n in numbers] == list(range(1, len(shown) + 1))
+    first, second = plain.index(f"== {titles[0]} =="), plain.index(f"== {titles[1]} ==")
+    assert first < second
+    # EvoArena is both: in the first section, with both reasons.
+    evo = plain.index("EvoArena")
+    assert (first < evo < second) and plain.count("EvoArena: Tracking") == 1
+    assert "trending #1" in plain[evo - 200 : evo] + plain[evo : evo + 400]
+    heading = parse(parsed)["Subject"]
+    assert ("5 trending papers and" in heading) == trending_first
+    assert heading.count("trending") == 1
+
+
+def test_a_trending_only_digest_says_how_its_papers_were_chosen(renderer: DigestRenderer) -> None:
+    _, parsed = _trending_digest(renderer, "trending:3 upvotes>=50")
+    plain = " ".join(text_of(parsed).split())
+    assert parse(parsed)["Subject"].startswith("3 trending papers — ")
+    assert "== Trending ==" in plain and "Matching your interests" not in plain
+    assert (
+        "The 3 most upvoted papers on Hugging Face Daily Papers since your last digest, of "
+        "those with at least 50 upvotes." in plain
+    )
+    assert "arXiv papers have no upvotes" in plain
+
+
+def test_an_empty_section_says_so(renderer: DigestRenderer) -> None:
+    selection, parsed = _trending_digest(renderer, "trending:3 upvotes>=500\nagent")
+    assert selection.trending == () and selection.matches
+    plain = " ".join(text_of(parsed).split())
+    assert "Nothing new on Hugging Face Daily Papers since your last digest." in plain
+    assert "trending" not in parse(parsed)["Subject"]

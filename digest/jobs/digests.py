@@ -253,7 +253,8 @@ def _index_window(
     cutoff, going back at most `reach`, read and indexed."""
     floor = cutoff - reach
     start = floor if oldest is None else max(oldest, floor)
-    return _Window(start, Matcher(papers_first_seen_between(session, start, cutoff)))
+    papers = papers_first_seen_between(session, start, cutoff)
+    return _Window(start, Matcher(papers, trending_until=cutoff))
 
 
 def _shared_window(session: Session, now: datetime, cutoff: datetime) -> _Window:
@@ -340,7 +341,7 @@ def _compose(
             matchable.append((subscriber, interests, subscriber.last_digest_at))
             moves[subscriber.id] = ScheduleMove(subscriber.id, cutoff, was, following)
     for subscriber, selection in _selections(matcher, matchable, settings.match.max_papers):
-        if not selection.matches and not settings.mail.send_empty:
+        if not selection.papers and not settings.mail.send_empty:
             report.empty += 1
             continue
         day = days[subscriber.id]

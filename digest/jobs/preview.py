@@ -80,13 +80,16 @@ def preview_digest(
         synthetic=interests is not None,
         day=day,
         papers=len(papers),
-        matched=len(selection.matches) + selection.more,
+        matched=selection.papers + selection.more,
     )
 
 
 def listing_day(paper: Paper) -> date | None:
     """The day a paper counts under for `preview --date` and `papers --since`: its
-    listing day, else the UTC day it was first seen (None for a paper never stored)."""
+    Daily Papers day, else its listing day, else the UTC day it was first seen (None for
+    a paper never stored)."""
+    if paper.hf_listed is not None:
+        return paper.hf_listed
     if paper.listed is not None:
         return paper.listed
     return paper.first_seen_at.astimezone(UTC).date() if paper.first_seen_at else None

@@ -7,7 +7,13 @@
 - `results`: the types handed to `render` (`Span`, `Hit`, `Match`, `Selection`).
 """
 
-from digest.match.query import INTEREST_EXAMPLES, Interest, Interests, parse_interests
+from digest.match.query import (
+    INTEREST_EXAMPLES,
+    Interest,
+    Interests,
+    Trending,
+    parse_interests,
+)
 from digest.match.rank import FIELD_WEIGHTS, Matcher, match_many, match_subscriber
 from digest.match.results import Hit, Match, Selection, Span
 
@@ -21,6 +27,7 @@ __all__ = [
     "Matcher",
     "Selection",
     "Span",
+    "Trending",
     "match_many",
     "match_subscriber",
     "parse_interests",

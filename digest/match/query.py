@@ -9,6 +9,13 @@ text too (`"Where, What, Why"`). Smart quotes count as quotes. Each entry is:
     clause := [field:] term            fields: title: abstract: author: org:
     term   := words | "exact words"    a word ending in * is a prefix (3+ letters)
 
+One entry is no keyword but a rule: `trending` asks for the day's most upvoted papers on
+Hugging Face Daily Papers (10 of them; `trending:5` for 5; `trending:5 upvotes>=20` only
+those with 20 upvotes or more). It is written at most once, is never excluded, and may be
+the whole list; exclusions veto trending papers too. Where it stands says which section
+of the email comes first: before every keyword, trending; else the matches. To match the
+word itself, quote it ("trending") or give a field (title:trending).
+
 Case never matters. Plain words are light-stemmed and may be written joined, hyphenated or
 spaced (see `digest.match.text`); quoted words and names (author:, org:) are compared
 as written. The result, `Interests`, is immutable and hashable so that the matcher can
@@ -28,6 +35,9 @@ MAX_ENTRIES = 50
 MAX_CHARS = 2000
 MAX_WORDS = 12
 MIN_PREFIX = 3
+DEFAULT_TRENDING = 10
+MAX_TRENDING = 100  # the digest's own limit ([match] max_papers) is applied when matching
+MAX_UPVOTES = 1_000_000
 
 STEM = "stem"
 EXACT = "exact"
@@ -52,6 +62,11 @@ INTEREST_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("title:agents", "only in the title (also abstract:)"),
     ("rlhf AND reward model", "both must appear, anywhere in the paper (AND in capitals)"),
     ("-survey", "never send a paper that matches this"),
+    (
+        "trending",
+        "the 10 most upvoted papers on Hugging Face Daily Papers since your last digest; "
+        "trending:5 for 5, trending:5 upvotes>=20 for those with 20 upvotes or more",
+    ),
     ("author:Colin Raffel", "papers by an author; org:MiniMax for an organisation"),
 )
 """One line per form of the interest syntax: (example, what it does), for forms and docs."""
@@ -97,14 +112,47 @@ class Interest:
 
 
 @dataclass(frozen=True, slots=True)
+class Trending:
+    """The `trending` rule: the `count` most upvoted papers on Hugging Face Daily Papers
+    in the reader's window, of those with at least `min_upvotes`."""
+
+    count: int = DEFAULT_TRENDING
+    min_upvotes: int = 0
+
+    @property
+    def label(self) -> str:
+        """The rule as written in canonical form: `trending`, `trending:5 upvotes>=20`."""
+        text = TRENDING if self.count == DEFAULT_TRENDING else f"{TRENDING}:{self.count}"
+        return f"{text} upvotes>={self.min_upvotes}" if self.min_upvotes else text
+
+    def describe(self, count: int | None = None) -> str:
+        """How the papers were chosen, for the reader: "the 10 most upvoted papers ...".
+
+        `count` is how many the digest may hold, when that is fewer than asked for.
+        """
+        count = self.count if count is None else min(count, self.count)
+        what = "the most upvoted paper" if count == 1 else f"the {count} most upvoted papers"
+        text = f"{what} on Hugging Face Daily Papers since your last digest"
+        if self.min_upvotes:
+            text += f", of those with at least {self.min_upvotes} upvotes"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class Interests:
-    """A parsed interest list: entries in the order written, duplicates dropped."""
+    """A parsed interest list: entries in the order written, duplicates dropped.
+
+    `trending` is the trending rule, if the list has one; `trending_first` whether it
+    came before every keyword entry (its section then comes first in the email).
+    """
 
     entries: tuple[Interest, ...]
+    trending: Trending | None = None
+    trending_first: bool = False
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash(self.entries))
+        object.__setattr__(self, "_hash", hash((self.entries, self.trending, self.trending_first)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -128,15 +176,22 @@ class Interests:
     @property
     def text(self) -> str:
         """The list in canonical form, one entry per line; parses back to an equal list."""
-        return "\n".join(entry.label for entry in self.entries)
+        labels = [entry.label for entry in self.entries]
+        if self.trending is not None:
+            labels.insert(0 if self.trending_first else len(labels), self.trending.label)
+        return "\n".join(labels)
 
 
 class _EntryError(Exception):
     """A problem with one entry; `parse_interests` adds which entry."""
 
 
-def parse_interests(text: str) -> Interests:
-    """Parse an interest list; raise InterestSyntaxError naming the entry at fault."""
+def parse_interests(text: str, *, max_trending: int = MAX_TRENDING) -> Interests:
+    """Parse an interest list; raise InterestSyntaxError naming the entry at fault.
+
+    `max_trending` is the most papers `trending:N` may ask for (the forms pass the
+    digest's `[match] max_papers`; stored lists are held to it when matched).
+    """
     if len(text) > MAX_CHARS:
         raise InterestSyntaxError(
             f"the list is {len(text):,} characters long; shorten it to at most {MAX_CHARS:,}"
@@ -145,7 +200,8 @@ def parse_interests(text: str) -> Interests:
     raw_entries = split_entries(text)
     if not raw_entries:
         raise InterestSyntaxError(
-            "the list is empty: write at least one interest, one per line or comma-separated"
+            "the list is empty: write at least one interest, one per line or comma-separated, "
+            "or trending for the day's most upvoted papers"
         )
     if len(raw_entries) > MAX_ENTRIES:
         raise InterestSyntaxError(
@@ -155,21 +211,84 @@ def parse_interests(text: str) -> Interests:
         )
     entries: list[Interest] = []
     seen: set[tuple[bool, tuple[Clause, ...]]] = set()
+    trending: Trending | None = None
+    trending_entry = 0
+    trending_first = False
     for number, raw in enumerate(raw_entries, start=1):
         try:
-            entry = parse_entry(raw)
+            rule = parse_trending(raw, max_trending)
+            entry = None if rule else parse_entry(raw)
         except _EntryError as error:
             raise InterestSyntaxError(str(error), entry=number, text=raw) from None
-        key = (entry.exclude, entry.clauses)
-        if key not in seen:
-            seen.add(key)
+        if rule is not None:
+            if trending is not None:
+                raise InterestSyntaxError(
+                    f"trending is already asked for in entry {trending_entry}; keep one",
+                    entry=number,
+                    text=raw,
+                )
+            trending, trending_entry = rule, number
+            trending_first = not any(not known.exclude for known in entries)
+        elif entry is not None and (entry.exclude, entry.clauses) not in seen:
+            seen.add((entry.exclude, entry.clauses))
             entries.append(entry)
-    if all(entry.exclude for entry in entries):
+    if trending is None and all(entry.exclude for entry in entries):
         raise InterestSyntaxError(
             "the list has only exclusions (entries starting with -); "
-            "add at least one interest to match"
+            "add at least one interest to match, or trending"
         )
-    return Interests(tuple(entries))
+    if trending is None or not any(not entry.exclude for entry in entries):
+        trending_first = trending is not None  # nothing to come before
+    return Interests(tuple(entries), trending, trending_first)
+
+
+TRENDING = "trending"
+_TRENDING = re.compile(
+    r"(?P<exclude>-\s*)?trending(?:\s*:\s*(?P<count>\S+?))?"
+    r"(?:\s+upvotes\s*(?P<op>\S*?)\s*(?P<min>\d\S*)?)?",
+    re.IGNORECASE,
+)
+# An entry meant as the rule rather than the word: "trending", "trending:..." or
+# "trending upvotes...". Anything else with the word in it ("trending topics") is a phrase.
+_TRENDING_START = re.compile(r"^-?\s*trending(?:\s*:|\s+upvotes\b|$)", re.IGNORECASE)
+
+
+def parse_trending(raw: str, max_trending: int = MAX_TRENDING) -> Trending | None:
+    """The trending rule an entry asks for, or None for an entry that is not one."""
+    text = " ".join(raw.split())
+    if not _TRENDING_START.match(text):
+        return None
+    found = _TRENDING.fullmatch(text)
+    if found is None:
+        raise _EntryError(
+            "write trending alone, trending:5 for 5 papers, or trending:5 upvotes>=20 "
+            "for those with at least 20 upvotes"
+        )
+    if found.group("exclude"):
+        raise _EntryError(
+            "trending cannot be excluded; leave it out, or write trending:5 for fewer papers"
+        )
+    count = DEFAULT_TRENDING
+    if found.group("count") is not None:
+        count = _whole_number(
+            found.group("count"), "trending: takes a number of papers", "trending:5"
+        )
+        if not 1 <= count <= max_trending:
+            raise _EntryError(f"trending: takes from 1 to {max_trending} papers (got {count})")
+    minimum = 0
+    if found.group("op") is not None:  # "upvotes" was written
+        if found.group("op") != ">=" or found.group("min") is None:
+            raise _EntryError("write the least upvotes as upvotes>=20")
+        minimum = _whole_number(found.group("min"), "upvotes>= takes a whole number", "upvotes>=20")
+        if minimum > MAX_UPVOTES:
+            raise _EntryError(f"upvotes>= takes at most {MAX_UPVOTES:,}")
+    return Trending(count, minimum)
+
+
+def _whole_number(text: str, what: str, example: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise _EntryError(f"{what}, as in {example} (got {text})")
+    return int(text)
 
 
 # Control characters (Unicode Cc) but the line breaks and tabs that lay a list out (a

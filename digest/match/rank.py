@@ -12,6 +12,12 @@ every further interest adds to it; the upvote part is below 1, so community sign
 orders papers that tie on interests. Papers equal on both come in paper id order.
 A paper that matches any exclusion (-entry) is never chosen.
 
+Trending (`trending:N`): the N papers with the most upvotes (then comments, then id)
+among those Hugging Face Daily Papers listed in the reader's window, that is, first seen
+there at or after their watermark and before `trending_until`, exclusions applied. It
+is a section of its own (`Selection.trending`); a paper both trending and matching shows
+once, in the section the reader put first, with both reasons.
+
 How it scales (`Matcher`): the papers are indexed once (`index.PaperIndex`); each
 distinct clause is found once and each distinct entry scored once, into one row of a
 matrix of weights (entries x papers). A subscriber's scores are then the sum of the rows
@@ -37,7 +43,7 @@ import numpy as np
 from digest.match.index import FIELD_NAMES, Found, PaperIndex
 from digest.match.query import MAX_ENTRIES, Clause, Interest, Interests
 from digest.match.results import Hit, Match, Selection, Span
-from digest.paper import Paper
+from digest.paper import Paper, trending_order
 
 K = TypeVar("K")
 
@@ -111,9 +117,13 @@ _WEIGHT_OF_FIELDS = np.array(
 
 
 class Matcher:
-    """The day's papers, indexed once, ready to choose papers for any number of lists."""
+    """The day's papers, indexed once, ready to choose papers for any number of lists.
 
-    def __init__(self, papers: Sequence[Paper]) -> None:
+    `trending_until` is the end of every reader's window for trending: a paper Hugging
+    Face listed at or after it belongs to a later digest (None: no end).
+    """
+
+    def __init__(self, papers: Sequence[Paper], trending_until: datetime | None = None) -> None:
         self.papers = seen_order(papers)
         self.count = len(self.papers)
         self.index = PaperIndex(self.papers)
@@ -144,6 +154,8 @@ class Matcher:
         self.tie = self.tie.astype(self._key_type)
         self._multis: dict[object, Match] = {}
         self._selections: dict[tuple[Interests, int, int], Selection] = {}
+        self._trending = _TrendingRank(self.papers, trending_until)
+        self._with_trending: dict[object, Selection] = {}
 
     # --- per entry, once -------------------------------------------------------------
 
@@ -227,10 +239,60 @@ class Matcher:
             gc.disable()
             try:
                 selections = list(self._select_block(block, max_papers))
+                for row, (_, interests, watermark) in enumerate(block):
+                    if interests.trending is not None:
+                        key, selection = selections[row]
+                        selection = self._add_trending(selection, interests, watermark, max_papers)
+                        selections[row] = key, selection
             finally:
                 if paused:
                     gc.enable()
             yield from selections
+
+    def _add_trending(
+        self, selection: Selection, interests: Interests, watermark: datetime | None, most: int
+    ) -> Selection:
+        """The reader's selection with their trending papers added (cached: readers with
+        the same list and window share it)."""
+        rule = interests.trending
+        assert rule is not None
+        excluded = self._plan(interests).excluded
+        columns = self._trending.columns(
+            watermark, min(rule.count, most), rule.min_upvotes, excluded, self._row_weights
+        )
+        key = (interests, self._window(watermark), most, columns)
+        known = self._with_trending.get(key)
+        if known is not None:
+            return known
+        ranks = {column: rank for rank, column in enumerate(columns, start=1)}
+        chosen = {self._trending.column[m.paper.id]: m for m in selection.matches}
+        if interests.trending_first:
+            trending = tuple(
+                self._trending.match(column, rank, chosen.get(column))
+                for column, rank in ranks.items()
+            )
+            matches = tuple(m for c, m in chosen.items() if c not in ranks)
+        else:
+            matches = tuple(
+                m if c not in ranks else self._trending.also(m, ranks[c]) for c, m in chosen.items()
+            )
+            trending = tuple(
+                self._trending.match(column, rank, None)
+                for column, rank in ranks.items()
+                if column not in chosen
+            )
+        combined = Selection(
+            matches,
+            selection.more,
+            trending,
+            rule,
+            interests.trending_first,
+            matching=bool(interests.wanted),
+        )
+        if len(self._with_trending) >= _SELECTIONS_LIMIT:
+            self._with_trending.clear()
+        self._with_trending[key] = combined
+        return combined
 
     def _plan(self, interests: Interests) -> _Plan:
         """A list's entries (found on first use), split into wanted and excluded."""
@@ -396,6 +458,74 @@ class Matcher:
         return match
 
 
+class _TrendingRank:
+    """The papers Hugging Face listed, most upvoted first, and the trending Matches."""
+
+    def __init__(self, papers: Sequence[Paper], until: datetime | None) -> None:
+        self.papers = papers
+        self.column = {paper.id: column for column, paper in enumerate(papers)}
+        listed = [
+            column
+            for column, paper in enumerate(papers)
+            if paper.on_hf
+            and (until is None or paper.hf_seen_at is None or paper.hf_seen_at < until)
+        ]
+        self.ranked = sorted(listed, key=lambda column: trending_order(papers[column]))
+        self._upvotes = [max(paper.upvotes or 0, 0) for paper in papers]
+        self._seen = [paper.hf_seen_at for paper in papers]
+        self._columns: dict[object, tuple[int, ...]] = {}
+        self._matches: dict[tuple[int, int], Match] = {}
+
+    def columns(
+        self,
+        watermark: datetime | None,
+        count: int,
+        minimum: int,
+        excluded: tuple[int, ...],
+        rows: list[bytes],
+    ) -> tuple[int, ...]:
+        """The trending papers of a window, best first: at most `count`, each with at
+        least `minimum` upvotes and no match in the `excluded` rows of weights."""
+        key = (watermark, count, minimum, excluded)
+        known = self._columns.get(key)
+        if known is None:
+            picked: list[int] = []
+            for column in self.ranked:
+                if len(picked) == count or self._upvotes[column] < minimum:
+                    break  # ranked by upvotes: no later paper has enough
+                seen = self._seen[column]
+                if watermark is not None and (seen is None or seen < watermark):
+                    continue  # listed before the window (or when, unknown: only without one)
+                if any(rows[row][column] for row in excluded):
+                    continue
+                picked.append(column)
+            if len(self._columns) >= _PLANS_LIMIT:
+                self._columns.clear()
+            known = self._columns[key] = tuple(picked)
+        return known
+
+    def hit(self, rank: int) -> Hit:
+        """The reason a trending paper was chosen."""
+        return Hit(f"trending #{rank}", (), rank)
+
+    def match(self, column: int, rank: int, matched: Match | None) -> Match:
+        """The Match of the paper trending at `rank`, with the reasons it also `matched`."""
+        if matched is not None:
+            return Match(matched.paper, matched.score, (self.hit(rank), *matched.hits))
+        known = self._matches.get((column, rank))
+        if known is None:
+            paper = self.papers[column]
+            known = Match(paper, float(self._upvotes[column]), (self.hit(rank),))
+            if len(self._matches) >= _SINGLES_LIMIT:
+                self._matches.clear()
+            self._matches[column, rank] = known
+        return known
+
+    def also(self, matched: Match, rank: int) -> Match:
+        """A matching paper that is also trending at `rank`: both reasons, its own first."""
+        return Match(matched.paper, matched.score, (*matched.hits, self.hit(rank)))
+
+
 def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
     """Spans in field order then position, overlapping ones merged."""
     order = {name: i for i, name in enumerate(FIELD_NAMES)}
@@ -410,7 +540,8 @@ def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
 
 
 def match_subscriber(interests: Interests, papers: Sequence[Paper], max_papers: int) -> Selection:
-    """Choose, order and explain the papers for one subscriber (previews, samples)."""
+    """Choose, order and explain the papers for one subscriber (previews, samples):
+    every paper given is in their window."""
     return Matcher(papers).select(interests, None, max_papers)
 
 

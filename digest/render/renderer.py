@@ -47,6 +47,7 @@ from digest.config import Settings
 from digest.config.mail import mail_identity
 from digest.errors import DigestError
 from digest.match import Match, Selection
+from digest.match.results import MATCHING, TRENDING
 from digest.message import Message
 from digest.paths import templates_dir
 from digest.render import mime
@@ -55,9 +56,8 @@ from digest.render.skeleton import Skeleton
 from digest.render.view import (
     INTERESTS_CHARS,
     HtmlStyle,
-    heading_for,
+    digest_heading,
     long_date,
-    matched_interests,
     one_line,
     short_date,
     wrap,
@@ -88,13 +88,29 @@ class _DigestPage:
     cards: str
     has_matches: bool
     has_more: bool
+    # A reader with trending gets sections, each titled, with a note and its own cards
+    # (`cards`, then `cards2`); `has_matches` and `has_second` say which have any.
+    first_title: str = ""
+    first_note: str = ""
+    first_empty: str = ""
+    second_title: str = ""
+    second_note: str = ""
+    second_empty: str = ""
+    cards2: str = ""
+    sectioned: bool = False
+    two: bool = False
+    has_second: bool = False
+    more_first: bool = False
 
 
 # The page's text values, each a hole in the prebuilt page (the cards are a block, the
 # flags choose the layout variant).
 _PAGE_VALUES = tuple(
-    field.name for field in fields(_DigestPage) if field.type == "str" and field.name != "cards"
+    field.name
+    for field in fields(_DigestPage)
+    if field.type == "str" and field.name not in ("cards", "cards2")
 )
+_LAYOUT = tuple(field.name for field in fields(_DigestPage) if field.type == "bool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +121,7 @@ class _Digest:
     message_id: str
     boundary: str
     shown: tuple[Match, ...]
+    second: tuple[Match, ...]  # the second section's cards, when there are two
     html_page: _DigestPage
     text_page: _DigestPage
 
@@ -131,8 +148,9 @@ class DigestRenderer:
         self._list_name, self._list_address = identity.list_name, identity.list_address
         self._postal_address = identity.postal_address
         self._max_papers = settings.match.max_papers
-        self._number_width = max(2, len(str(self._max_papers)))
-        self._numbers = [self._number(i).encode("ascii") for i in range(self._max_papers + 1)]
+        # Two sections (trending and matching) hold up to max_papers each.
+        self._number_width = max(2, len(str(2 * self._max_papers)))
+        self._numbers = [self._number(i).encode("ascii") for i in range(2 * self._max_papers + 1)]
         self._dkim = identity.dkim
         self._from_line = mime.header_line(
             "From", mime.address_tokens(self._from_name, self._from_address)
@@ -172,7 +190,7 @@ class DigestRenderer:
             number_slot=self._number(0),
             plain_style=self._plain_style,
         )
-        self._page_skeletons: dict[tuple[str, bool, bool], Skeleton] = {}
+        self._page_skeletons: dict[tuple[object, ...], Skeleton] = {}
         self._subject_lines: dict[str, bytes] = {}
         self._date: tuple[datetime | None, bytes] = (None, b"")
 
@@ -196,20 +214,30 @@ class DigestRenderer:
         digest = self._prepare(subscriber, selection, digest_date)
         make_card = self._cards.card
         cards = [make_card(match) for match in digest.shown]
+        second = [make_card(match) for match in digest.second]
         html = self._page_skeleton("html", digest.html_page).encode(
-            self._page_values(digest.html_page), {"cards": [card.html for card in cards]}
+            self._page_values(digest.html_page),
+            {"cards": [card.html for card in cards], "cards2": [card.html for card in second]},
         )
-        text_cards: list[bytes] = []
-        for position, card in enumerate(cards, 1):
-            if position > 1:
-                text_cards.append(mime.CRLF)
-            text_cards += (self._numbers[position], card.text)
         text = self._page_skeleton("txt", digest.text_page).encode(
-            self._page_values(digest.text_page), {"cards": text_cards}
+            self._page_values(digest.text_page),
+            {
+                "cards": self._numbered(cards, 1),
+                "cards2": self._numbered(second, len(cards) + 1),
+            },
         )
         headers = self._digest_headers(digest, self._date_line(now))
         data = mime.assemble_alternative(headers, text, html, digest.boundary)
         return self._finish(self._from_address, digest.recipient, digest.message_id, data)
+
+    def _numbered(self, cards: list[Any], first: int) -> list[bytes]:
+        """Text cards numbered from `first`, a blank line between two."""
+        text_cards: list[bytes] = []
+        for position, card in enumerate(cards, first):
+            if position > first:
+                text_cards.append(mime.CRLF)
+            text_cards += (self._numbers[position], card.text)
+        return text_cards
 
     def render_confirmation(
         self, subscriber: Subscriber, confirm_url: str, *, now: datetime | None = None
@@ -287,9 +315,10 @@ class DigestRenderer:
 
     def _prepare(self, subscriber: Subscriber, selection: Selection, day: date) -> _Digest:
         recipient = check_address(subscriber.email).ascii
-        shown = tuple(selection.matches[: self._max_papers])
-        more = max(0, selection.more) + len(selection.matches) - len(shown)
-        heading = heading_for(*matched_interests(shown), len(shown) + more)
+        matching = tuple(selection.matches[: self._max_papers])
+        more = max(0, selection.more) + len(selection.matches) - len(matching)
+        trending = tuple(selection.trending[: self._max_papers])
+        heading = digest_heading(selection, matching, more, trending)
         subject = f"{heading} — {short_date(day)}"
         tag = hmac.new(
             self._secret, f"{subscriber.id}\n{recipient}\n{day.isoformat()}".encode(), "sha256"
@@ -300,10 +329,18 @@ class DigestRenderer:
             f"You get this email because you subscribed to {self._from_name} at {self._site} "
             f"with these interests: {interests}"
         )
-        if shown:
-            preheader = " · ".join(one_line(m.paper.title, 80) for m in shown[:2])
+        sections = [
+            (kind, trending if kind == TRENDING else matching) for kind, _ in selection.sections
+        ]
+        everything = [match for _, shown in sections for match in shown]
+        if everything:
+            preheader = " · ".join(one_line(m.paper.title, 80) for m in everything[:2])
+        elif selection.rule is not None and not selection.matching:
+            preheader = "Nothing new on Hugging Face Daily Papers."
         else:
             preheader = "Nothing new matched today."
+        first, second = sections[0], sections[1] if len(sections) > 1 else (MATCHING, ())
+        titles = {kind: self._section_text(kind, selection) for kind, _ in sections}
         html_page = _DigestPage(
             subject=subject,
             preheader=preheader,
@@ -314,19 +351,52 @@ class DigestRenderer:
             manage_url=self._link("manage", subscriber),
             unsubscribe_url=self._link("unsubscribe", subscriber),
             cards="",
-            has_matches=bool(shown),
+            has_matches=bool(first[1]) if selection.rule else bool(matching),
             has_more=bool(more),
+            first_title=titles[first[0]][0],
+            first_note=titles[first[0]][1],
+            first_empty=titles[first[0]][2],
+            second_title=titles.get(second[0], ("", "", ""))[0],
+            second_note=titles.get(second[0], ("", "", ""))[1],
+            second_empty=titles.get(second[0], ("", "", ""))[2],
+            sectioned=selection.rule is not None,
+            two=len(sections) > 1,
+            has_second=bool(second[1]),
+            more_first=first[0] == MATCHING,
         )
         text_page = replace(
-            html_page, heading=wrap(heading, ""), more=more_text, reason=wrap(reason, "")
+            html_page,
+            heading=wrap(heading, ""),
+            more=more_text,
+            reason=wrap(reason, ""),
+            first_note=wrap(html_page.first_note, ""),
+            second_note=wrap(html_page.second_note, ""),
         )
         return _Digest(
             recipient=recipient,
             message_id=f"<digest.{day:%Y%m%d}.{subscriber.id}.{tag}@{self._domain}>",
             boundary=mime.boundary_for(tag),
-            shown=shown,
+            shown=first[1] if selection.rule else matching,
+            second=second[1] if len(sections) > 1 else (),
             html_page=html_page,
             text_page=text_page,
+        )
+
+    def _section_text(self, kind: str, selection: Selection) -> tuple[str, str, str]:
+        """A section's title, its note (how its papers were chosen) and its empty text."""
+        if kind == TRENDING:
+            assert selection.rule is not None
+            chosen = selection.rule.describe(self._max_papers)
+            return (
+                "Trending",
+                chosen[:1].upper() + chosen[1:] + ". Trending covers the papers listed on "
+                "Hugging Face; arXiv papers have no upvotes.",
+                "Nothing new on Hugging Face Daily Papers since your last digest.",
+            )
+        return (
+            "Matching your interests",
+            "New papers that match your interests, best first.",
+            "Nothing new matched your interests this time.",
         )
 
     def _link(self, purpose: str, subscriber: Subscriber) -> str:
@@ -396,11 +466,16 @@ class DigestRenderer:
 
     def _page_skeleton(self, kind: str, page: _DigestPage) -> Skeleton:
         """The digest page of this layout variant, rendered (and inlined) once."""
-        key = (kind, page.has_matches, page.has_more)
+        key = (kind, *(getattr(page, name) for name in _LAYOUT))
         skeleton = self._page_skeletons.get(key)
         if skeleton is None:
             holes = {name: self._placeholder(name) for name in _PAGE_VALUES}
-            blank = replace(page, cards=Markup(self._placeholder("block:cards")), **holes)
+            blank = replace(
+                page,
+                cards=Markup(self._placeholder("block:cards")),
+                cards2=Markup(self._placeholder("block:cards2")),
+                **holes,
+            )
             rendered = self._render_page(f"email/digest.{kind}", blank)
             if kind == "html":
                 rendered = self._page_inliner.inline(rendered)

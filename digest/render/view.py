@@ -18,7 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from digest.address import check_url
-from digest.match import Hit, Match
+from digest.match import Hit, Match, Selection
 from digest.paper import Paper, arxiv_abs_url, arxiv_pdf_url
 from digest.render import mime
 from digest.render.snippet import MAX_MARKS, Excerpt, clean_text, excerpt, highlight
@@ -121,12 +121,33 @@ def heading_for(named: Sequence[str], others: int, total: int) -> str:
     return f"{_plural(total, 'new paper')} on {topics}"
 
 
+def digest_heading(
+    selection: Selection, matching: Sequence[Match], more: int, trending: Sequence[Match]
+) -> str:
+    """The digest's heading (and subject): what it holds, section by section."""
+    about = heading_for(*matched_interests(matching), len(matching) + more)
+    if selection.rule is None:
+        return about
+    hot = _plural(len(trending), "trending paper")
+    if not selection.matching:
+        return hot if trending else "No new trending papers"
+    if not trending and not matching:
+        return "No new trending or matching papers"
+    if not matching:
+        return hot
+    if not trending:
+        return about
+    return f"{hot} and {about}" if selection.trending_first else f"{about} and {hot}"
+
+
 def matched_interests(matches: Sequence[Match]) -> tuple[list[str], int]:
     """The first interests of a digest to name (those that matched most papers first),
-    and how many others matched."""
+    and how many others matched. Trending reasons are not interests: they are left out."""
     counts: dict[str, int] = {}
     for match in matches:
         hits = match.hits
+        if any(hit.rank for hit in hits):
+            hits = tuple(hit for hit in hits if not hit.rank)
         if len(hits) == 1:
             interest = hits[0].interest
             counts[interest] = counts.get(interest, 0) + 1

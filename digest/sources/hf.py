@@ -31,8 +31,8 @@ from bs4 import BeautifulSoup, Tag
 
 from digest.errors import FetchError, ParseError
 from digest.paper import (
-    HF_SOURCE,
     CUT,
+    HF_SOURCE,
     MAX_ABSTRACT,
     MAX_AUTHORS,
     MAX_NAME,

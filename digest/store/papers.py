@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from digest.paper import HF_SOURCE, Paper, bound_paper
+from digest.paper import HF_SOURCE, Paper, bound_paper, trending_order
 from digest.store.models import FetchRow, HttpCacheRow, PaperRow
 
 # Fields a later sighting overwrites when it knows them: they change after listing.
@@ -180,31 +180,41 @@ def list_papers(session: Session, since: date | datetime | None = None) -> list[
 def papers_first_seen_between(
     session: Session, start: datetime | None, end: datetime
 ) -> list[Paper]:
-    """Papers first seen in [start, end): what a digest covering that window considers."""
-    query = select(PaperRow).where(PaperRow.first_seen_at < end)
+    """What a digest covering [start, end) considers: the papers first seen in it, and
+    those Hugging Face Daily Papers first listed in it (trending goes by the HF listing,
+    which often comes a day or more after a paper was first seen on arXiv)."""
+    seen = [PaperRow.first_seen_at < end]
+    on_hf = [PaperRow.hf_seen_at < end]
     if start is not None:
-        query = query.where(PaperRow.first_seen_at >= start)
-    query = query.order_by(PaperRow.first_seen_at, PaperRow.id)
+        seen.append(PaperRow.first_seen_at >= start)
+        on_hf.append(PaperRow.hf_seen_at >= start)
+    query = (
+        select(PaperRow)
+        .where(or_(and_(*seen), and_(*on_hf)))
+        .order_by(PaperRow.first_seen_at, PaperRow.id)
+    )
     return [paper_from_row(row) for row in session.scalars(query)]
 
 
 def papers_listed_between(session: Session, start: date | None, end: date | None) -> list[Paper]:
     """Papers whose day is in [start, end) (None: no bound), newest first as `list_papers`.
 
-    A paper's day is its listing day (`Paper.listed`: the HF list or arXiv announcement
-    it appeared in), or for one no listing dated, the UTC day it was first seen. This is
+    A paper's day is the Daily Papers day Hugging Face listed it on, else its listing
+    day (`Paper.listed`: the arXiv announcement it appeared in), as on the /papers pages;
+    for one no listing dated, the UTC day it was first seen. This is
     what `digest preview --date` and `digest papers --since` mean by a day, so that a
     saved listing loaded today still counts under the day it lists. The digests go by
     when each paper was first seen instead (`papers_first_seen_between`): their windows
     must follow the store's clock to miss nothing and send nothing twice.
     """
-    listed = [PaperRow.listed.is_not(None)]
-    unlisted = [PaperRow.listed.is_(None)]
+    day = _day_column()
+    listed = [day.is_not(None)]
+    unlisted = [day.is_(None)]
     if start is not None:
-        listed.append(PaperRow.listed >= start)
+        listed.append(day >= start)
         unlisted.append(PaperRow.first_seen_at >= _as_datetime(start))
     if end is not None:
-        listed.append(PaperRow.listed < end)
+        listed.append(day < end)
         unlisted.append(PaperRow.first_seen_at < _as_datetime(end))
     query = (
         select(PaperRow)
@@ -232,12 +242,7 @@ def papers_of_day(session: Session, day: date) -> list[Paper]:
     return [*ranked, *(paper_from_row(row) for row in arxiv_only)]
 
 
-def trending_order(paper: Paper) -> tuple[int, int, str]:
-    """Sort key of trending: most upvotes first, then most comments, then lowest id."""
-    return (-max(paper.upvotes or 0, 0), -max(paper.comments or 0, 0), paper.id)
-
-
-def _day_column() -> object:
+def _day_column() -> ColumnElement[date]:
     """A paper's day on the /papers pages: its HF listing day, else its listing day."""
     return func.coalesce(PaperRow.hf_listed, PaperRow.listed)
 
