@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -616,3 +617,41 @@ def test_one_reader_now_refusals_change_nothing(
     with database.session() as session:
         assert [get_subscriber(session, bad), get_subscriber(session, odd)] == before
     assert digests(database) == []
+
+
+def test_trending_follows_the_hugging_face_listing_with_fresh_upvotes(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    top = by_title(listing, "EvoArena")  # 118 upvotes: the most of the list
+    # EvoArena was on arXiv two days before the reader signed up (their first digest looks
+    # one day back); HF lists it the morning after they signed up.
+    on_arxiv = Paper(id=top.id, title=top.title, abstract=top.abstract, sources=("arxiv",))
+    store(database, [on_arxiv], SIGNUP - timedelta(days=2))
+    reader = subscribe(database, "ada@example.org", "trending:3\nagents")
+    keywords_only = subscribe(database, "bob@example.org", "agents")
+    rest = [p for p in listing if p.id != top.id]
+    store(database, [replace(top, upvotes=1), *rest], SIGNUP + timedelta(hours=6))
+    # Upvotes keep rising: a refetch before the send time updates the counts it ranks by.
+    store(database, [replace(top, upvotes=500)], FRIDAY_8AM - timedelta(hours=1))
+    run(settings, database, FRIDAY_8AM)
+    texts = {subscriber: " ".join(text.split()) for subscriber, _, text in digests(database)}
+    trending = texts[reader]
+    assert (
+        "The 3 most upvoted papers on Hugging Face Daily Papers since your last digest" in trending
+    )
+    first, second = (
+        trending.index("== Trending =="),
+        trending.index("== Matching your interests =="),
+    )
+    evo = trending.index("EvoArena")
+    assert first < evo < second and trending.count("EvoArena: Tracking") == 1
+    assert "500 upvotes" in trending
+    # For keywords the paper is old news (first seen before the reader's watermark): it is
+    # there for trending alone, and not in the keyword reader's digest at all.
+    assert "Matched: trending #1 Large language model" in trending
+    assert "EvoArena" not in texts[keywords_only]
+    # The next day's digest has no trending paper twice: none new, so the section says so.
+    store(database, [replace(top, upvotes=900)], FRIDAY_8AM + timedelta(hours=3))
+    run(settings, database, FRIDAY_8AM + timedelta(days=1))
+    later = [" ".join(t.split()) for s, day, t in digests(database) if s == reader][1:]
+    assert later == [] or "EvoArena" not in later[0]

@@ -254,7 +254,7 @@ def _index_window(
     floor = cutoff - reach
     start = floor if oldest is None else max(oldest, floor)
     papers = papers_first_seen_between(session, start, cutoff)
-    return _Window(start, Matcher(papers, trending_until=cutoff))
+    return _Window(start, Matcher(papers, trending_until=cutoff, since=start))
 
 
 def _shared_window(session: Session, now: datetime, cutoff: datetime) -> _Window:

@@ -120,15 +120,23 @@ class Matcher:
     """The day's papers, indexed once, ready to choose papers for any number of lists.
 
     `trending_until` is the end of every reader's window for trending: a paper Hugging
-    Face listed at or after it belongs to a later digest (None: no end).
+    Face listed at or after it belongs to a later digest (None: no end). `since` is where
+    the keyword windows start at the earliest: papers first seen before it are there for
+    trending only (listed on HF in the window, seen on arXiv before it).
     """
 
-    def __init__(self, papers: Sequence[Paper], trending_until: datetime | None = None) -> None:
+    def __init__(
+        self,
+        papers: Sequence[Paper],
+        trending_until: datetime | None = None,
+        since: datetime | None = None,
+    ) -> None:
         self.papers = seen_order(papers)
         self.count = len(self.papers)
         self.index = PaperIndex(self.papers)
         self._seen = [p.first_seen_at for p in self.papers]
         self._known_from = sum(1 for seen in self._seen if seen is None)
+        self._floor = 0 if since is None else self._first_seen_from(since)
         by_rank = sorted(
             range(self.count),
             key=lambda i: (-max(self.papers[i].upvotes or 0, 0), self.papers[i].id),
@@ -214,10 +222,14 @@ class Matcher:
     # --- per subscriber --------------------------------------------------------------
 
     def window_start(self, watermark: datetime | None) -> int:
-        """The first column a subscriber with this watermark may receive."""
+        """The first column a subscriber with this watermark may receive for keywords."""
         if watermark is None:
-            return 0
-        return max(self._known_from, bisect_left(self._seen, watermark, lo=self._known_from))
+            return self._floor
+        return max(self._floor, self._first_seen_from(watermark))
+
+    def _first_seen_from(self, instant: datetime) -> int:
+        """The first column of the papers first seen at or after `instant`."""
+        return max(self._known_from, bisect_left(self._seen, instant, lo=self._known_from))
 
     def select(
         self, interests: Interests, watermark: datetime | None, max_papers: int
