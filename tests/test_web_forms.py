@@ -245,3 +245,73 @@ def test_the_address_key_is_the_stored_address_however_written() -> None:
     # A space after an IDNA-written domain used to give another key than the address the
     # sign-up stores, doubling that mailbox's limit.
     assert address_key("bob@xn--bcher-kva.de ") == address_key("bob@bücher.de")
+
+
+# --- trending ---------------------------------------------------------------------
+
+
+def test_trending_alone_is_a_whole_subscription(site: Site) -> None:
+    response = site.signup(interests="", data={"trending": "y", "trending_count": "5"})
+    assert response.status_code == 303
+    stored = site.subscriber()
+    assert stored is not None and stored.interests == "trending:5"
+    parsed = parse_interests(stored.interests)
+    assert parsed.trending is not None and parsed.trending.count == 5
+
+
+def test_trending_and_interests_are_written_as_one_list(site: Site) -> None:
+    fields = {"trending": "y", "trending_count": "10", "trending_min": "20"}
+    assert site.signup(interests="diffusion\n-survey", data=fields).status_code == 303
+    stored = site.subscriber()
+    assert stored is not None and stored.interests == "diffusion\n-survey\ntrending upvotes>=20"
+
+
+def test_an_empty_subscription_is_refused(site: Site) -> None:
+    errors, _ = _rejected(site, interests="  ")
+    assert errors["interests"] == (
+        "Enter at least one interest, such as: diffusion; or choose the day's trending papers."
+    )
+    errors, _ = _rejected(site, interests="-survey")
+    assert "only exclusions" in errors["interests"]
+    # Exclusions with trending are a subscription: they veto trending papers.
+    assert site.signup(interests="-survey", data={"trending": "y"}).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"trending_count": "21"}, "trending_count", "Choose from 1 to 20 papers."),
+        ({"trending_count": "0"}, "trending_count", "Choose at least 1 paper."),
+        ({"trending_count": "many"}, "trending_count", "Enter a whole number, such as 5."),
+        ({"trending_min": "-1"}, "trending_min", "Enter a number from 0 to 1,000,000."),
+    ],
+)
+def test_bad_trending_numbers_are_refused_next_to_their_field(
+    site: Site, fields: dict[str, str], field: str, message: str
+) -> None:
+    errors, page = _rejected(site, interests="", data={"trending": "y", **fields})
+    assert errors == {field: message}
+    assert f'id="{field}" aria-invalid="true"' in page or (
+        'aria-invalid="true"' in page and f'id="{field}"' in page
+    )
+
+
+def test_trending_typed_and_ticked_is_refused_once_with_a_way_out(site: Site) -> None:
+    errors, _ = _rejected(site, interests="diffusion\ntrending:3", data={"trending": "y"})
+    assert "remove “trending” from your interests, or untick the box" in errors["interests"]
+
+
+def test_trending_may_be_typed_as_an_interest_line(site: Site) -> None:
+    assert site.signup(interests="trending:3 upvotes>=5, diffusion").status_code == 303
+    stored = site.subscriber()
+    assert stored is not None and stored.interests == "trending:3 upvotes>=5, diffusion"
+
+
+def test_the_form_offers_trending_and_says_it_covers_hugging_face(site: Site) -> None:
+    page = html.unescape(_words(site.get("/").get_data(as_text=True)))
+    assert "The day's trending papers" in page
+    assert (
+        "arXiv papers have no upvotes, so trending covers the papers listed on Hugging Face" in page
+    )
+    assert "<code>trending</code>" in page  # in the syntax table
+    assert 'max="20"' in page  # the digest's size, [match] max_papers

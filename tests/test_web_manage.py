@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 from render_samples import load_papers, select
 
+from digest.match import parse_interests
 from digest.render import DigestRenderer
 from digest.store import Database
 from digest.store.models import SubscriberRow
@@ -505,3 +507,54 @@ def test_tampered_and_wrong_purpose_links(site: Site, ada: Subscriber) -> None:
     provider = site.app.test_client(use_cookies=False)
     assert provider.post(f"/unsubscribe/{manage}", data=ONE_CLICK).status_code == 400
     assert _reload(site, ada).status == "active"
+
+
+# --- trending on the manage form -----------------------------------------------------
+
+
+def _form_fields(page: str) -> dict[str, str]:
+    """What the manage form would post as it is shown (inputs, textarea, selected zone)."""
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", page):
+        name = re.search(r'name="([^"]+)"', tag)
+        if name is None or name.group(1) in ("csrf_token", "website"):
+            continue
+        if 'type="checkbox"' in tag:
+            if " checked" in tag:
+                fields[name.group(1)] = "y"
+            continue
+        value = re.search(r'value="([^"]*)"', tag)
+        fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    textarea = re.search(r'<textarea[^>]*name="interests"[^>]*>(?:\r?\n)?(.*?)</textarea>', page, re.S)
+    assert textarea is not None
+    fields["interests"] = html.unescape(textarea.group(1))
+    zone = re.search(r'<option selected value="([^"]+)"', page)
+    assert zone is not None
+    fields["timezone"] = zone.group(1)
+    return fields
+
+
+@pytest.mark.parametrize(
+    "interests",
+    ["diffusion\n-survey\ntrending:5 upvotes>=20", "trending:3\ndiffusion", "trending"],
+)
+def test_the_manage_form_shows_trending_as_its_box_and_saves_it_unchanged(
+    site: Site, interests: str
+) -> None:
+    ada = _add(site, interests=interests)
+    page = site.get(_manage(site, ada)).get_data(as_text=True)
+    fields = _form_fields(page)
+    assert fields["trending"] == "y"
+    assert "trending" not in fields["interests"]  # the rule is the box, not a line
+    saved = site.submit(_manage(site, ada), fields)
+    assert saved.status_code == 303, re.findall(r"class=\"error\"[^<]*<", saved.get_data(as_text=True))
+    # The same list, the rule where it was: its section stays where the reader put it.
+    assert parse_interests(_reload(site, ada).interests) == parse_interests(interests)
+
+
+def test_unticking_trending_on_the_manage_form_removes_it(site: Site) -> None:
+    ada = _add(site, interests="diffusion\ntrending")
+    fields = _form_fields(site.get(_manage(site, ada)).get_data(as_text=True))
+    del fields["trending"]
+    assert site.submit(_manage(site, ada), fields).status_code == 303
+    assert _reload(site, ada).interests == "diffusion"

@@ -14,18 +14,47 @@ from zoneinfo import available_timezones
 from flask import request
 from flask_wtf import FlaskForm
 from flask_wtf.form import _Auto  # the "read the request" sentinel Flask-WTF passes
-from wtforms import EmailField, SelectField, StringField, TextAreaField, TimeField
-from wtforms.validators import InputRequired, Length, ValidationError
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    TimeField,
+)
+from wtforms.validators import (
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    StopValidation,
+    ValidationError,
+)
 
 from digest.address import AddressError, check_address
 from digest.errors import InterestSyntaxError
-from digest.match import parse_interests
-from digest.match.query import MAX_CHARS, MAX_ENTRIES
+from digest.match import Trending, parse_interests
+from digest.match.query import (
+    DEFAULT_TRENDING,
+    MAX_CHARS,
+    MAX_ENTRIES,
+    MAX_TRENDING,
+    MAX_UPVOTES,
+    parse_trending,
+    split_entries,
+)
 
 MAX_EMAIL = 254
 MAX_INTERESTS = MAX_CHARS
 
 INTERESTS_HELP = f"One per line, or separated by commas; up to {MAX_ENTRIES}. Case does not matter."
+TRENDING_HELP = (
+    "The most upvoted papers on Hugging Face Daily Papers since your last digest, in a "
+    "section of their own. arXiv papers have no upvotes, so trending covers the papers "
+    "listed on Hugging Face. Your exclusions (-survey) apply to them too."
+)
 
 
 @cache
@@ -70,25 +99,13 @@ def address_key(address: str) -> str:
 
 
 class InterestsField(TextAreaField):
-    """A textarea checked with the interest parser."""
+    """A textarea of interests; checked as a whole with the trending fields by the form
+    (`PreferencesForm.validate_interests`)."""
 
     def process_formdata(self, valuelist: list[str]) -> None:
         super().process_formdata(valuelist)
         if self.data:  # browsers send a textarea's lines ending in CRLF; store them with \n
             self.data = self.data.replace("\r\n", "\n").replace("\r", "\n")
-
-    def pre_validate(self, form: FlaskForm) -> None:
-        text = (self.data or "").strip()
-        if not text:
-            raise ValidationError("Enter at least one interest, such as: diffusion")
-        if len(text) > MAX_INTERESTS:
-            raise ValidationError(
-                f"That is {len(text):,} characters; interests can be at most {MAX_INTERESTS:,}."
-            )
-        try:
-            parse_interests(text)
-        except InterestSyntaxError as error:
-            raise ValidationError(_describe(error)) from None
 
 
 def _describe(error: InterestSyntaxError) -> str:
@@ -114,10 +131,47 @@ class FormOnly(FlaskForm):
             return request.form if request.method == "POST" else None
 
 
+class WholeNumberField(IntegerField):
+    """An optional whole number: one sentence when it is not one, then nothing more."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        if not valuelist or not valuelist[0].strip():  # a browser sends "" for an empty box
+            self.data = None
+            return
+        try:
+            super().process_formdata([valuelist[0].strip()])
+        except ValueError:
+            raise ValueError("Enter a whole number, such as 5.") from None
+
+    def pre_validate(self, form: FlaskForm) -> None:
+        if self.process_errors:
+            raise StopValidation()  # the range would only say it again
+
+
 class PreferencesForm(FormOnly):
-    """Interests and delivery time: shared by the signup and the manage forms."""
+    """Interests, trending and delivery time: shared by the signup and the manage forms.
+
+    The trending fields are the form's way of writing the `trending` rule: the list the
+    store keeps is the textarea's entries with the rule's line added (first when
+    `trending_first`, which keeps where a reader put it), and the one parser checks the
+    whole of it. `max_trending` is the digest's size ([match] max_papers).
+    """
 
     interests = InterestsField("Your interests", description=INTERESTS_HELP)
+    trending = BooleanField("The day's trending papers", description=TRENDING_HELP)
+    trending_count = WholeNumberField(
+        "How many",
+        default=DEFAULT_TRENDING,
+        validators=[Optional(), NumberRange(min=1, message="Choose at least 1 paper.")],
+    )
+    trending_min = WholeNumberField(
+        "Only with at least this many upvotes",
+        validators=[
+            Optional(),
+            NumberRange(min=0, max=MAX_UPVOTES, message="Enter a number from 0 to 1,000,000."),
+        ],
+    )
+    trending_first = HiddenField()
     send_time = TimeField(
         "Send my digest at",
         format=["%H:%M", "%H:%M:%S"],
@@ -125,17 +179,102 @@ class PreferencesForm(FormOnly):
     )
     timezone = SelectField("Time zone", choices=[], validate_choice=True)
 
-    def __init__(self, *args: object, keep_zones: tuple[str, ...] = (), **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        keep_zones: tuple[str, ...] = (),
+        max_trending: int = MAX_TRENDING,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.timezone.choices = time_zone_choices(*keep_zones)
+        self.max_trending = max_trending
+        self.trending_count.render_kw = {"min": 1, "max": max_trending}
+
+    def fill_interests(self, text: str) -> None:
+        """Show a stored list: its trending rule in the trending fields, the rest as text."""
+        try:
+            parsed = parse_interests(text)
+        except InterestSyntaxError:
+            parsed = None
+        if parsed is None or parsed.trending is None:
+            self.interests.data = text
+            return
+        self.interests.data = "\n".join(
+            entry for entry in split_entries(text) if not _is_trending(entry)
+        )
+        self.trending.data = True
+        self.trending_count.data = parsed.trending.count
+        self.trending_min.data = parsed.trending.min_upvotes or None
+        self.trending_first.data = "1" if parsed.trending_first and parsed.wanted else ""
+
+    def interests_text(self) -> str:
+        """The list the form asks for: the textarea's entries, and the trending rule."""
+        text = (self.interests.data or "").strip()
+        if not self.trending.data:
+            return text
+        rule = Trending(
+            self.trending_count.data or DEFAULT_TRENDING, self.trending_min.data or 0
+        ).label
+        if not text:
+            return rule
+        return f"{rule}\n{text}" if self.trending_first.data else f"{text}\n{rule}"
+
+    def validate_trending_count(self, field: IntegerField) -> None:
+        """At most the papers a digest holds (WTForms calls this)."""
+        if field.data is not None and field.data > self.max_trending:
+            raise ValidationError(f"Choose from 1 to {self.max_trending} papers.")
+
+    def validate_interests(self, field: InterestsField) -> None:
+        """The whole list, checked by the parser the matcher uses (WTForms calls this)."""
+        if self.trending.data and not self._trending_numbers_valid():
+            return  # said next to the number
+        typed = split_entries(field.data or "")
+        if self.trending.data and any(_is_trending(entry) for entry in typed):
+            raise ValidationError(
+                "You chose the trending papers with the box below; remove “trending” "
+                "from your interests, or untick the box."
+            )
+        text = self.interests_text()
+        if not text:
+            raise ValidationError(
+                "Enter at least one interest, such as: diffusion; or choose the day's "
+                "trending papers."
+            )
+        if len(text) > MAX_INTERESTS:
+            raise ValidationError(
+                f"That is {len(text):,} characters; interests can be at most {MAX_INTERESTS:,}."
+            )
+        try:
+            parse_interests(text, max_trending=self.max_trending)
+        except InterestSyntaxError as error:
+            if error.entry and self.trending.data and self.trending_first.data:
+                # Number the entries as the reader sees them: the rule's line is not shown.
+                error = InterestSyntaxError(error.reason, entry=error.entry - 1, text=error.text)
+            raise ValidationError(_describe(error)) from None
+
+    def _trending_numbers_valid(self) -> bool:
+        count, least = self.trending_count, self.trending_min
+        if count.process_errors or least.process_errors:
+            return False
+        return (count.data is None or 1 <= count.data <= self.max_trending) and (
+            least.data is None or 0 <= least.data <= MAX_UPVOTES
+        )
 
     def preferences(self) -> dict[str, str]:
         """The validated interests, send time and time zone, as the store keeps them."""
         return {
-            "interests": (self.interests.data or "").strip(),
+            "interests": self.interests_text(),
             "send_time": self.send_time.data.strftime("%H:%M"),
             "timezone": self.timezone.data,
         }
+
+
+def _is_trending(entry: str) -> bool:
+    try:
+        return parse_trending(entry) is not None
+    except Exception:  # a malformed rule is shown in the text, where it can be fixed
+        return False
 
 
 class SignupForm(PreferencesForm):

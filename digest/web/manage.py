@@ -88,9 +88,11 @@ def _manageable(token: str) -> Subscriber:
 
 
 def _manage_form(subscriber: Subscriber) -> ManageForm:
-    form = ManageForm(keep_zones=(subscriber.timezone,))
+    form = ManageForm(
+        keep_zones=(subscriber.timezone,), max_trending=context().settings.match.max_papers
+    )
     if request.method != "POST":  # GET or HEAD: the form shows what is saved
-        form.interests.data = subscriber.interests
+        form.fill_interests(subscriber.interests)
         form.send_time.data = time.fromisoformat(subscriber.send_time)
         form.timezone.data = subscriber.timezone
     return form

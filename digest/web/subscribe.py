@@ -52,7 +52,9 @@ REJOINING = ("pending", "unsubscribed", "bounced")
 
 def _new_signup_form() -> SignupForm:
     settings = context().settings
-    form = SignupForm(keep_zones=(settings.service.timezone,))
+    form = SignupForm(
+        keep_zones=(settings.service.timezone,), max_trending=settings.match.max_papers
+    )
     if request.method != "POST":  # GET or HEAD: a fresh form, with the defaults
         form.send_time.data = time.fromisoformat(settings.schedule.default_send_time)
         form.timezone.data = settings.service.timezone
