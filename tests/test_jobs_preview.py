@@ -213,3 +213,34 @@ def test_a_paper_without_a_listing_day_counts_by_the_day_first_seen(
         date(2026, 6, 13),
         date(2026, 6, 1),
     ]
+
+
+def test_trending_through_the_cli_on_the_saved_hugging_face_listing(
+    config_file: Path, tmp_path: Path
+) -> None:
+    listing = Path(__file__).parent / "data" / "sources" / "hf_api_daily_papers_2026-06-12.json"
+    runner = CliRunner()
+    fetched = runner.invoke(cli, ["--config", str(config_file), "fetch", "--file", str(listing)])
+    assert fetched.exit_code == 0, fetched.output
+    checked = runner.invoke(cli, ["check-interests", "trending:4 upvotes>=10, -agents, video"])
+    assert checked.exit_code == 0 and checked.output == "trending:4 upvotes>=10\n-agents\nvideo\n"
+    code, output = run(
+        config_file,
+        "--interests",
+        "trending:4 upvotes>=10\n-agents",
+        "--date",
+        "2026-06-12",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0, output
+    text = (tmp_path / "digest-2026-06-12-interests.txt").read_text()
+    assert text.startswith("4 trending papers\n")
+    # The most upvoted with at least 10, EvoArena (118, about agents) excluded.
+    titles = ["MiniMax Sparse Attention", "Robust-U1", "HYDRA-X", "Demystifying Hidden-State"]
+    where = [text.index(title) for title in titles]
+    assert where == sorted(where) and "EvoArena" not in text
+    assert [f"trending #{rank}" in text for rank in (1, 2, 3, 4)] == [True] * 4
+    bad = runner.invoke(cli, ["check-interests", "trending:0"])
+    assert bad.exit_code == 1
+    assert 'entry 1 "trending:0": trending: takes from 1 to 100 papers (got 0)' in bad.output
