@@ -325,6 +325,54 @@ def test_a_person_subscribes_manages_and_unsubscribes(
         visit.close()
 
 
+def test_a_person_subscribes_to_trending_alone_and_changes_how_many(
+    browser: Any, served: Served
+) -> None:
+    address = "trend@example.org"
+    visit = Visit(browser, DESKTOP)
+    page = visit.page
+    try:
+        page.goto(served.url + "/")
+        page.fill("#email", address)
+        page.check("#trending")
+        assert "arXiv papers have no upvotes" in page.locator("#trending-help").inner_text()
+        page.fill("#trending_count", "30")  # more than a digest holds: said next to it
+        page.click("button[type=submit]")
+        assert page.locator("#trending_count-error").inner_text() == "Choose from 1 to 20 papers."
+        assert page.evaluate("document.activeElement.id") == "trending_count"
+        assert page.locator("#trending").is_checked()  # kept
+        visit.check("signup-trending-error")
+        page.fill("#trending_count", "3")
+        page.click("button[type=submit]")
+        assert page.locator("h1").inner_text() == "Check your email"
+        visit.follow(_mail_to(served, address), "a.button")
+        page.click("button[type=submit]")
+        assert page.locator("h1").inner_text() == "You are subscribed"
+        assert served.site.subscriber(address).interests == "trending:3"
+
+        # Their digest: one section, the three most upvoted papers, saying how chosen.
+        digest = _digest_for(served, address)
+        text = " ".join(digest.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+        assert digest["Subject"].startswith("3 trending papers")
+        assert "The 3 most upvoted papers on Hugging Face Daily Papers" in text
+        visit.follow(digest, "a.footer-link >> text=Change your interests")
+        assert page.locator("#trending").is_checked()
+        assert page.locator("#trending_count").input_value() == "3"
+        assert page.locator("#interests").input_value() == ""
+        visit.check("manage-trending")
+        page.fill("#interests", "diffusion")
+        page.fill("#trending_count", "5")
+        page.fill("#trending_min", "10")
+        page.click("text=Save changes")
+        assert "Your changes are saved." in page.locator(".notice").inner_text()
+        assert served.site.subscriber(address).interests == "diffusion\ntrending:5 upvotes>=10"
+        page.uncheck("#trending")
+        page.click("text=Save changes")
+        assert served.site.subscriber(address).interests == "diffusion"
+    finally:
+        visit.close()
+
+
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP])
 def test_error_pages(browser: Any, served: Served, viewport: dict[str, int]) -> None:
     visit = Visit(browser, viewport)

@@ -165,7 +165,7 @@ class PreferencesForm(FormOnly):
         validators=[Optional(), NumberRange(min=1, message="Choose at least 1 paper.")],
     )
     trending_min = WholeNumberField(
-        "Only with at least this many upvotes",
+        "Minimum upvotes (optional)",
         validators=[
             Optional(),
             NumberRange(min=0, max=MAX_UPVOTES, message="Enter a number from 0 to 1,000,000."),
