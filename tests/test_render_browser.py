@@ -161,6 +161,7 @@ def test_colours_keep_contrast_in_light_and_dark_mode(
             "p.meta",
             "p.snippet mark",
             "span.label",
+            "p.links",
             "a.link",
             "td.footer",
         ):
