@@ -284,3 +284,19 @@ def test_trending_selections_are_shared_yet_follow_each_window(listed: tuple[Pap
     assert trending_ids(many[2]) == [
         p.id for p in sorted((p for p in papers if p.hf_seen_at == late), key=trending_order)[:4]
     ]
+
+
+def test_the_two_sections_hold_max_papers_in_all_the_first_filling_first(
+    listed: tuple[Paper, ...],
+) -> None:
+    first = match_subscriber(parse_interests("trending:15\nagent"), listed, 20)
+    alone = match_subscriber(parse_interests("agent"), listed, 20)
+    assert len(first.trending) == 15
+    assert len(first.matches) == 5
+    # Matches left out are counted: all of "agent"'s, but those shown under trending.
+    under_trending = [m for m in first.trending if "agent" in m.interests]
+    assert len(under_trending) == 3
+    assert len(first.matches) + first.more == len(alone.matches) + alone.more - 3
+    second = match_subscriber(parse_interests("agent\ntrending:15"), listed, 20)
+    assert len(second.matches) == len(alone.matches) == 11
+    assert len(second.trending) == 20 - 11

@@ -780,3 +780,19 @@ def test_an_empty_section_says_so(renderer: DigestRenderer) -> None:
     plain = " ".join(text_of(parsed).split())
     assert "Nothing new on Hugging Face Daily Papers since your last digest." in plain
     assert "trending" not in parse(parsed)["Subject"]
+
+
+def test_worst_case_in_two_sections_stays_under_gmail_clipping(
+    renderer: DigestRenderer, papers: list[Paper]
+) -> None:
+    """The sections share the 20 papers (the matcher fills the first section first): the
+    worst case split 10 and 10, with the sections' titles and notes, fits as one list did."""
+    from digest.match.query import Trending
+
+    reader, worst = worst_case(papers)
+    selection = Selection(
+        worst.matches[10:], 123, worst.matches[:10], Trending(10, 5), trending_first=True
+    )
+    html = html_of(renderer.render_digest(reader, selection, DAY, now=NOW))
+    assert len(html.encode("utf-8")) < HTML_LIMIT
+    assert len(strictly_parsed_html(html).findall(".//table[@class='card']")) == 20

@@ -16,7 +16,8 @@ Trending (`trending:N`): the N papers with the most upvotes (then comments, then
 among those Hugging Face Daily Papers listed in the reader's window, that is, first seen
 there at or after their watermark and before `trending_until`, exclusions applied. It
 is a section of its own (`Selection.trending`); a paper both trending and matching shows
-once, in the section the reader put first, with both reasons.
+once, in the section the reader put first, with both reasons. The two sections hold
+`max_papers` in all: the first fills first.
 
 How it scales (`Matcher`): the papers are indexed once (`index.PaperIndex`); each
 distinct clause is found once and each distinct entry scored once, into one row of a
@@ -293,9 +294,19 @@ class Matcher:
                 for column, rank in ranks.items()
                 if column not in chosen
             )
+        # The digest holds `most` papers in all (an email much longer gets clipped): the
+        # first section fills first, the second gets the room left; matches left out are
+        # counted ("and 7 more matched").
+        more = selection.more
+        if interests.trending_first:
+            room = most - len(trending)
+            more += max(0, len(matches) - room)
+            matches = matches[:room]
+        else:
+            trending = trending[: most - len(matches)]
         combined = Selection(
             matches,
-            selection.more,
+            more,
             trending,
             rule,
             interests.trending_first,
