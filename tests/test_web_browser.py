@@ -429,7 +429,17 @@ def test_the_keyboard_reaches_everything_with_a_visible_focus(browser: Any, serv
             # (the time field's own clock button is Chromium's to draw)
             assert outline in ("solid", "browser's own"), focused
         # The form's fields in order; the hidden honeypot is never reached.
-        assert order == ["email", "interests", "SUMMARY", "send_time", "timezone", "BUTTON"]
+        assert order == [
+            "email",
+            "interests",
+            "SUMMARY",
+            "trending",
+            "trending_count",
+            "trending_min",
+            "send_time",
+            "timezone",
+            "BUTTON",
+        ]
         visit.check("signup-keyboard")
     finally:
         visit.close()

@@ -386,7 +386,11 @@ class DigestRenderer:
         """A section's title, its note (how its papers were chosen) and its empty text."""
         if kind == TRENDING:
             assert selection.rule is not None
-            chosen = selection.rule.describe(self._max_papers)
+            # "The N most upvoted": N as far as the ranks shown reach (fewer than asked
+            # for when the matches above took the digest's room).
+            ranks = [h.rank for m in (*selection.trending, *selection.matches) for h in m.hits]
+            reached = max(ranks, default=0)
+            chosen = selection.rule.describe(reached or self._max_papers)
             return (
                 "Trending",
                 chosen[:1].upper() + chosen[1:] + ". Trending covers the papers listed on "
