@@ -90,7 +90,7 @@ def assert_accessible(page: Any) -> None:
 
 # --- the emails -----------------------------------------------------------------------
 
-EMAILS = ["digest", "empty", "escaping", "confirmation", "manage-link"]
+EMAILS = ["digest", "trending", "empty", "escaping", "confirmation", "manage-link"]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

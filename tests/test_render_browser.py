@@ -16,7 +16,7 @@ from render_samples import html_of, load_papers, nasty_selection, select, subscr
 from test_render import DAY, NOW, POSTAL, SECRET
 
 from digest.config import load_settings
-from digest.match import Selection
+from digest.match import Selection, match_subscriber, parse_interests
 from digest.render import DigestRenderer
 from tests.browser import COLOURS, contrast, headless_chromium, luminance
 
@@ -80,6 +80,14 @@ def emails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "worst": html_of(renderer.render_digest(worst_reader, worst_selection, DAY, now=NOW)),
         "escaping": html_of(renderer.render_digest(reader, nasty_selection(papers), DAY, now=NOW)),
         "empty": html_of(renderer.render_digest(reader, Selection(()), DAY, now=NOW)),
+        "trending": html_of(
+            renderer.render_digest(
+                subscriber("trending:5\nagent"),
+                match_subscriber(parse_interests("trending:5\nagent"), papers, 20),
+                DAY,
+                now=NOW,
+            )
+        ),
         "confirmation": html_of(
             renderer.render_confirmation(
                 reader, "https://digest.example.org/confirm/WzQyLCJhYmMiXQ.token", now=NOW
