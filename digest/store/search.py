@@ -1,0 +1,267 @@
+"""Full-text search of the stored papers: the pre-filter of the search page.
+
+`search_papers` asks the full-text index (migration 0007: FTS5 on SQLite, a GIN index
+on PostgreSQL) for the papers an interest list might match, newest first. It only
+narrows them down: the matcher (`digest.match`) then chooses, orders and explains, as
+for a digest. So the index query must find every paper the matcher would match, and it
+is built generously from the parsed `Interests`:
+
+- A plain word is found by any word starting with its stem (`tuning` -> `tun*`: tuned,
+  tunes) and, since the matcher also matches a word written in two parts ("fine-tuning"
+  for `finetuning`), by two adjacent words that start so written as one: on SQLite, any
+  two that split that start (`fine` then `tun*`, `f` then `inetun*`, ...), on PostgreSQL
+  the pairs the index holds joined. Two plain words written spaced or hyphenated are
+  also tried joined ("fine tuning" as `finetun*`, found in "finetuning").
+- A quoted word, a name (author:, org:) and a prefix (`quantiz*`) are found by the words
+  starting with it: a text cut to fit its limit may have cut its last word short.
+- Every word of a clause must be found in one of the clause's fields; every clause of an
+  entry; any entry. Exclusions (-survey) select nothing here: the matcher applies them.
+- A word with letters outside ASCII after folding is found only in papers the index
+  marks "unsure" (text it may fold otherwise than the matcher), which every search
+  includes whatever it asks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Integer, cast, column, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.orm import Session
+
+from digest.match.query import EXACT, PREFIX, STEM, Clause, Interests, Word
+from digest.match.text import JOIN, stem
+from digest.paper import Paper
+from digest.store.models import PaperRow
+from digest.store.papers import paper_from_row
+
+# As migration 0007 made them.
+FTS_TABLE = "paper_search"
+UNSURE_COLUMN = "unsure"
+UNSURE_WORD = "unsure"
+UNSURE_LEXEME = "UNSURE"
+PG_WORDS = func.paper_search_words(
+    PaperRow.title, PaperRow.abstract, PaperRow.authors, PaperRow.organization
+)
+PG_FIELD_TAGS = {"title": "t", "abstract": "a", "authors": "p", "organization": "o"}
+
+_INDEXED = re.compile(r"[a-z0-9]+")  # what an indexed word is made of
+_ID_CHUNK = 500  # ids per IN (...): under every database's bound-parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A word the index must show: one starting with `start`, or, if `joined`, two
+    adjacent ones that start so when written as one (the matcher's "finetuning" in
+    "fine-tuning")."""
+
+    start: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClauseTest:
+    """What the index must hold for a clause to match: each word (any of its terms) in
+    one of these fields."""
+
+    fields: tuple[str, ...]
+    words: tuple[tuple[Term, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """The index query of an interest list: any entry, each entry all its clauses."""
+
+    entries: tuple[tuple[ClauseTest, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """What the pre-filter found: the newest `limit` of the papers that might match
+    (newest first), how many might match in all, and how many papers were searched."""
+
+    papers: list[Paper]
+    found: int
+    searched: int
+
+    @property
+    def capped(self) -> bool:
+        """Whether more papers might match than were returned."""
+        return self.found > len(self.papers)
+
+
+# --- the query, from the parsed interests ---------------------------------------------
+
+
+def search_query(interests: Interests) -> SearchQuery:
+    """The index query that finds at least every paper `interests` can match."""
+    entries = []
+    for entry in interests.wanted:
+        tests = [_clause_test(clause) for clause in entry.clauses]
+        held = tuple(test for test in tests if test is not None)
+        if len(held) == len(tests):  # else only unsure papers can match the entry
+            entries.append(held)
+    return SearchQuery(tuple(dict.fromkeys(entries)))
+
+
+def _clause_test(clause: Clause) -> ClauseTest | None:
+    """The clause's test, or None when no sure paper can hold it (a word not in ASCII)."""
+    words = []
+    for i, word in enumerate(clause.words):
+        terms = _word_terms(word)
+        # A plain word may be matched joined with its neighbour: "fine tuning" in
+        # "finetuning" holds neither "tun*" nor two words that make it.
+        for first in (i - 1, i):
+            if _joinable(clause, first):
+                terms += _stem_terms(clause.words[first].text + clause.words[first + 1].text)
+        if not terms:
+            return None
+        words.append(tuple(dict.fromkeys(terms)))
+    return ClauseTest(clause.fields, tuple(words))
+
+
+def _joinable(clause: Clause, first: int) -> bool:
+    """Whether the matcher may match words `first` and `first + 1` as one joined word."""
+    if first < 0 or first + 1 >= len(clause.words):
+        return False
+    pair = clause.words[first : first + 2]
+    return all(word.kind == STEM for word in pair) and clause.gaps[first] == JOIN
+
+
+def _word_terms(word: Word) -> list[Term]:
+    if word.kind == STEM:
+        return _stem_terms(word.text)
+    if word.kind in (EXACT, PREFIX) and _INDEXED.fullmatch(word.text):
+        return [Term(word.text, joined=False)]
+    return []
+
+
+def _stem_terms(text: str) -> list[Term]:
+    start = stem_start(text)
+    return [Term(start, joined=True)] if _INDEXED.fullmatch(start) else []
+
+
+def stem_start(text: str) -> str:
+    """What every word with the stem of `text` starts with.
+
+    A stem is a start of its word but for one case: a stem ending in "y" may come from
+    a word with "i" there (studies, studied -> study), so the "y" is left off.
+    """
+    root = stem(text)
+    if root.endswith("y") and len(root) >= 3:
+        return root[:-1]
+    return root
+
+
+# --- the query, written for each index ------------------------------------------------
+
+
+def fts5_query(query: SearchQuery) -> str:
+    """The FTS5 MATCH expression of `query` (SQLite), unsure papers included."""
+    entries = [
+        " AND ".join(_fts5_clause(clause) for clause in clauses) for clauses in query.entries
+    ]
+    return " OR ".join([*(f"({entry})" for entry in entries), _fts5_unsure()])
+
+
+def _fts5_unsure() -> str:
+    return f'{{{UNSURE_COLUMN}}} : "{UNSURE_WORD}"'
+
+
+def _fts5_clause(clause: ClauseTest) -> str:
+    words = " AND ".join(
+        "(" + " OR ".join(_fts5_term(term) for term in terms) + ")" for terms in clause.words
+    )
+    return f"({{{' '.join(clause.fields)}}} : ({words}))"
+
+
+def _fts5_term(term: Term) -> str:
+    """A word starting with the term's start; if joined, also two adjacent words that
+    split it (the index has positions, not the words joined)."""
+    start = term.start
+    ways = [f'"{start}"*']
+    if term.joined:
+        ways += [f'"{start[:cut]}" + "{start[cut:]}"*' for cut in range(1, len(start))]
+    return " OR ".join(ways)
+
+
+def tsquery(query: SearchQuery) -> str:
+    """The tsquery of `query` (PostgreSQL), unsure papers included.
+
+    The index's lexemes are the words with a letter naming their field in front, and
+    two words joined by a space or hyphen written as one with that letter in upper case.
+    """
+    entries = [
+        " & ".join(_tsquery_clause(clause) for clause in clauses) for clauses in query.entries
+    ]
+    return " | ".join([*(f"({entry})" for entry in entries), f"'{UNSURE_LEXEME}'"])
+
+
+def _tsquery_clause(clause: ClauseTest) -> str:
+    tags = [PG_FIELD_TAGS[name] for name in clause.fields]
+
+    def lexemes(term: Term) -> list[str]:
+        joined = [tag.upper() for tag in tags] if term.joined else []
+        return [f"'{tag}{term.start}':*" for tag in [*tags, *joined]]
+
+    words = [
+        "(" + " | ".join(word for term in terms for word in lexemes(term)) + ")"
+        for terms in clause.words
+    ]
+    return "(" + " & ".join(words) + ")"
+
+
+# --- the search -----------------------------------------------------------------------
+
+
+def search_papers(
+    session: Session, interests: Interests, *, since: datetime | None, limit: int
+) -> Candidates:
+    """The papers first seen at or after `since` (all if None) that `interests` might
+    match, at most `limit` of them, newest first (by first seen, then id).
+
+    A superset of what the matcher would match among those papers, as long as there are
+    no more than `limit` of them (`Candidates.capped` says when there were).
+    """
+    # The index first, on its own (MATERIALIZED): a plan that walked the papers by date
+    # and asked each whether it matches would compute the words of every paper (seconds
+    # on PostgreSQL, which has no table of them).
+    hits = (
+        select(PaperRow.id, PaperRow.first_seen_at)
+        .where(_matching(session, search_query(interests)))
+        .cte("hits")
+        .prefix_with("MATERIALIZED")
+    )
+    found = select(hits.c.id).order_by(hits.c.first_seen_at.desc(), hits.c.id)
+    searched = select(func.count()).select_from(PaperRow)
+    if since is not None:
+        found = found.where(hits.c.first_seen_at >= since)
+        searched = searched.where(PaperRow.first_seen_at >= since)
+    ids = list(session.scalars(found))
+    count = session.scalar(searched) or 0
+    return Candidates(_papers_by_id(session, ids[:limit]), len(ids), count)
+
+
+def _matching(session: Session, query: SearchQuery) -> ColumnElement[bool]:
+    """The condition on papers rows that the index finds them for `query`."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        hits = text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :query")
+        rowids = hits.bindparams(query=fts5_query(query)).columns(column("rowid", Integer))
+        return literal_column("papers.rowid").in_(rowids)
+    if dialect == "postgresql":
+        return PG_WORDS.op("@@")(cast(tsquery(query), TSQUERY))
+    raise NotImplementedError(f"no full-text search on {dialect}")
+
+
+def _papers_by_id(session: Session, ids: list[str]) -> list[Paper]:
+    """The papers with these ids, in the order given."""
+    rows: dict[str, PaperRow] = {}
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        rows.update(
+            (row.id, row) for row in session.scalars(select(PaperRow).where(PaperRow.id.in_(chunk)))
+        )
+    return [paper_from_row(rows[paper_id]) for paper_id in ids]
