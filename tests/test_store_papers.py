@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,11 +18,15 @@ from digest.store.papers import (
     count_papers,
     get_validators,
     last_fetches,
+    latest_day,
     list_papers,
+    neighbour_days,
     papers_first_seen_between,
+    papers_of_day,
     put_validators,
     record_fetch,
     save_papers,
+    trending_order,
 )
 
 DATA = Path(__file__).parent / "data" / "sources"
@@ -260,3 +265,129 @@ def test_a_paper_first_seen_on_hugging_face_is_listed_there_at_once(
     save(database, hf_papers, T0)
     back = stored(database)
     assert {(p.hf_listed, p.hf_seen_at) for p in back.values()} == {(date(2026, 6, 12), T0)}
+
+
+# --- the /papers day queries: papers_of_day, neighbour_days, latest_day ----------------
+
+HF_DAY = date(2026, 6, 12)  # the saved Hugging Face listing's day
+HF_PAGE_DAY = date(2024, 8, 1)  # the saved Hugging Face page's day
+ARXIV_DAY = date(2026, 9, 24)  # the saved arXiv RSS excerpt's day: arXiv papers only
+ARXIV_ATOM_DAY = date(2026, 9, 25)  # the saved arXiv Atom excerpt's day
+
+
+def _listing_days(database: Database, hf_papers: tuple[Paper, ...]) -> None:
+    """Every saved listing with a day: two Hugging Face days and two arXiv-only days."""
+    page = hf.parse_page((DATA / "hf_papers_page_2024-08-01.html").read_bytes(), "page")
+    rss = (DATA / "arxiv_rss_2026-09-24_excerpt.xml").read_bytes()
+    atom = (DATA / "arxiv_atom_2026-09-25_excerpt.xml").read_bytes()
+    save(database, page.papers, T0)
+    save(database, hf_papers, T0)
+    save(database, arxiv.parse_feed(rss, "rss", include_cross=True).papers, T1)
+    save(database, arxiv.parse_feed(atom, "atom", include_cross=True).papers, T1)
+
+
+def _trending_first(a: Paper, b: Paper) -> bool:
+    """Whether `a` may come before `b`: more upvotes, or as many and more comments, or
+    as many of both and a lower id."""
+    votes_a, votes_b = a.upvotes or 0, b.upvotes or 0
+    if votes_a != votes_b:
+        return votes_a > votes_b
+    if (a.comments or 0) != (b.comments or 0):
+        return (a.comments or 0) > (b.comments or 0)
+    return a.id < b.id
+
+
+def test_papers_of_a_hugging_face_day_are_ranked_by_upvotes_comments_then_id(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    _listing_days(database, hf_papers)
+    with database.session() as session:
+        ranked = papers_of_day(session, HF_DAY)
+    assert {p.id for p in ranked} == {p.id for p in hf_papers}
+    assert [(p.id, p.upvotes) for p in ranked[:3]] == [
+        ("2606.13681", 118),
+        ("2606.13392", 103),
+        ("2606.08063", 74),
+    ]
+    # The listing has ties on upvotes (eight papers at 2 upvotes and 2 comments, two at
+    # 7 upvotes with 2 and 3 comments): every neighbouring pair is in order.
+    for before, after in itertools.pairwise(ranked):
+        assert _trending_first(before, after), (before.id, after.id)
+    assert all(p.hf_listed == HF_DAY and p.on_hf for p in ranked)
+
+
+def test_a_day_with_only_arxiv_papers_lists_them_newest_first(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    _listing_days(database, hf_papers)
+    with database.session() as session:
+        listed = papers_of_day(session, ARXIV_DAY)
+    # No submission dates in the RSS excerpt: the ids, descending, decide.
+    assert [p.id for p in listed] == ["2609.26820", "2609.26811", "2205.06398"]
+    assert not any(p.on_hf for p in listed)
+
+
+def test_a_day_on_both_sources_lists_hugging_face_first_then_arxiv_only_papers(
+    database: Database, hf_papers: tuple[Paper, ...], arxiv_papers: tuple[Paper, ...]
+) -> None:
+    on_arxiv_that_day = [replace(p, listed=HF_DAY) for p in arxiv_papers]
+    # One paper HF lists was on arXiv the day before: it shows on its HF day only.
+    first_on_arxiv = replace(hf_papers[5], sources=("arxiv",), listed=date(2026, 6, 11))
+    save(database, [first_on_arxiv, *on_arxiv_that_day], T0)
+    save(database, hf_papers, T1)
+    with database.session() as session:
+        listed = papers_of_day(session, HF_DAY)
+        assert papers_of_day(session, date(2026, 6, 11)) == []
+    assert [p.id for p in listed[:30]] == [p.id for p in sorted(listed[:30], key=trending_order)]
+    assert {p.id for p in listed[:30]} == {p.id for p in hf_papers}
+    assert [p.id for p in listed[30:]] == ["2609.26820", "2609.26811", "2205.06398"]
+
+
+def test_a_day_without_papers_is_empty(database: Database, hf_papers: tuple[Paper, ...]) -> None:
+    with database.session() as session:
+        assert papers_of_day(session, HF_DAY) == []
+    _listing_days(database, hf_papers)
+    with database.session() as session:
+        assert papers_of_day(session, date(2026, 6, 13)) == []
+
+
+def test_neighbour_days_are_the_nearest_days_with_papers(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    with database.session() as session:
+        assert neighbour_days(session, HF_DAY) == (None, None)
+    _listing_days(database, hf_papers)
+    with database.session() as session:
+        assert neighbour_days(session, HF_PAGE_DAY) == (None, HF_DAY)
+        assert neighbour_days(session, HF_DAY) == (HF_PAGE_DAY, ARXIV_DAY)
+        assert neighbour_days(session, ARXIV_DAY) == (HF_DAY, ARXIV_ATOM_DAY)
+        assert neighbour_days(session, ARXIV_ATOM_DAY) == (ARXIV_DAY, None)
+        # A day without papers has neighbours too.
+        assert neighbour_days(session, date(2026, 7, 1)) == (HF_DAY, ARXIV_DAY)
+
+
+def test_a_paper_listed_on_hugging_face_later_moves_to_that_day(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    paper = hf_papers[0]
+    save(database, [replace(paper, sources=("arxiv",), listed=date(2026, 6, 10))], T0)
+    with database.session() as session:
+        assert latest_day(session, HF_DAY) == date(2026, 6, 10)
+    save(database, [paper], T1)
+    with database.session() as session:
+        assert latest_day(session, HF_DAY) == HF_DAY
+        assert neighbour_days(session, HF_DAY) == (None, None)  # 10 June has none left
+
+
+def test_latest_day_is_the_most_recent_day_with_papers_until_a_day(
+    database: Database, hf_papers: tuple[Paper, ...]
+) -> None:
+    with database.session() as session:
+        assert latest_day(session, HF_DAY) is None
+    _listing_days(database, hf_papers)
+    with database.session() as session:
+        assert latest_day(session, HF_DAY) == HF_DAY
+        assert latest_day(session, HF_DAY - timedelta(days=1)) == HF_PAGE_DAY
+        assert latest_day(session, date(2026, 9, 30)) == ARXIV_ATOM_DAY
+        assert latest_day(session, ARXIV_DAY) == ARXIV_DAY
+        assert latest_day(session, HF_PAGE_DAY - timedelta(days=1)) is None
