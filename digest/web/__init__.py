@@ -226,11 +226,13 @@ def _protect(app: Flask, settings: Settings) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from digest.web.manage import blueprint as manage
+    from digest.web.papers import blueprint as papers
     from digest.web.search import blueprint as search
     from digest.web.subscribe import blueprint as subscribe
 
     app.register_blueprint(subscribe)
     app.register_blueprint(manage)
+    app.register_blueprint(papers)
     app.register_blueprint(search)
     app.add_url_rule("/healthz", "healthz", healthz)
     # Browsers ask for /favicon.ico whatever the page says.
