@@ -323,6 +323,7 @@ def _route_paths(site: Site) -> list[str]:
             "token": tokens.get(rule.endpoint, site.token("manage", ada)),
             "action": "pause",
             "filename": "style.css",
+            "day": "2026-06-12",
         }
         unknown = rule.arguments - values.keys()
         assert not unknown, f"{rule.rule}: give this test a value for {unknown}"

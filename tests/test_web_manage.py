@@ -525,7 +525,9 @@ def _form_fields(page: str) -> dict[str, str]:
             continue
         value = re.search(r'value="([^"]*)"', tag)
         fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
-    textarea = re.search(r'<textarea[^>]*name="interests"[^>]*>(?:\r?\n)?(.*?)</textarea>', page, re.S)
+    textarea = re.search(
+        r'<textarea[^>]*name="interests"[^>]*>(?:\r?\n)?(.*?)</textarea>', page, re.S
+    )
     assert textarea is not None
     fields["interests"] = html.unescape(textarea.group(1))
     zone = re.search(r'<option selected value="([^"]+)"', page)
@@ -547,7 +549,8 @@ def test_the_manage_form_shows_trending_as_its_box_and_saves_it_unchanged(
     assert fields["trending"] == "y"
     assert "trending" not in fields["interests"]  # the rule is the box, not a line
     saved = site.submit(_manage(site, ada), fields)
-    assert saved.status_code == 303, re.findall(r"class=\"error\"[^<]*<", saved.get_data(as_text=True))
+    errors = re.findall(r'class="error"[^<]*<', saved.get_data(as_text=True))
+    assert saved.status_code == 303, errors
     # The same list, the rule where it was: its section stays where the reader put it.
     assert parse_interests(_reload(site, ada).interests) == parse_interests(interests)
 

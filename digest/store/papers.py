@@ -9,9 +9,10 @@ listing changes nothing, and the counts say so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -237,7 +238,7 @@ def papers_of_day(session: Session, day: date) -> list[Paper]:
     arxiv_only = session.scalars(
         select(PaperRow)
         .where(PaperRow.hf_listed.is_(None), PaperRow.listed == day)
-        .order_by(PaperRow.published.desc(), PaperRow.id.desc())
+        .order_by(PaperRow.published.desc().nulls_last(), PaperRow.id.desc())
     )
     return [*ranked, *(paper_from_row(row) for row in arxiv_only)]
 
@@ -249,16 +250,33 @@ def _day_column() -> ColumnElement[date]:
 
 def neighbour_days(session: Session, day: date) -> tuple[date | None, date | None]:
     """The nearest days before and after `day` that have papers (None where none do)."""
-    column = _day_column()
-    before = session.scalar(select(func.max(column)).where(column < day))
-    after = session.scalar(select(func.min(column)).where(column > day))
+    before = _nearest(session, True, lambda column: column < day)
+    after = _nearest(session, False, lambda column: column > day)
     return before, after
 
 
 def latest_day(session: Session, until: date) -> date | None:
     """The most recent day, on or before `until`, that has papers."""
-    column = _day_column()
-    return session.scalar(select(func.max(column)).where(column <= until))
+    return _nearest(session, True, lambda column: column <= until)
+
+
+def _nearest(
+    session: Session, latest: bool, where: Callable[[Any], ColumnElement[bool]]
+) -> date | None:
+    """The latest (else the earliest) day of papers whose day meets `where`.
+
+    A paper's day is `coalesce(hf_listed, listed)`; asked as two questions, one per
+    column, each answered from that column's index rather than a scan of every row.
+    """
+    pick = func.max if latest else func.min
+    on_hf = session.scalar(select(pick(PaperRow.hf_listed)).where(where(PaperRow.hf_listed)))
+    arxiv_only = session.scalar(
+        select(pick(PaperRow.listed)).where(PaperRow.hf_listed.is_(None), where(PaperRow.listed))
+    )
+    found = [value for value in (on_hf, arxiv_only) if value is not None]
+    if not found:
+        return None
+    return max(found) if latest else min(found)
 
 
 def papers_first_seen_since(session: Session, start: datetime) -> tuple[int, datetime | None]:

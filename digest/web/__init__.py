@@ -1,8 +1,10 @@
-"""The web entry point: signup, confirm, manage and unsubscribe pages (Flask).
+"""The web entry point: signup, confirm, manage and unsubscribe pages, and the papers (Flask).
 
 `create_app(settings)` builds an app; nothing exists at import time, so tests build as
-many apps as they like. Two blueprints: `subscribe` (the signup form and confirmation)
-and `manage` (the manage and unsubscribe pages reached from links in emails). The app
+many apps as they like. Four blueprints: `subscribe` (the signup form and confirmation),
+`manage` (the manage and unsubscribe pages reached from links in emails), `papers` (the
+day's papers, public and cached, and their feed) and `search` (stored papers searched
+with the interest syntax). The app
 holds one `WebContext` (settings, database, signing secret, clock, mailer) in
 `app.extensions["digest"]`; views reach it through `context()`.
 
