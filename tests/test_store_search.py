@@ -427,6 +427,31 @@ def test_a_paper_stored_before_the_limits_is_found_by_the_word_it_is_cut_to(
     assert _ids(search(store_database, interests)) == ["2606.00003"]
 
 
+def test_an_index_query_over_its_budget_is_given_up_for_every_paper_of_the_window(
+    store_database: Database,
+) -> None:
+    with store_database.session() as session:
+        save_papers(session, stored_papers(), SEEN)
+        stored = list_papers(session)
+    # Hundreds of two-letter words: each a scan of much of the index, for nothing.
+    words = [first + second for first in "abcdefghijklmnopqrstuvwxyz" for second in "aeiouy"]
+    costly = parse_interests(
+        ", ".join(" ".join(words[start : start + 12]) for start in range(0, 144, 12))
+    )
+    with store_database.session() as session:
+        given_up = search_papers(session, costly, since=None, limit=50, budget=0.000_001)
+        # The transaction goes on: the same session searches again, within its budget.
+        answered = search_papers(session, costly, since=None, limit=EVERYTHING)
+    by_id = sorted(stored, key=lambda paper: paper.id)
+    newest = sorted(by_id, key=lambda paper: paper.first_seen_at or SEEN, reverse=True)
+    assert not given_up.narrowed and given_up.capped
+    assert (given_up.found, given_up.searched) == (len(stored), len(stored))
+    assert _ids(given_up) == [paper.id for paper in newest[:50]]
+    assert answered.narrowed and not answered.capped
+    expected = match_subscriber(costly, stored, EVERYTHING)
+    assert match_subscriber(costly, answered.papers, EVERYTHING) == expected
+
+
 def test_the_start_of_a_stem() -> None:
     assert [stem_start(word) for word in ("studies", "tuning", "study", "fine", "by")] == [
         "stud",

@@ -24,6 +24,7 @@ from digest.match import match_subscriber, parse_interests
 from digest.match.query import MAX_CHARS
 from digest.paper import Paper
 from digest.store import Database
+from digest.store import search as store_search
 from digest.store.papers import save_papers
 from digest.web import create_app, search
 from digest.web.forms import _describe
@@ -191,6 +192,18 @@ def test_too_many_candidates_are_cut_and_the_page_says_so(
     html = " ".join(find(site, "the").get_data(as_text=True).split())
     found = re.search(r"might match ([\d,]+) papers: only the newest 5 of them were checked", html)
     assert found and int(found.group(1).replace(",", "")) > 100
+
+
+def test_an_index_query_over_its_budget_is_given_up_and_the_page_says_so(
+    site: Site, papers: list[Paper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "CANDIDATE_LIMIT", 20)
+    monkeypatch.setattr(store_search, "INDEX_BUDGET", 0.000_001)
+    words = [first + second for first in "abcdefghijklmnopqrstuvwxyz" for second in "aeiouy"]
+    costly = ", ".join(" ".join(words[start : start + 12]) for start in range(0, 144, 12))
+    text = " ".join(find(site, costly).get_data(as_text=True).split())
+    assert "These interests ask too much of the search index: only the newest 20 papers" in text
+    assert f"Searched the {len(papers)} papers" in text
 
 
 def test_a_search_beyond_the_concurrent_limit_is_asked_to_wait(site: Site) -> None:

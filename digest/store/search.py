@@ -24,11 +24,15 @@ is built generously from the parsed `Interests`:
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Integer, cast, column, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from digest.match.query import EXACT, PREFIX, STEM, Clause, Interests, Word
@@ -46,6 +50,9 @@ PG_WORDS = func.paper_search_words(
     PaperRow.title, PaperRow.abstract, PaperRow.authors, PaperRow.organization
 )
 PG_FIELD_TAGS = {"title": "t", "abstract": "a", "authors": "p", "organization": "o"}
+
+INDEX_BUDGET = 1.0  # seconds an index query may take before it is given up
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by its timeout
 
 _INDEXED = re.compile(r"[a-z0-9]+")  # what an indexed word is made of
 _ID_CHUNK = 500  # ids per IN (...): under every database's bound-parameter limit
@@ -80,11 +87,13 @@ class SearchQuery:
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """What the pre-filter found: the newest `limit` of the papers that might match
-    (newest first), how many might match in all, and how many papers were searched."""
+    (newest first), how many might match in all, how many papers were searched, and
+    whether the index narrowed them down (else every paper searched might match)."""
 
     papers: list[Paper]
     found: int
     searched: int
+    narrowed: bool = True
 
     @property
     def capped(self) -> bool:
@@ -217,13 +226,20 @@ def _tsquery_clause(clause: ClauseTest) -> str:
 
 
 def search_papers(
-    session: Session, interests: Interests, *, since: datetime | None, limit: int
+    session: Session,
+    interests: Interests,
+    *,
+    since: datetime | None,
+    limit: int,
+    budget: float | None = None,
 ) -> Candidates:
     """The papers first seen at or after `since` (all if None) that `interests` might
     match, at most `limit` of them, newest first (by first seen, then id).
 
     A superset of what the matcher would match among those papers, as long as there are
-    no more than `limit` of them (`Candidates.capped` says when there were).
+    no more than `limit` of them (`Candidates.capped` says when there were). An index
+    query that takes longer than `budget` seconds (default `INDEX_BUDGET`) is given up:
+    then every paper of the window might match (`Candidates.narrowed` is false).
     """
     # The index first, on its own (MATERIALIZED): a plan that walked the papers by date
     # and asked each whether it matches would compute the words of every paper (seconds
@@ -235,13 +251,60 @@ def search_papers(
         .prefix_with("MATERIALIZED")
     )
     found = select(hits.c.id).order_by(hits.c.first_seen_at.desc(), hits.c.id)
+    every = select(PaperRow.id).order_by(PaperRow.first_seen_at.desc(), PaperRow.id)
     searched = select(func.count()).select_from(PaperRow)
     if since is not None:
         found = found.where(hits.c.first_seen_at >= since)
+        every = every.where(PaperRow.first_seen_at >= since)
         searched = searched.where(PaperRow.first_seen_at >= since)
-    ids = list(session.scalars(found))
     count = session.scalar(searched) or 0
+    try:
+        with _time_limit(session, INDEX_BUDGET if budget is None else budget):
+            ids = list(session.scalars(found))
+    except _TooSlow:
+        ids = list(session.scalars(every.limit(limit)))
+        return Candidates(_papers_by_id(session, ids), count, count, narrowed=False)
     return Candidates(_papers_by_id(session, ids[:limit]), len(ids), count)
+
+
+class _TooSlow(Exception):
+    """The index query took longer than its budget and was stopped."""
+
+
+@contextmanager
+def _time_limit(session: Session, seconds: float) -> Iterator[None]:
+    """Stop the queries of the block after `seconds`, raising _TooSlow.
+
+    A list can ask the index for thousands of short words ("ab, ac, ad, ..."), each a
+    scan of much of the index: seconds of work that no real list needs.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        sqlite = connection.connection.driver_connection
+        deadline = time.monotonic() + seconds
+        sqlite.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)  # type: ignore[union-attr]
+        try:
+            yield
+        except OperationalError as error:
+            if "interrupted" in str(error.orig):
+                raise _TooSlow from None
+            raise
+        finally:
+            sqlite.set_progress_handler(None, 0)  # type: ignore[union-attr]
+        return
+    # PostgreSQL cancels a statement after statement_timeout; in a savepoint, so that
+    # the transaction goes on after it, with the timeout it had.
+    timeout = text("SELECT set_config('statement_timeout', :value, true)")
+    before = session.scalar(text("SELECT current_setting('statement_timeout')"))
+    try:
+        with session.begin_nested():
+            session.execute(timeout, {"value": f"{max(1, round(seconds * 1000))}ms"})
+            yield
+            session.execute(timeout, {"value": before})
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) == QUERY_CANCELED:
+            raise _TooSlow from None
+        raise
 
 
 def _matching(session: Session, query: SearchQuery) -> ColumnElement[bool]:

@@ -9,8 +9,11 @@ so it needs no CSRF token and its address can be shared.
 The full-text index narrows the papers down (`digest.store.search`), then the same
 matcher as the digests chooses, orders and explains, so the page shows exactly what a
 digest would. The work is bounded: at most `CANDIDATE_LIMIT` papers (the newest the
-index found) are matched, which the page says when it happens, and at most `SEARCHES`
-searches run at once in a process (a further one is asked to try again in a moment).
+index found) are matched; an index query is given up after a second (the newest papers
+of the window are matched instead), the page saying so either way; and at most
+`SEARCHES` searches run at once in a process (a further one is asked to try again in a
+moment).
+
 A list's trending rule (`trending`) is not searched: trending picks the most upvoted
 papers of a reader's day, which a search over weeks of papers cannot show as a digest
 would; the page says so and links to the papers by day instead.
