@@ -117,7 +117,10 @@ def test_a_visitor_signs_up_from_the_box_and_lands_on_check_your_email(
         )
         fitted = page.evaluate(FRAME_FIT)
         assert not fitted["scrolls"] and abs(fitted["frame"] - fitted["body"]) <= 2, fitted
-        box.locator("summary").click()  # the syntax opens: the frame grows with it
+        # Only the email and the trending choice show; the rest opens: the frame grows.
+        assert box.locator("#trending").is_checked()
+        assert not box.locator("#interests").is_visible()
+        box.locator("details.options > summary").click()
         page.wait_for_function(
             f"() => document.querySelector('iframe.signup-frame')"
             f".getBoundingClientRect().height > {fitted['frame'] + 50}"
@@ -147,8 +150,7 @@ def test_a_mistake_in_the_box_shows_the_signup_page_with_it(
     try:
         page.goto(papers_site.url + "/papers")
         box = page.frame_locator("iframe.signup-frame")
-        box.locator("#email").fill("not-an-address")
-        box.locator("#interests").fill("diffusion")
+        box.locator("#email").fill("not-an-address")  # trending alone, as the box offers
         box.locator("button[type=submit]").click()
         page.wait_for_url(papers_site.url + "/")
         assert page.locator("#email-error").is_visible()  # on the whole signup page
@@ -170,5 +172,22 @@ def test_the_papers_pages_pass_axe(
         visit.page.goto(papers_site.url + where)
         visit.page.frame_locator("iframe.signup-frame").locator("#email").wait_for()
         assert_accessible(visit.page)  # the signup box's frame included
+    finally:
+        visit.close()
+
+
+def test_an_address_alone_in_the_box_subscribes_to_the_day_s_trending_papers(
+    browser: Any, papers_site: Served
+) -> None:
+    visit = Visit(browser, PHONE)
+    page = visit.page
+    try:
+        page.goto(papers_site.url + "/papers")
+        box = page.frame_locator("iframe.signup-frame")
+        box.locator("#email").fill("trend-only@example.org")
+        box.locator("button[type=submit]").click()
+        page.wait_for_url("**/check-your-email")
+        subscriber = papers_site.site.subscriber("trend-only@example.org")
+        assert subscriber is not None and subscriber.interests == "trending"
     finally:
         visit.close()
