@@ -17,9 +17,12 @@ tokenizer, removing diacritics, folds every character of `KNOWN` as the matcher 
 PostgreSQL: a GIN index on `paper_search_words(title, abstract, authors,
 organization)`, an immutable function giving the words as a tsvector whose lexemes are
 the folded words with a letter naming their field in front ("tdiffusion" for a title
-word) and `UNSURE` for an unsure paper. No text search configuration is involved: the
-'simple' parser would split words the matcher keeps whole ("1e5x") and drop some it
-keeps ("<eos>"); 'english' would stem its own way and drop stop words.
+word), two words joined by a space or hyphen written as one with that letter in upper
+case ("Tfinetuning" for "fine-tuning", which the matcher reads as one word too: a GIN
+index keeps no word positions), and `UNSURE` for an unsure paper. No text search
+configuration is involved: the 'simple' parser would split words the matcher keeps
+whole ("1e5x") and drop some it keeps ("<eos>"); 'english' would stem its own way and
+drop stop words.
 
 A later migration that rebuilds the papers table on SQLite (batch_alter_table with a
 copy) drops these triggers and renumbers the rowids: it must create them again and
