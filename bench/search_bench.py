@@ -9,7 +9,7 @@ The papers are `match_bench.synthesise_papers` (real titles, sentences and names
 ../shared/data/papers.jsonl recombined), all in the search window; the interest lists
 are `match_bench.InterestMaker`'s (Zipf-like topics in every form of the syntax). Each
 list is timed, on a store of its own per backend (PostgreSQL: a database made and
-dropped for the run, on the server named by DIGEST_TEST_POSTGRES_URL):
+dropped for the run on the server named by DIGEST_TEST_POSTGRES_URL, as the tests do):
 
 - search: `search_stored_papers` as the page calls it (the index query, reading the
   candidates, the matcher on them; at most `CANDIDATE_LIMIT` candidates), and apart the
@@ -33,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -45,8 +44,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from match_bench import DAY, InterestMaker, load_real, synthesise_papers, vocabulary  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from digest.match import Interests, Selection, match_subscriber, parse_interests  # noqa: E402
 from digest.paper import Paper  # noqa: E402
@@ -59,6 +56,7 @@ from digest.web.search import (  # noqa: E402
     SHOWN,
     search_stored_papers,
 )
+from tests.conftest import POSTGRES_URL, _fresh_postgres_database  # noqa: E402
 
 NOW = DAY + timedelta(hours=1)
 T = TypeVar("T")
@@ -70,22 +68,6 @@ def sqlite_store() -> Iterator[Database]:
         database = Database(f"sqlite:///{folder}/bench.db")
         yield database
         database.dispose()
-
-
-@contextmanager
-def postgres_store(url: str) -> Iterator[Database]:
-    name = f"digest_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(make_url(url).set(database=name).render_as_string(False))
-    try:
-        yield database
-    finally:
-        database.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def timed(work: Callable[..., T], *args: object) -> tuple[float, T]:
@@ -199,9 +181,8 @@ def main() -> None:
     print(f"load before: {os.getloadavg()}")
     with sqlite_store() as database:
         run_backend("SQLite", database, papers, lists, args.baseline_sample)
-    url = os.environ.get("DIGEST_TEST_POSTGRES_URL")
-    if url:
-        with postgres_store(url) as database:
+    if POSTGRES_URL:
+        with contextmanager(_fresh_postgres_database)() as database:
             run_backend("PostgreSQL", database, papers, lists, args.baseline_sample)
     else:
         print("\nPostgreSQL: skipped (set DIGEST_TEST_POSTGRES_URL)")

@@ -144,6 +144,13 @@ def keywords(interests: Interests) -> Interests:
     return replace(interests, trending=None, trending_first=False)
 
 
+def store(database: Database, papers: list[Paper]) -> list[Paper]:
+    """Save `papers`, first seen at SEEN; every stored paper, as the store reads it back."""
+    with database.session() as session:
+        save_papers(session, papers, SEEN)
+        return list_papers(session)
+
+
 def search(database: Database, interests: Interests, **window: object) -> Candidates:
     with database.session() as session:
         return search_papers(
@@ -157,10 +164,7 @@ def search(database: Database, interests: Interests, **window: object) -> Candid
 def test_the_matcher_chooses_the_same_among_what_the_index_finds(
     store_database: Database,
 ) -> None:
-    papers = stored_papers()
-    with store_database.session() as session:
-        save_papers(session, papers, SEEN)
-        stored = list_papers(session)
+    stored = store(store_database, stored_papers())
     everything = Matcher(stored)
     lists = interest_lists()
     assert len(lists) >= 500
@@ -182,8 +186,7 @@ def test_the_matcher_chooses_the_same_among_what_the_index_finds(
 def test_the_unusual_papers_are_matched_by_their_interests(store_database: Database) -> None:
     """The proof above goes through every hard case: the matcher does match these."""
     unusual = unusual_papers()
-    with store_database.session() as session:
-        save_papers(session, stored_papers(), SEEN)
+    store(store_database, stored_papers())
     for written, number in UNUSUAL_INTERESTS.items():
         interests = parse_interests(written)
         found = search(store_database, interests)
@@ -192,8 +195,7 @@ def test_the_unusual_papers_are_matched_by_their_interests(store_database: Datab
 
 
 def test_exclusions_are_applied_by_the_matcher(store_database: Database) -> None:
-    with store_database.session() as session:
-        save_papers(session, stored_papers(), SEEN)
+    store(store_database, stored_papers())
     agents = search(store_database, parse_interests("agents"))
     without = parse_interests("agents, -benchmark")
     kept = match_subscriber(without, search(store_database, without).papers, EVERYTHING)
@@ -301,8 +303,7 @@ def test_every_character_is_indexed_as_the_matcher_reads_it_or_marked_unsure(
     store_database: Database,
 ) -> None:
     papers = _character_papers()
-    with store_database.session() as session:
-        save_papers(session, papers, SEEN)
+    store(store_database, papers)
     indexed = _indexed(store_database)
     sure = []
     for paper in papers:
@@ -335,8 +336,7 @@ def test_saved_papers_are_found_and_a_later_sighting_is_reindexed(
 ) -> None:
     first = replace(_real(0), id="2606.00001", abstract="")
     other = replace(_real(1), id="2606.00002")
-    with store_database.session() as session:
-        save_papers(session, [first, other], SEEN)
+    store(store_database, [first, other])
     elsewhere = (other.title + " " + other.abstract).lower()
     words = sorted(re.findall(r"[A-Za-z]{5,}", first.title), key=len, reverse=True)
     title_word = next(word for word in words if word.lower() not in elsewhere)
@@ -392,9 +392,7 @@ def test_the_search_window_and_the_cap_on_candidates(store_database: Database) -
 
 
 def test_the_longest_list_and_the_commonest_word_are_searched(store_database: Database) -> None:
-    with store_database.session() as session:
-        save_papers(session, stored_papers(), SEEN)
-        stored = list_papers(session)
+    stored = store(store_database, stored_papers())
     words = re.findall(r"[a-z]{8,}", " ".join(paper.abstract.lower() for paper in stored))
     entries: list[str] = []
     for number in range(0, len(words) - 3, 3):
@@ -418,9 +416,7 @@ def test_a_paper_stored_before_the_limits_is_found_by_the_word_it_is_cut_to(
     # Stored before the limits on papers existed: read back, the title is cut mid-word
     # (digest.paper.bound_paper), and the matcher sees the cut word; the index, the whole.
     long = replace(_real(2), id="2606.00003", title="Agents " * 100 + "x" * 500)
-    with store_database.session() as session:
-        save_papers(session, [long], SEEN)
-        [stored] = list_papers(session)
+    [stored] = store(store_database, [long])
     assert stored.title.endswith(" " + "x" * 299 + "…")
     interests = parse_interests('"' + "x" * 299 + '"')
     assert match_subscriber(interests, [stored], EVERYTHING).matches
@@ -430,9 +426,7 @@ def test_a_paper_stored_before_the_limits_is_found_by_the_word_it_is_cut_to(
 def test_an_index_query_over_its_budget_is_given_up_for_every_paper_of_the_window(
     store_database: Database,
 ) -> None:
-    with store_database.session() as session:
-        save_papers(session, stored_papers(), SEEN)
-        stored = list_papers(session)
+    stored = store(store_database, stored_papers())
     # Hundreds of two-letter words: each a scan of much of the index, for nothing.
     words = [first + second for first in "abcdefghijklmnopqrstuvwxyz" for second in "aeiouy"]
     costly = parse_interests(
@@ -467,10 +461,7 @@ def test_the_start_of_a_stem() -> None:
 
 def _stored_before_the_index(database: Database) -> list[Paper]:
     _migrate(database, "downgrade", "0006")
-    papers = load_papers()[:40]
-    with database.session() as session:
-        save_papers(session, papers, SEEN)
-    return papers
+    return store(database, load_papers()[:40])
 
 
 def _found_as_the_matcher_finds(database: Database, papers: list[Paper]) -> None:
