@@ -107,9 +107,25 @@ class Page(HTMLParser):
             if opened == tag:
                 break
 
-    def __getattr__(self, kind: str) -> list[str]:
-        """`page.title`, `page.mark`, `page.label`, `page.alert`: those texts in order."""
-        return self.__dict__.get("texts", {}).get(kind, [])
+    @property
+    def title(self) -> list[str]:
+        """The results' titles, in order."""
+        return self.texts.get("title", [])
+
+    @property
+    def mark(self) -> list[str]:
+        """The marked words, in order."""
+        return self.texts.get("mark", [])
+
+    @property
+    def label(self) -> list[str]:
+        """The matched interests named on the results."""
+        return self.texts.get("label", [])
+
+    @property
+    def alert(self) -> list[str]:
+        """What the page says with role=alert."""
+        return self.texts.get("alert", [])
 
     @property
     def errors(self) -> dict[str, str]:
