@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from match_bench import DAY, InterestMaker, load_real, synthesise_papers, vocabulary  # noqa: E402
 
 from digest.match import Interests, Selection, match_subscriber, parse_interests  # noqa: E402
+from digest.match.prefilter import search_query  # noqa: E402
 from digest.paper import Paper  # noqa: E402
 from digest.store import Database  # noqa: E402
 from digest.store.papers import papers_first_seen_between, save_papers  # noqa: E402
@@ -87,7 +88,9 @@ def everything(database: Database, interests: Interests) -> Selection:
 def prefilter_only(database: Database, interests: Interests) -> Candidates:
     """The index query and reading the candidates, without the matcher."""
     with database.session() as session:
-        return search_papers(session, interests, since=NOW - SEARCH_WINDOW, limit=CANDIDATE_LIMIT)
+        return search_papers(
+            session, search_query(interests), since=NOW - SEARCH_WINDOW, limit=CANDIDATE_LIMIT
+        )
 
 
 def longest_list(papers: list[Paper]) -> str:

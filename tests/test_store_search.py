@@ -27,12 +27,13 @@ from sqlalchemy import text
 from digest.cli import cli
 from digest.match import INTEREST_EXAMPLES, Interests, Matcher, match_subscriber, parse_interests
 from digest.match.index import FIELD_NAMES, field_text
+from digest.match.prefilter import search_query, stem_start
 from digest.match.query import MAX_CHARS, MAX_ENTRIES
 from digest.match.text import JOIN, fold, gap_key, tokens
 from digest.paper import Paper
 from digest.store import Database
 from digest.store.papers import list_papers, save_papers
-from digest.store.search import Candidates, search_papers, stem_start
+from digest.store.search import Candidates, search_papers
 from tests.test_store_migrations import _migrate
 
 DATA = Path(__file__).parent / "data"
@@ -154,7 +155,10 @@ def store(database: Database, papers: list[Paper]) -> list[Paper]:
 def search(database: Database, interests: Interests, **window: object) -> Candidates:
     with database.session() as session:
         return search_papers(
-            session, interests, since=window.get("since"), limit=window.get("limit", EVERYTHING)
+            session,
+            search_query(interests),
+            since=window.get("since"),
+            limit=window.get("limit", EVERYTHING),
         )
 
 
@@ -433,9 +437,11 @@ def test_an_index_query_over_its_budget_is_given_up_for_every_paper_of_the_windo
         ", ".join(" ".join(words[start : start + 12]) for start in range(0, 144, 12))
     )
     with store_database.session() as session:
-        given_up = search_papers(session, costly, since=None, limit=50, budget=0.000_001)
+        given_up = search_papers(
+            session, search_query(costly), since=None, limit=50, budget=0.000_001
+        )
         # The transaction goes on: the same session searches again, within its budget.
-        answered = search_papers(session, costly, since=None, limit=EVERYTHING)
+        answered = search_papers(session, search_query(costly), since=None, limit=EVERYTHING)
     by_id = sorted(stored, key=lambda paper: paper.id)
     newest = sorted(by_id, key=lambda paper: paper.first_seen_at or SEEN, reverse=True)
     assert not given_up.narrowed and given_up.capped

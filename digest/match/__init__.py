@@ -5,6 +5,8 @@
 - `index`: the day's papers, tokenised once, and where each clause matches.
 - `rank`: scores, windows and selections (`match_subscriber`, `match_many`).
 - `results`: the types handed to `render` (`Span`, `Hit`, `Match`, `Selection`).
+- `prefilter`: a list as the words the search page's full-text index must find (not
+  imported here: it needs the store).
 """
 
 from digest.match.query import (

@@ -3,8 +3,9 @@
 `search_papers` asks the full-text index (migration 0007: FTS5 on SQLite, a GIN index
 on PostgreSQL) for the papers an interest list might match, newest first. It only
 narrows them down: the matcher (`digest.match`) then chooses, orders and explains, as
-for a digest. So the index query must find every paper the matcher would match, and it
-is built generously from the parsed `Interests`:
+for a digest. So the index query must find every paper the matcher would match; the
+matcher's side of it writes the list as a `SearchQuery` of plain words to find
+(`digest.match.prefilter`), generously:
 
 - A plain word is found by any word starting with its stem (`tuning` -> `tun*`: tuned,
   tunes) and, since the matcher also matches a word written in two parts ("fine-tuning"
@@ -23,7 +24,6 @@ is built generously from the parsed `Interests`:
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,8 +35,6 @@ from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from digest.match.query import EXACT, PREFIX, STEM, Clause, Interests, Word
-from digest.match.text import JOIN, stem
 from digest.paper import Paper
 from digest.store.models import PaperRow
 from digest.store.papers import paper_from_row
@@ -54,7 +52,6 @@ PG_FIELD_TAGS = {"title": "t", "abstract": "a", "authors": "p", "organization": 
 INDEX_BUDGET = 1.0  # seconds an index query may take before it is given up
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by its timeout
 
-_INDEXED = re.compile(r"[a-z0-9]+")  # what an indexed word is made of
 _ID_CHUNK = 500  # ids per IN (...): under every database's bound-parameter limit
 
 
@@ -99,69 +96,6 @@ class Candidates:
     def capped(self) -> bool:
         """Whether more papers might match than were returned."""
         return self.found > len(self.papers)
-
-
-# --- the query, from the parsed interests ---------------------------------------------
-
-
-def search_query(interests: Interests) -> SearchQuery:
-    """The index query that finds at least every paper `interests` can match."""
-    entries = []
-    for entry in interests.wanted:
-        tests = [_clause_test(clause) for clause in entry.clauses]
-        held = tuple(test for test in tests if test is not None)
-        if len(held) == len(tests):  # else only unsure papers can match the entry
-            entries.append(held)
-    return SearchQuery(tuple(dict.fromkeys(entries)))
-
-
-def _clause_test(clause: Clause) -> ClauseTest | None:
-    """The clause's test, or None when no sure paper can hold it (a word not in ASCII)."""
-    words = []
-    for i, word in enumerate(clause.words):
-        terms = _word_terms(word)
-        # A plain word may be matched joined with its neighbour: "fine tuning" in
-        # "finetuning" holds neither "tun*" nor two words that make it.
-        for first in (i - 1, i):
-            if _joinable(clause, first):
-                terms += _stem_terms(clause.words[first].text + clause.words[first + 1].text)
-        if not terms:
-            return None
-        words.append(tuple(dict.fromkeys(terms)))
-    return ClauseTest(clause.fields, tuple(words))
-
-
-def _joinable(clause: Clause, first: int) -> bool:
-    """Whether the matcher may match words `first` and `first + 1` as one joined word."""
-    if first < 0 or first + 1 >= len(clause.words):
-        return False
-    pair = clause.words[first : first + 2]
-    return all(word.kind == STEM for word in pair) and clause.gaps[first] == JOIN
-
-
-def _word_terms(word: Word) -> list[Term]:
-    if word.kind == STEM:
-        return _stem_terms(word.text)
-    if word.kind in (EXACT, PREFIX) and _INDEXED.fullmatch(word.text):
-        return [Term(word.text, joined=False)]
-    return []
-
-
-def _stem_terms(text: str) -> list[Term]:
-    start = stem_start(text)
-    return [Term(start, joined=True)] if _INDEXED.fullmatch(start) else []
-
-
-def stem_start(text: str) -> str:
-    """What every word with the stem of `text` starts with.
-
-    A stem is a start of its word but for one case: a stem ending in "y" may come from
-    a word with "i" there (studies, studied -> study), so the "y" is left off.
-    """
-    root = stem(text)
-    if root.endswith("y") and len(root) >= 3:
-        return root[:-1]
-    return root
 
 
 # --- the query, written for each index ------------------------------------------------
@@ -227,14 +161,15 @@ def _tsquery_clause(clause: ClauseTest) -> str:
 
 def search_papers(
     session: Session,
-    interests: Interests,
+    query: SearchQuery,
     *,
     since: datetime | None,
     limit: int,
     budget: float | None = None,
 ) -> Candidates:
-    """The papers first seen at or after `since` (all if None) that `interests` might
-    match, at most `limit` of them, newest first (by first seen, then id).
+    """The papers first seen at or after `since` (all if None) that the interest list
+    of `query` (`digest.match.prefilter.search_query`) might match, at most `limit` of
+    them, newest first (by first seen, then id).
 
     A superset of what the matcher would match among those papers, as long as there are
     no more than `limit` of them (`Candidates.capped` says when there were). An index
@@ -246,7 +181,7 @@ def search_papers(
     # on PostgreSQL, which has no table of them).
     hits = (
         select(PaperRow.id, PaperRow.first_seen_at)
-        .where(_matching(session, search_query(interests)))
+        .where(_matching(session, query))
         .cte("hits")
         .prefix_with("MATERIALIZED")
     )

@@ -33,6 +33,7 @@ from wtforms import Form, SearchField
 from digest.errors import InterestSyntaxError
 from digest.jobs.digests import MAX_WINDOW
 from digest.match import INTEREST_EXAMPLES, Interests, Selection, match_subscriber, parse_interests
+from digest.match.prefilter import search_query
 from digest.render.view import HtmlStyle, card_context, html_fields, match_view, paper_view
 from digest.store import Database
 from digest.store.search import Candidates, search_papers
@@ -81,7 +82,7 @@ def search_stored_papers(
     keywords = replace(interests, trending=None, trending_first=False)
     with database.session() as session:
         candidates = search_papers(
-            session, keywords, since=now - SEARCH_WINDOW, limit=CANDIDATE_LIMIT
+            session, search_query(keywords), since=now - SEARCH_WINDOW, limit=CANDIDATE_LIMIT
         )
     return SearchResult(match_subscriber(keywords, candidates.papers, shown), candidates)
 
