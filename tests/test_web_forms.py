@@ -315,3 +315,20 @@ def test_the_form_offers_trending_and_says_it_covers_hugging_face(site: Site) ->
     )
     assert "<code>trending</code>" in page  # in the syntax table
     assert 'max="20"' in page  # the digest's size, [match] max_papers
+
+
+def test_interests_tried_on_the_search_page_come_to_the_form(site: Site) -> None:
+    page = site.get("/?interests=diffusion%0A-survey").get_data(as_text=True)
+    assert "diffusion\n-survey</textarea>" in page
+    page = site.get("/?interests=trending:5%0Adiffusion").get_data(as_text=True)
+    assert (
+        "diffusion</textarea>" in page
+        and '<input checked id="trending" name="trending" type="checkbox"' in page
+    )
+    assert re.search(r'<input[^>]*id="trending_count"[^>]*value="5"', page)
+    hostile = site.get("/?interests=%3C/textarea%3E%3Cscript%3Ex%3C/script%3E").get_data(
+        as_text=True
+    )
+    assert "<script>x" not in hostile and "&lt;/textarea&gt;&lt;script&gt;x" in hostile
+    too_long = site.get("/?interests=" + "a" * 2001).get_data(as_text=True)
+    assert "a" * 100 not in too_long

@@ -39,7 +39,7 @@ from digest.store.subscribers import (
 from digest.subscriber import Subscriber
 from digest.tokens import read_confirm_token, read_token, token_matches
 from digest.web import ACCEPTED, context
-from digest.web.forms import ButtonForm, SignupForm
+from digest.web.forms import MAX_INTERESTS, ButtonForm, SignupForm
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ def _new_signup_form() -> SignupForm:
     if request.method != "POST":  # GET or HEAD: a fresh form, with the defaults
         form.send_time.data = time.fromisoformat(settings.schedule.default_send_time)
         form.timezone.data = settings.service.timezone
+        # Interests tried on the search page come along ("Get these by email"); too
+        # long a list is not shown in part, the form would only refuse it.
+        offered = request.args.get("interests", "")
+        if offered and len(offered) <= MAX_INTERESTS:
+            form.fill_interests(offered.replace("\r\n", "\n"))
     return form
 
 
