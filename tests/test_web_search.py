@@ -9,6 +9,7 @@ and markup; escapes whatever a paper says; and answers GET and HEAD only.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -222,7 +223,10 @@ def test_an_index_query_over_its_budget_is_given_up_and_the_page_says_so(
     assert f"Searched the {len(papers)} papers" in text
 
 
-def test_a_search_beyond_the_concurrent_limit_is_asked_to_wait(site: Site) -> None:
+def test_a_search_beyond_the_concurrent_limit_is_asked_to_wait(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "SLOT_WAIT", 0.05)  # the slots stay taken: no need to wait
     taken = [search._search_slots.acquire(blocking=False) for _ in range(search.SEARCHES)]
     try:
         assert all(taken)
@@ -234,6 +238,19 @@ def test_a_search_beyond_the_concurrent_limit_is_asked_to_wait(site: Site) -> No
         for _ in taken:
             search._search_slots.release()
     assert find(site, "agents").status_code == 200
+
+
+def test_a_search_waits_a_moment_for_a_slot_rather_than_being_refused(site: Site) -> None:
+    search._search_slots.acquire()
+    search._search_slots.acquire()
+    freed = threading.Timer(
+        0.3, lambda: (search._search_slots.release(), search._search_slots.release())
+    )
+    freed.start()
+    try:
+        assert find(site, "agents").status_code == 200  # served once a slot was free
+    finally:
+        freed.join()
 
 
 # --- mistakes, as the signup form shows them -------------------------------------------
