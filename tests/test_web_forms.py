@@ -15,6 +15,7 @@ from digest.match import parse_interests
 from digest.store.subscribers import create_subscriber
 from digest.web.forms import (
     MAX_EMAIL,
+    ZoneField,
     address_key,
     normalise_email,
     time_zone_choices,
@@ -183,6 +184,44 @@ def test_time_zone_choices() -> None:
     assert choices["America/Argentina/Buenos_Aires"] == "America/Argentina/Buenos Aires"
     assert "EST5EDT" not in choices and "posixrules" not in choices
     assert next(iter(dict(time_zone_choices("EST5EDT")))) == "EST5EDT"
+
+
+# The time-zone <select> is written from a cache: it must be exactly what WTForms' own
+# SelectField writes, for a zone in the list, a kept legacy one, none, and a forged one.
+@pytest.mark.parametrize(
+    ("keep", "value"),
+    [
+        ((), "Europe/Paris"),
+        (("EST5EDT",), "EST5EDT"),
+        (("UTC",), None),
+        ((), "Mars/Olympus_Mons"),
+        ((), '"><script>alert(1)</script>'),
+    ],
+)
+def test_zone_select_is_written_as_wtforms_writes_it(
+    keep: tuple[str, ...], value: str | None
+) -> None:
+    from wtforms import Form, SelectField
+
+    class Stock(Form):
+        timezone = SelectField("Time zone", choices=[], validate_choice=True)
+
+    class Ours(Form):
+        timezone = ZoneField("Time zone", validate_choice=True)
+
+    stock, ours = Stock(), Ours()
+    stock.timezone.choices = time_zone_choices(*keep)
+    ours.timezone.keep_zones(keep)
+    for form in (stock, ours):
+        form.timezone.data = value
+    attributes = {"autofocus": True, "data-detect": "1", "aria-invalid": "false"}
+    assert ours.timezone(**attributes) == stock.timezone(**attributes)
+    assert ours.timezone() == stock.timezone()
+    for form in (stock, ours):
+        form.timezone.process(None)
+        form.timezone.process_formdata([value] if value is not None else [])
+    assert ours.timezone.validate(ours) == stock.timezone.validate(stock)
+    assert ours.timezone.errors == stock.timezone.errors
 
 
 # --- escaping -----------------------------------------------------------------------
