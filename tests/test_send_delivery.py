@@ -7,22 +7,26 @@ without anyone sleeping.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import random
 import threading
+import zlib
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from digest.message import dot_stuff
 from digest.send import delivery, owner, send_due
 from digest.send.delivery import Pacer
 from digest.store import Database
-from digest.store.models import OutboxRow
+from digest.store.models import OutboxMessageRow, OutboxRow
 from digest.store.outbox import claim_due, queue_message, recover_interrupted
 from digest.store.outbox_admin import (
+    compress_finished,
     queue_again,
     reactivate_subscriber,
     resolve_unknown,
@@ -41,6 +45,37 @@ from tests.owners import other_sender
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DAY = date(2026, 11, 23)
 LATER = NOW + timedelta(minutes=2)  # past the first retry delay (1 min + jitter)
+
+
+def offer_pipelining(server: Any) -> Any:
+    """Make `server` (aiosmtpd, which reads commands as they come) offer PIPELINING, and
+    count in `server.pipelined` the MAIL commands whose RCPT had arrived with them."""
+    server.pipelined = 0
+    handler = server.controller.handler
+
+    async def handle_EHLO(smtp: Any, session: Any, envelope: Any, host: str, lines: list) -> list:
+        session.host_name = host
+        return [*lines[:-1], "250-PIPELINING", lines[-1]]
+
+    async def handle_MAIL(
+        smtp: Any, session: Any, envelope: Any, address: str, options: list
+    ) -> str:
+        if b"RCPT TO:" in bytes(smtp._reader._buffer):  # sent in the same write as MAIL
+            server.pipelined += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    handler.handle_EHLO, handler.handle_MAIL = handle_EHLO, handle_MAIL
+    return server
+
+
+@pytest.fixture(params=["one command at a time", "pipelining"])
+def smtp_server(request: pytest.FixtureRequest, start_smtp_server: Any) -> Any:
+    """The conftest's server, and the same offering PIPELINING: every test here runs
+    against both, faults included."""
+    server = start_smtp_server()
+    return offer_pipelining(server) if request.param == "pipelining" else server
 
 
 @pytest.fixture
@@ -94,6 +129,8 @@ def test_every_message_arrives_once_over_reused_connections(
         assert received.data.rstrip(b"\r\n") == by_id[received.message_id].data.rstrip(b"\r\n")
         assert received.sender == "digest@example.org"
     assert states(db) == {"sent": 30}
+    # With PIPELINING, MAIL, RCPT and DATA went out together for every message.
+    assert getattr(smtp_server, "pipelined", 30) == 30
     again = send_due(send_settings, db, now=LATER)
     assert (again.due, again.sent) == (0, 0)
     assert len(smtp_server.received) == 30
@@ -124,6 +161,86 @@ def test_lines_starting_with_a_dot_survive(send_settings: Any, db: Any, smtp_ser
     assert send_due(send_settings, db, now=NOW).sent == 1
     (arrived,) = smtp_server.received
     assert arrived.data == dotted
+
+
+def _queue_one(db: Database, message: Any) -> int:
+    with db.session() as session:
+        sid = create_subscriber(
+            session, message.recipient, "x", send_time="08:00", timezone="UTC", now=NOW,
+            status="active",
+        ).id  # fmt: skip
+        row_id = queue_message(
+            session, subscriber_id=sid, kind="digest", digest_date=DAY, message=message, now=NOW
+        )
+    assert row_id is not None
+    return row_id
+
+
+def _dotted(message: Any) -> Any:
+    dotted = message.data.replace(b"\r\n\r\n", b"\r\n\r\n.hidden\r\n..two\r\n.\r\n", 1)
+    return type(message)(message.sender, message.recipient, message.message_id, dotted)
+
+
+def test_a_row_queued_before_the_wire_form_is_sent_byte_for_byte(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    message = _dotted(build_digest(1, "reader0@example.net"))
+    row_id = _queue_one(db, message)
+    with db.session() as session:  # what versions before the wire form stored
+        session.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.outbox_id == row_id)
+            .values(data=zlib.compress(message.data, 6))
+        )
+    assert send_due(send_settings, db, now=NOW).sent == 1
+    (arrived,) = smtp_server.received
+    assert arrived.data == message.data
+
+
+def test_a_compressed_row_sent_again_arrives_byte_for_byte(
+    send_settings: Any, db: Any, smtp_server: Any
+) -> None:
+    message = _dotted(build_digest(1, "reader0@example.net"))
+    row_id = _queue_one(db, message)
+    smtp_server.faults.cut_after_dot["reader0@example.net"] = 1
+    assert send_due(send_settings, db, now=NOW).unknown == 1
+    with db.session() as session:
+        assert compress_finished(session) == 1  # the hourly cleanup compresses it
+        resolve_unknown(session, row_id, delivered=False, now=LATER)
+    assert send_due(send_settings, db, now=LATER).sent == 1
+    (arrived,) = smtp_server.received
+    assert arrived.data == message.data
+
+
+def test_a_dkim_signature_still_verifies_where_the_message_arrives(
+    send_settings: Any, db: Any, smtp_server: Any, tmp_path: Any
+) -> None:
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from digest.config.mail import DkimSigner
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    unsigned = _dotted(build_digest(1, "reader0@example.net"))
+    # Signed as the renderer signs, on the message; the outbox stuffs it afterwards.
+    signed = DkimSigner("mail", "example.org", pem).sign(unsigned.data)
+    message = type(unsigned)(unsigned.sender, unsigned.recipient, unsigned.message_id, signed)
+    _queue_one(db, message)
+    assert send_due(send_settings, db, now=NOW).sent == 1
+    (arrived,) = smtp_server.received
+    assert arrived.data == signed and b"\r\n..two\r\n" in arrived.data
+    assert dkim.verify(arrived.data, dnsfunc=lambda name, timeout=5: record)
+    assert not dkim.verify(dot_stuff(signed), dnsfunc=lambda name, timeout=5: record)
 
 
 def test_421_at_connect_is_retried_later(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from digest.message import WireMessage
 from digest.send import send_due
 from digest.send.backends import SENT
 from digest.send.maildir import MaildirBackend, maildir_name
@@ -123,3 +124,19 @@ def test_a_maildir_left_open_is_made_private(
         MaildirBackend(box).open()
     assert all(_mode(path) == 0o700 for path in (box, box / "tmp", box / "new", box / "cur"))
     assert f"maildir {box} was open to other users: made it private" in caplog.text
+
+
+def test_a_message_in_its_wire_form_makes_the_same_file(tmp_path: Path) -> None:
+    message = build_digest(1, "a@example.net")
+    dotted = type(message)(
+        message.sender,
+        message.recipient,
+        message.message_id,
+        message.data.replace(b"\r\n\r\n", b"\r\n\r\n.hidden\r\n..two\r\n.\r\n", 1),
+    )
+    name = maildir_name(dotted.message_id)
+    MaildirBackend(tmp_path / "plain").open().deliver(dotted)
+    MaildirBackend(tmp_path / "wire").open().deliver(WireMessage.of(dotted))
+    written = (tmp_path / "wire" / "new" / name).read_bytes()
+    assert written == (tmp_path / "plain" / "new" / name).read_bytes()
+    assert b"\n.hidden\n..two\n.\n" in written  # unstuffed, local line ends

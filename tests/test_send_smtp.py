@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from digest.errors import ConfigError
+from digest.message import dot_unstuff
 from digest.send import make_backend, send_due
 from digest.send.backends import SENT, BackendMisconfigured, BackendUnavailable
 from digest.send.maildir import MaildirBackend
@@ -151,3 +152,5 @@ def test_backend_choice(make_settings: Any) -> None:
 )
 def test_dot_stuffing(data: bytes, wire: bytes) -> None:
     assert stuff_body(data) + END_OF_DATA == wire  # the whole DATA payload
+    if data.endswith(b"\r\n"):  # what the outbox stores comes back as it was
+        assert dot_unstuff(stuff_body(data)) == data

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
+from digest.message import Message, WireMessage, dot_stuff
 from digest.store import Database
 from digest.store.models import OutboxMessageRow, OutboxRow
 from digest.store.outbox import (
@@ -23,6 +25,7 @@ from digest.store.outbox import (
     renew_claims,
 )
 from digest.store.outbox_admin import (
+    compress_finished,
     drop_old_messages,
     reactivate_subscriber,
     recent_problems,
@@ -87,24 +90,71 @@ def test_confirmation_emails_may_be_queued_many_times(database: Database) -> Non
     assert None not in ids and len(set(ids)) == 3
 
 
-def test_the_stored_message_is_compressed_and_comes_back_byte_for_byte(
+def _dotted(subscriber_id: int) -> Message:
+    """A digest with lines that start with "." (one of them only "."), which the wire
+    form stuffs."""
+    message = build_digest(subscriber_id, f"reader{subscriber_id}@example.net", DAY)
+    data = message.data.replace(b"\r\n\r\n", b"\r\n\r\n.hidden\r\n..two\r\n.\r\n", 1)
+    return Message(message.sender, message.recipient, message.message_id, data)
+
+
+def _stored(session, row_id: int) -> bytes:
+    return session.scalar(select(OutboxMessageRow.data).where(OutboxMessageRow.outbox_id == row_id))
+
+
+def test_a_message_is_stored_in_its_wire_form_and_compressed_once_finished(
     database: Database,
 ) -> None:
-    message = build_digest(1, "reader1@example.net", DAY)
     with database.session() as session:
         sid = _subscriber(session)
+        message = _dotted(sid)
         row_id = queue_message(
             session, subscriber_id=sid, kind="digest", digest_date=DAY, message=message, now=NOW
         )
+        waiting = _queue(session, _subscriber(session, 2))
     with database.session() as session:
-        stored = session.scalar(
-            select(OutboxMessageRow.data).where(OutboxMessageRow.outbox_id == row_id)
-        )
-        assert len(stored) < len(message.data) / 2
+        # Ready to write to the socket: dot-stuffed, uncompressed, tagged.
+        assert _stored(session, row_id) == b"W" + dot_stuff(message.data)
+        assert b"\r\n..hidden\r\n...two\r\n..\r\n" in _stored(session, row_id)
         assert get_message(session, row_id) == message
         entry = get_entry(session, row_id)
-    assert entry.state == "queued" and entry.size == len(message.data)
-    assert entry.message_id == message.message_id
+        assert entry.state == "queued" and entry.size == len(message.data)
+        assert entry.message_id == message.message_id
+        job, _ = claim_due(session, now=NOW, limit=2, claimer="h:1:z")
+        assert job.outgoing() == WireMessage.of(message)
+        assert job.message() == message
+        assert compress_finished(session) == 0  # nothing is finished yet
+        record_results(session, [Result(row_id, sid, "sent")], now=NOW, bounce_threshold=3)
+    with database.session() as session:
+        assert compress_finished(session) == 1
+        assert compress_finished(session) == 0  # once compressed, not found again
+    with database.session() as session:
+        kept = _stored(session, row_id)
+        assert kept.startswith(b"Z") and len(kept) < len(message.data) / 2
+        assert get_message(session, row_id) == message  # byte for byte
+        assert _stored(session, waiting).startswith(b"W")  # still waiting: left as it is
+
+
+def test_a_row_queued_the_older_way_comes_back_byte_for_byte(database: Database) -> None:
+    with database.session() as session:
+        sid = _subscriber(session)
+        message = _dotted(sid)
+        row_id = queue_message(
+            session, subscriber_id=sid, kind="digest", digest_date=DAY, message=message, now=NOW
+        )
+        # How versions before the wire form stored it: the message, zlib level 6.
+        session.execute(
+            update(OutboxMessageRow)
+            .where(OutboxMessageRow.outbox_id == row_id)
+            .values(data=zlib.compress(message.data, 6))
+        )
+    with database.session() as session:
+        (job,) = claim_due(session, now=NOW, limit=2, claimer="h:1:z")
+        assert job.outgoing() == message  # a plain Message: the sender stuffs it
+        record_results(session, [Result(row_id, sid, "sent")], now=NOW, bounce_threshold=3)
+    with database.session() as session:
+        assert compress_finished(session) == 0  # already compact
+        assert get_message(session, row_id) == message
 
 
 def test_a_digest_needs_its_date(database: Database) -> None:

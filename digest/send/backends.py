@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from digest.errors import DeliveryError
-from digest.message import Message
+from digest.message import Message, WireMessage
 
 # Outcome statuses.
 SENT = "sent"
@@ -55,8 +55,10 @@ class BackendMisconfigured(DeliveryError):
 class Connection(Protocol):
     """One open channel to the backend, used by one thread at a time."""
 
-    def deliver(self, message: Message, before_end: Callable[[], None] | None = None) -> Outcome:
-        """Hand one message over and say what the backend did with it.
+    def deliver(
+        self, message: Message | WireMessage, before_end: Callable[[], None] | None = None
+    ) -> Outcome:
+        """Hand one message over (as it is, or in its wire form) and say what became of it.
 
         `before_end` is called at the last moment before the backend can accept the
         message (before the final "." of SMTP DATA): the outbox waits there until the

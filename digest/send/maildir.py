@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from digest.message import Message
+from digest.message import Message, WireMessage
 from digest.paths import PRIVATE_FILE, private_folder, tighten
 from digest.send.backends import SENT, BackendUnavailable, Outcome
 
@@ -62,8 +62,12 @@ class MaildirConnection:
         self.path = path
         self.seen_in_cur = seen_in_cur
 
-    def deliver(self, message: Message, before_end: Callable[[], None] | None = None) -> Outcome:
+    def deliver(
+        self, message: Message | WireMessage, before_end: Callable[[], None] | None = None
+    ) -> Outcome:
         """Write the message to new/ atomically, unless it is already in the maildir."""
+        if isinstance(message, WireMessage):
+            message = message.message()  # a mail file holds the message, not its wire form
         name = maildir_name(message.message_id)
         if name in self.seen_in_cur:
             return Outcome(SENT, "write", reply=f"already in {self.path} as cur/{name}")
