@@ -182,6 +182,10 @@ def test_environment_converts_types() -> None:
             "config.toml: [match] max_papers must be between 1 and 20, got 21",
         ),
         (
+            "[schedule]\ndigest_workers = 0\n",
+            "config.toml: [schedule] digest_workers must be between 1 and 64, got 0",
+        ),
+        (
             '[match]\nmax_papers = "20"\n',
             'config.toml: [match] max_papers must be an integer, got "20"',
         ),

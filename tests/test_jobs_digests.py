@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -655,3 +656,183 @@ def test_trending_follows_the_hugging_face_listing_with_fresh_upvotes(
     run(settings, database, FRIDAY_8AM + timedelta(days=1))
     later = [" ".join(t.split()) for s, day, t in digests(database) if s == reader][1:]
     assert later == [] or "EvoArena" not in later[0]
+
+
+# --- several processes ([schedule] digest_workers) ----------------------------------------
+
+
+class PidRecorder(DigestRenderer):
+    """Writes down which process rendered each digest (a file: workers are processes)."""
+
+    log: Path
+
+    def render_digest(self, subscriber, *args: object, **kwargs: object):  # type: ignore[override]
+        with self.log.open("a") as handle:
+            handle.write(f"{os.getpid()} {subscriber.id}\n")
+        return super().render_digest(subscriber, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_workers_share_the_batches_and_each_reader_gets_one_digest(
+    make_settings,
+    database: Database,
+    listing: tuple[Paper, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(schedule={"digest_workers": 3})
+    store(database, listing, SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(7)]
+    built = []
+    monkeypatch.setattr(
+        digests_job, "Matcher", lambda papers, **kw: built.append(papers) or Matcher(papers, **kw)
+    )
+    from digest.tokens import secret_key
+
+    renderer = PidRecorder(settings, secret_key(settings))
+    renderer.log = tmp_path / "rendered"
+    report = run(settings, database, FRIDAY_8AM, batch=2, renderer=renderer)
+    assert (report.due, report.queued) == (7, 7)
+    assert sorted(s for s, _, _ in digests(database)) == ids
+    assert len(built) == 1  # indexed once, before the workers are forked
+    rendered = [line.split() for line in renderer.log.read_text().splitlines()]
+    assert sorted(int(key) for _, key in rendered) == ids
+    assert str(os.getpid()) not in {pid for pid, _ in rendered}  # all made in the workers
+    assert {"read", "index", "match", "render", "queue"} <= set(report.cpu)
+    with database.session() as session:
+        for subscriber_id in ids:
+            after = get_subscriber(session, subscriber_id)
+            assert after is not None and after.last_digest_at == FRIDAY_8AM - SETTLE
+            assert after.next_digest_at == FRIDAY_8AM + timedelta(days=1)
+    assert run(settings, database, FRIDAY_8AM + timedelta(minutes=1)).due == 0
+
+
+def test_a_worker_that_dies_loses_only_its_batch_in_progress(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(5)]
+    victim = ids[1]
+
+    class Dies(DigestRenderer):
+        """The process is killed (say, out of memory) while it renders one digest."""
+
+        def render_digest(self, subscriber, *args: object, **kwargs: object):  # type: ignore[override]
+            if subscriber.id == victim:
+                os._exit(9)
+            return super().render_digest(subscriber, *args, **kwargs)  # type: ignore[arg-type]
+
+    from digest.tokens import secret_key
+
+    with pytest.raises(DigestError, match="died"):
+        run(
+            settings,
+            database,
+            FRIDAY_8AM,
+            batch=1,
+            workers=2,
+            renderer=Dies(settings, secret_key(settings)),
+        )
+    # The other worker did every other batch; the dead one's batch is still due.
+    assert sorted(s for s, _, _ in digests(database)) == [i for i in ids if i != victim]
+    with database.session() as session:
+        kept = get_subscriber(session, victim)
+    assert kept is not None and kept.next_digest_at == FRIDAY_8AM
+    assert kept.last_digest_at == SIGNUP - timedelta(days=1)
+    # The next run makes the missing digest and nothing twice.
+    report = run(settings, database, FRIDAY_8AM + timedelta(minutes=5), workers=2)
+    assert (report.due, report.queued) == (1, 1)
+    assert sorted(s for s, _, _ in digests(database)) == ids
+
+
+def test_a_failing_worker_raises_and_its_batch_changes_nothing(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(4)]
+    victim = ids[2]
+
+    class Broken(DigestRenderer):
+        def render_digest(self, subscriber, *args: object, **kwargs: object):  # type: ignore[override]
+            if subscriber.id == victim:
+                raise RuntimeError("disk full")
+            return super().render_digest(subscriber, *args, **kwargs)  # type: ignore[arg-type]
+
+    from digest.tokens import secret_key
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(
+            settings,
+            database,
+            FRIDAY_8AM,
+            batch=2,
+            workers=2,
+            renderer=Broken(settings, secret_key(settings)),
+        )
+    done = [s for s, _, _ in digests(database)]
+    # The victim's batch (ids[2:4]) rolled back whole; the other was done, or not started.
+    assert victim not in done and ids[3] not in done and len(done) == len(set(done))
+    with database.session() as session:
+        for subscriber_id in ids[2:]:
+            kept = get_subscriber(session, subscriber_id)
+            assert kept is not None and kept.next_digest_at == FRIDAY_8AM
+    assert run(settings, database, FRIDAY_8AM + timedelta(minutes=5), workers=2).queued == 4 - len(
+        done
+    )
+    assert sorted(s for s, _, _ in digests(database)) == ids
+
+
+def test_a_reader_due_after_the_batches_were_planned_is_not_left_out(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    store(database, listing, SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents") for n in range(3)]
+    late: list[int] = []
+
+    class Meanwhile(DigestRenderer):
+        """While the job renders, a new reader confirms whose time has passed too."""
+
+        def render_digest(self, *args: object, **kwargs: object):  # type: ignore[override]
+            if not late:
+                late.append(subscribe(database, "late@example.org", "agents"))
+                with database.session() as session:
+                    session.execute(
+                        update(SubscriberRow)
+                        .where(SubscriberRow.id == late[0])
+                        .values(next_digest_at=FRIDAY_8AM - timedelta(minutes=1))
+                    )
+            return super().render_digest(*args, **kwargs)  # type: ignore[arg-type]
+
+    from digest.tokens import secret_key
+
+    renderer = Meanwhile(settings, secret_key(settings))
+    report = run(settings, database, FRIDAY_8AM, batch=2, renderer=renderer)
+    assert (report.due, report.queued) == (4, 4)
+    assert sorted(s for s, _, _ in digests(database)) == [*ids, *late]
+
+
+def test_batches_reaching_back_alike_share_one_wider_index(
+    settings: Settings,
+    database: Database,
+    listing: tuple[Paper, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store(database, listing[:10], FRIDAY_8AM - timedelta(days=20))
+    store(database, listing[10:], SIGNUP)
+    ids = [subscribe(database, f"reader{n}@example.org", "agents, model") for n in range(4)]
+    with database.session() as session:  # never sent (an older version's row), say
+        session.execute(
+            update(SubscriberRow).where(SubscriberRow.id.in_(ids[1:])).values(last_digest_at=None)
+        )
+    built: list[int] = []
+    monkeypatch.setattr(
+        digests_job,
+        "Matcher",
+        lambda papers, **kw: built.append(len(papers)) or Matcher(papers, **kw),
+    )
+    report = run(settings, database, FRIDAY_8AM, batch=1)
+    assert report.queued == 4
+    # The run's last week, and 30 days once for the three batches that reach back so far.
+    assert built == [20, 30]
+    texts = {subscriber: " ".join(text.split()) for subscriber, _, text in digests(database)}
+    assert all(any(p.title[:40] in texts[i] for p in listing[:10]) for i in ids[1:])
+    assert not any(p.title[:40] in texts[ids[0]] for p in listing[:10])

@@ -281,6 +281,7 @@ class ScheduleSettings:
     digest_check_minutes: float = checked(5.0, at_least(0.01))
     default_send_time: str = checked("08:00", time_of_day)
     fetch_at_start: bool = True
+    digest_workers: int = checked(1, between(1, 64))
 
 
 @dataclass(frozen=True)

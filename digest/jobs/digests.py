@@ -33,10 +33,17 @@ their time to later the same day): one digest a day either way.
 
 from __future__ import annotations
 
+import gc
 import logging
+import multiprocessing
+import pickle
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from multiprocessing.connection import Connection
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,7 +54,7 @@ from digest.errors import DigestError, InterestSyntaxError
 from digest.match import Interests, Matcher, Selection, parse_interests
 from digest.render import DigestRenderer
 from digest.store import Database
-from digest.store.models import OutboxRow
+from digest.store.models import OutboxRow, SubscriberRow
 from digest.store.outbox import DIGEST, Outgoing, digest_row, queue_messages
 from digest.store.papers import papers_first_seen_between, papers_first_seen_since
 from digest.store.subscribers import (
@@ -80,6 +87,27 @@ class QueueReport:
     # Why each digest counted in `invalid` after matching could not be made, by subscriber
     # id: what `queue_digest_now` tells the operator (the daily job logs it instead).
     problems: dict[int, str] = field(default_factory=dict)
+    # CPU seconds spent in each stage (read, index, match, render, queue), summed over
+    # the processes that did the work: where a run's time goes, for the log and benches.
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        """Add the CPU time the block takes to `stage`."""
+        started = time.process_time()
+        try:
+            yield
+        finally:
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - started
+
+    def add(self, other: QueueReport) -> None:
+        """Count in what another process of the same run did."""
+        for name in ("due", "queued", "empty", "already", "invalid"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.papers = max(self.papers, other.papers)
+        self.problems.update(other.problems)
+        for stage, seconds in other.cpu.items():
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + seconds
 
     def summary(self) -> str:
         """One greppable line: `digests due 412, queued 410, empty 2, ...`."""
@@ -97,31 +125,38 @@ def queue_due_digests(
     now: datetime,
     renderer: DigestRenderer | None = None,
     batch: int = BATCH,
+    workers: int | None = None,
 ) -> QueueReport:
-    """Queue the digest of every subscriber due at `now`; see the module docstring."""
+    """Queue the digest of every subscriber due at `now`; see the module docstring.
+
+    `workers` processes share the batches (default `[schedule] digest_workers`); each
+    batch is still one transaction, whichever process makes it.
+    """
     renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
+    workers = settings.schedule.digest_workers if workers is None else workers
     cutoff = now - SETTLE
     report = QueueReport()
-    parsed: dict[str, Interests | None] = {}
-    shared: _Window | None = None
-    after_id = 0
-    while True:
-        with database.session() as session:
-            due = due_subscribers(session, now, limit=batch, after_id=after_id)
-            if not due:
-                break
-            after_id = due[-1].id
-            shared = shared or _shared_window(session, now, cutoff)
-            window = shared if shared.covers(due) else _batch_window(session, due, cutoff)
-            report.papers = max(report.papers, window.matcher.count)
-            days = {s.id: _digest_date(s, now) for s in due}  # once each: time zone maths
-            taken = _taken_days(session, days)
-            outgoing, moves = _compose(
-                settings, renderer, due, window.matcher, days, taken, parsed, report, now, cutoff
-            )
-            report.queued += queue_messages(session, outgoing, now=now)
-            advance_schedules(session, moves)
-    return report
+    with database.session() as session:
+        with report.timing("read"):
+            ranges = _batch_ranges(session, now, batch)
+        if not ranges:
+            return report
+        with report.timing("index"):
+            shared = _shared_window(session, now, cutoff)
+    run = _Run(settings, database, renderer, shared, now, cutoff, batch)
+    workers = min(workers, len(ranges)) if _can_fork() else 1
+    # The papers' index and the renderer's caches live for the whole run: frozen out of
+    # the cyclic garbage collector's sight, they are not walked again at every full
+    # collection (nor copied into each worker by it). The run makes no cycles to free.
+    gc.freeze()
+    try:
+        if workers > 1:
+            return _in_workers(run, ranges, workers, report)
+        for after, last in ranges:
+            run.batches(after, last, report)
+        return report
+    finally:
+        gc.unfreeze()
 
 
 @dataclass(frozen=True)
@@ -234,6 +269,159 @@ def queue_digest_now(
     )
 
 
+# A batch of the run: the due subscribers after id `after`, up to id `last` (None: every
+# one after `after`, so those who become due while the run goes are not left out).
+_Range = tuple[int, int | None]
+
+
+def _batch_ranges(session: Session, now: datetime, batch: int) -> list[_Range]:
+    """The run's batches as id ranges of `batch` due subscribers each, planned up front
+    so that several processes can share them out; the last range is open-ended."""
+    ids = session.scalars(
+        select(SubscriberRow.id)
+        .where(SubscriberRow.status == "active", SubscriberRow.next_digest_at <= now)
+        .order_by(SubscriberRow.id)
+    ).all()
+    lasts = [ids[end - 1] for end in range(batch, len(ids), batch)]
+    afters = [0, *lasts]
+    return [*zip(afters, lasts, strict=False), (afters[-1], None)] if ids else []
+
+
+@dataclass
+class _Run:
+    """What every batch of a run shares: the papers indexed once, the renderer."""
+
+    settings: Settings
+    database: Database
+    renderer: DigestRenderer
+    shared: _Window
+    now: datetime
+    cutoff: datetime
+    batch: int
+    parsed: dict[str, Interests | None] = field(default_factory=dict)
+    # Wider windows, by where they start: batches whose oldest watermark is the same (or
+    # reaches back as far as allowed, as one never sent does) share one index.
+    wider: dict[datetime, _Window] = field(default_factory=dict)
+
+    def batches(self, after: int, last: int | None, report: QueueReport) -> None:
+        """Queue the digests of the due subscribers after id `after` up to `last`, a
+        batch (one transaction) at a time: one batch, unless more became due meanwhile."""
+        while True:
+            with self.database.session() as session:
+                with report.timing("read"):
+                    page = due_subscribers(session, self.now, limit=self.batch, after_id=after)
+                due = [s for s in page if last is None or s.id <= last]
+                if due:
+                    self._batch(session, due, report)
+            if len(due) < self.batch or (last is not None and due[-1].id >= last):
+                return
+            after = due[-1].id
+
+    def _batch(self, session: Session, due: list[Subscriber], report: QueueReport) -> None:
+        now, cutoff = self.now, self.cutoff
+        with report.timing("index"):
+            window = self.shared if self.shared.covers(due) else self._wider(session, due)
+        report.papers = max(report.papers, window.matcher.count)
+        with report.timing("read"):
+            days = {s.id: _digest_date(s, now) for s in due}  # once each: time zone maths
+            taken = _taken_days(session, days)
+        outgoing, moves = _compose(
+            self.settings, self.renderer, due, window.matcher, days, taken, self.parsed,
+            report, now, cutoff,
+        )  # fmt: skip
+        with report.timing("queue"):
+            report.queued += queue_messages(session, outgoing, now=now)
+            advance_schedules(session, moves)
+            session.commit()
+
+    def _wider(self, session: Session, due: list[Subscriber]) -> _Window:
+        """The window of a batch the shared one does not cover, indexed once a run."""
+        start = _batch_start(due, self.cutoff)
+        if start not in self.wider:
+            self.wider[start] = _index_window(session, start, self.cutoff, MAX_WINDOW)
+        return self.wider[start]
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _in_workers(run: _Run, ranges: list[_Range], workers: int, report: QueueReport) -> QueueReport:
+    """The run's batches shared out between `workers` forked processes, each taking the
+    next batch nobody has taken; their reports added to `report`.
+
+    Forked after the papers are read and indexed, so every process shares that work
+    and its memory. Each batch commits or rolls back on its own, as in one
+    process: a worker that dies loses only its batch in progress, whose subscribers
+    stay due for the next run. After a failure no worker starts another batch, and the
+    first error is raised here once every worker has stopped.
+    """
+    context = multiprocessing.get_context("fork")
+    next_range = context.Value("i", 0)
+    stop = context.Event()
+    children = []
+    for _ in range(workers):
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_worker, args=(run, ranges, next_range, stop, send), daemon=True
+        )
+        process.start()
+        send.close()
+        children.append((process, receive))
+    outcomes = [_outcome(process, receive) for process, receive in children]
+    for outcome in outcomes:
+        if isinstance(outcome, QueueReport):
+            report.add(outcome)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if errors:
+        raise errors[0]
+    return report
+
+
+def _worker(
+    run: _Run,
+    ranges: list[_Range],
+    next_range: Any,
+    stop: Any,
+    results: Connection,
+) -> None:
+    """One forked process: batches until none is left (or another worker failed)."""
+    # The parent's pooled connections are the parent's: this process opens its own.
+    run.database.engine.dispose(close=False)
+    report = QueueReport()
+    try:
+        while not stop.is_set():
+            with next_range.get_lock():
+                index = next_range.value
+                next_range.value += 1
+            if index >= len(ranges):
+                break
+            run.batches(*ranges[index], report)
+    except BaseException as error:
+        stop.set()
+        results.send(_picklable(error))
+        raise
+    results.send(report)
+
+
+def _outcome(process: Any, receive: Connection) -> QueueReport | BaseException:
+    """A worker's report or error, once it has stopped."""
+    try:
+        outcome = receive.recv()
+    except EOFError:  # killed before it could say anything
+        outcome = DigestError("a digest worker process died; its batch in progress is not queued")
+    process.join()
+    return outcome
+
+
+def _picklable(error: BaseException) -> BaseException:
+    try:
+        pickle.dumps(error)
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
 @dataclass
 class _Window:
     """Papers indexed for matching: those first seen from `start` up to the cutoff."""
@@ -273,9 +461,16 @@ def _batch_window(session: Session, due: Sequence[Subscriber], cutoff: datetime)
     """The papers of one batch the shared window does not cover: from its oldest mark,
     but at most `MAX_WINDOW` back (a watermark that cannot move, say of an address that
     can never be mailed, must not grow the window day after day)."""
+    return _index_window(session, _batch_start(due, cutoff), cutoff, MAX_WINDOW)
+
+
+def _batch_start(due: Sequence[Subscriber], cutoff: datetime) -> datetime:
+    """Where a batch's own window starts: its oldest mark, at most `MAX_WINDOW` back."""
+    floor = cutoff - MAX_WINDOW
     marks = [s.last_digest_at for s in due]
-    oldest = None if None in marks else min(mark for mark in marks if mark is not None)
-    return _index_window(session, oldest, cutoff, MAX_WINDOW)
+    if None in marks:
+        return floor
+    return max(floor, min(mark for mark in marks if mark is not None))
 
 
 def _taken_days(session: Session, days: dict[int, date]) -> set[tuple[int, date]]:
@@ -340,13 +535,20 @@ def _compose(
         else:
             matchable.append((subscriber, interests, subscriber.last_digest_at))
             moves[subscriber.id] = ScheduleMove(subscriber.id, cutoff, was, following)
-    for subscriber, selection in _selections(matcher, matchable, settings.match.max_papers):
+    selections = _selections(matcher, matchable, settings.match.max_papers)
+    while True:
+        with report.timing("match"):  # the matcher works a block at a time, on demand
+            chosen = next(selections, None)
+        if chosen is None:
+            break
+        subscriber, selection = chosen
         if not selection.papers and not settings.mail.send_empty:
             report.empty += 1
             continue
         day = days[subscriber.id]
         try:
-            message = renderer.render_digest(subscriber, selection, day, now=now)
+            with report.timing("render"):
+                message = renderer.render_digest(subscriber, selection, day, now=now)
         except DigestError as error:  # e.g. an address that cannot be mailed
             report.invalid += 1
             report.problems[subscriber.id] = str(error)
