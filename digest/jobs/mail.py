@@ -3,9 +3,11 @@
 - `send_transactional` renders a confirmation email (a new sign-up) or a manage-link
   email (an address that signed up again) and queues it in the outbox, where delivery,
   retries and bounce handling are the same as for digests.
+  `queue_transactional` does the same within the caller's transaction (a sign-up's).
 - `Courier` delivers what is due right away, from one background thread, so a person
   waiting for a confirmation link gets it in seconds rather than at the scheduler's next
-  round (which would deliver it anyway).
+  round (which would deliver it anyway); under a stream of sign-ups, those of a
+  quarter of a second go out in one run.
 - `sample_digest_html` is the "show me a sample" digest of the manage page, at most
   `SAMPLE_RENDERS` at a time per process (`SampleBusy` beyond).
 """
@@ -14,9 +16,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from digest import tokens
 from digest.config import Settings
@@ -68,24 +73,44 @@ def send_transactional(
         subscriber = get_subscriber(session, subscriber_id)
         if subscriber is None:
             raise LookupError(f"no subscriber {subscriber_id}")
-        if kind == "confirm" and preferences is not None:
-            subscriber = replace(subscriber, **preferences)
-            token = tokens.make_confirm_token(secret, subscriber.id, subscriber.email, preferences)
-            link = f"{settings.service.base_url.rstrip('/')}/confirm/{token}"
-        else:
-            link = tokens.link(settings, secret, kind, subscriber.id, subscriber.email)
-        if kind == "confirm":
-            message = renderer.render_confirmation(subscriber, link, now=now)
-        else:
-            message = renderer.render_manage_link(subscriber, link, now=now)
-        outbox_id = queue_message(
-            session,
-            subscriber_id=subscriber.id,
-            kind=kind,
-            digest_date=None,
-            message=message,
-            now=now,
+        return queue_transactional(
+            session, settings, secret, renderer, subscriber, kind, now=now, preferences=preferences
         )
+
+
+def queue_transactional(
+    session: Session,
+    settings: Settings,
+    secret: str,
+    renderer: DigestRenderer,
+    subscriber: Subscriber,
+    kind: str,
+    *,
+    now: datetime,
+    preferences: Mapping[str, str] | None = None,
+) -> int:
+    """`send_transactional` within the caller's transaction: a sign-up queues its email
+    in the same short transaction that stores it, so both are saved or neither is."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown transactional email {kind!r}")
+    if kind == "confirm" and preferences is not None:
+        subscriber = replace(subscriber, **preferences)
+        token = tokens.make_confirm_token(secret, subscriber.id, subscriber.email, preferences)
+        link = f"{settings.service.base_url.rstrip('/')}/confirm/{token}"
+    else:
+        link = tokens.link(settings, secret, kind, subscriber.id, subscriber.email)
+    if kind == "confirm":
+        message = renderer.render_confirmation(subscriber, link, now=now)
+    else:
+        message = renderer.render_manage_link(subscriber, link, now=now)
+    outbox_id = queue_message(
+        session,
+        subscriber_id=subscriber.id,
+        kind=kind,
+        digest_date=None,
+        message=message,
+        now=now,
+    )
     assert outbox_id is not None  # only digests are ever deduplicated
     return outbox_id
 
@@ -94,6 +119,12 @@ class Courier:
     """Delivers due mail on request, from one daemon thread, one run at a time."""
 
     RETRY_AFTER = 2.0  # seconds, when another sender holds the send lock
+    # Under a stream of sign-ups (the last run ended less than this many seconds ago), a
+    # run waits this long once asked for, so that the sign-ups arriving meanwhile go out
+    # in that one run: a run per sign-up cost each ~15 % of its CPU (the outbox read, the
+    # send lock) and, on SQLite, a turn at the one writer lock. A lone sign-up's email
+    # goes at once, and one sign-up's email never waits behind a later one's.
+    GATHER = 0.25
 
     def __init__(
         self, settings: Settings, database: Database, clock: Callable[[], datetime]
@@ -122,12 +153,16 @@ class Courier:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        last_run = -self.GATHER
         while not self._stop.is_set():
             self._wanted.wait()
+            if time.monotonic() - last_run < self.GATHER:
+                self._stop.wait(self.GATHER)  # returns at once when stopping
             self._wanted.clear()
             if self._stop.is_set():
                 return
             self._deliver()
+            last_run = time.monotonic()
 
     def _deliver(self) -> None:
         try:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from digest.errors import TokenError
+from digest.jobs.mail import queue_transactional
 from digest.match import INTEREST_EXAMPLES
 from digest.store.subscribers import (
     change_status,
@@ -99,23 +100,38 @@ def signup_rate_limited() -> tuple[str, int]:
 
 
 def _sign_up(email: str, form: SignupForm) -> None:
+    """Store the sign-up and queue its email in one short transaction; the courier
+    delivers it in the background (or a `Notifier` hook, if the app was given one)."""
     ctx = context()
     now = ctx.clock()
     preferences = form.preferences()
     try:
-        with ctx.database.session() as session:
+        with ctx.writing(), ctx.database.session() as session:
             subscriber, kind = _store_sign_up(session, email, preferences, now)
             if not _may_resend(subscriber, now):
                 return
             record_confirm_sent(session, subscriber.id, now)
+            # A confirmation offers what this sign-up asked for (see `Notifier`).
+            offered = preferences if kind == "confirm" else None
+            if ctx.notify is None:
+                queue_transactional(
+                    session,
+                    ctx.settings,
+                    ctx.secret,
+                    ctx.renderer,
+                    subscriber,
+                    kind,
+                    now=now,
+                    preferences=offered,
+                )
     except IntegrityError:
         # The same new address signed up twice at once: the other request sends the mail.
         log.info("signup: concurrent sign-up for one address, answered once")
         return
-    if kind == "confirm":
-        # The confirmation offers what this sign-up asked for (see `Notifier`).
-        subscriber = replace(subscriber, **preferences)
-    ctx.notify(subscriber, kind)
+    if ctx.notify is not None:
+        ctx.notify(replace(subscriber, **offered) if offered else subscriber, kind)
+    elif ctx.courier is not None:
+        ctx.courier.kick()
 
 
 def _store_sign_up(
