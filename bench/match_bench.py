@@ -9,25 +9,35 @@ copy). A day of 1,000 papers is synthesised from them: each synthetic paper keep
 paper's first sentence and mixes the rest of its abstract from that paper's and other
 papers' sentences, with a real title or two real title halves joined at their colon,
 real author and organisation names (from the saved Hugging Face listing), real upvote
-counts, and a `first_seen_at` within the last three days. Subscribers get 1 to 12
+counts, and a `first_seen_at` within the last three days (those with upvotes are listed on
+Hugging Face then too, so trending has them). Subscribers get 1 to 12
 entries drawn Zipf-like (weight 1/rank) from the papers' own vocabulary (words, two- and
 three-word phrases, acronyms; ranked by frequency with phrases counted thrice, stop
 words and generic academic words such as "performance" left out), in every form:
-plain, "quoted", prefix*, title:, AND, -exclusion, author:, org:. Most subscribers'
-watermark is yesterday's run, some older, a few None.
+plain, "quoted", prefix*, title:, AND, -exclusion, author:, org:; a third of them
+(`--trending-share`) also have the trending rule (`trending`, `trending:5`,
+`trending:15 upvotes>=20`), first or last. Most subscribers' watermark is yesterday's
+run, some older, a few None.
 
 Each size runs in a fresh subprocess, so that its peak memory (`ru_maxrss`) is its own.
-Timed: "ours" = building the index + `Matcher.select_many` over every subscriber (parsing
-the interest lists is timed apart, and so is generating them); "naive" =
+Timed: "ours" = building the index + `Matcher.select_many` over every subscriber, on one
+core, as CPU seconds (`time.process_time`) and wall; "explained" = the same, then every
+shown paper's `Match` with its hits and spans read as the renderer reads them (the daily
+job renders every selection); "two cores" = the index built once, then the subscribers
+split in two halves matched in two forked processes at once, wall time from the start
+of indexing until both are done (before the one-core run, so both start cold). Parsing
+the interest lists is timed apart (CPU), and so is generating them. "naive" =
 `naive_match_many` (a compiled regex per entry, per paper, per subscriber) on the first
 `--baseline-sample` subscribers (all of them if 0), extrapolated linearly to the whole
 size when it is a sample (its cost per subscriber does not depend on how many there
-are). Every subscriber the baseline ran for is checked to get the same `Selection`.
+are). The baseline knows no trending: every sampled subscriber without it is checked to
+get the same `Selection`, and it runs on the keywords of those with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -42,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from digest.match import Matcher, parse_interests  # noqa: E402
+from digest.match import Interests, Matcher, Selection, parse_interests  # noqa: E402
 from digest.paper import Paper  # noqa: E402
 from tests.reference.naive import naive_match_many  # noqa: E402
 
@@ -117,6 +127,8 @@ def synthesise_papers(real: list[dict], count: int, rng: random.Random) -> list[
             pool = own if rng.random() < 0.5 else sentences[rng.randrange(len(real))]
             body.append(rng.choice(pool))
         age = rng.choices([0, 1, 2], weights=[85, 10, 5])[0]
+        votes = rng.choice(upvotes)
+        seen = DAY - timedelta(days=age, minutes=rng.randrange(24 * 60))
         papers.append(
             Paper(
                 id=f"2606.{number:05d}",
@@ -124,8 +136,10 @@ def synthesise_papers(real: list[dict], count: int, rng: random.Random) -> list[
                 abstract=" ".join(body),
                 authors=tuple(rng.sample(authors, rng.randint(1, min(12, len(authors))))),
                 organization=rng.choice(orgs) if rng.random() < 0.5 else None,
-                upvotes=rng.choice(upvotes),
-                first_seen_at=DAY - timedelta(days=age, minutes=rng.randrange(24 * 60)),
+                upvotes=votes,
+                first_seen_at=seen,
+                sources=("hf",) if votes else ("arxiv",),
+                hf_seen_at=seen if votes else None,
             )
         )
     return papers
@@ -207,6 +221,22 @@ class InterestMaker:
         return self.rng.choices(self.WATERMARKS, cum_weights=(90, 97, 99, 100))[0]
 
 
+TRENDING_RULES = ("trending", "trending", "trending:5", "trending:15 upvotes>=20")
+
+
+def with_trending(texts: list[str], share: float, seed: int) -> list[str]:
+    """A `share` of the lists with a trending rule first or last (its own random stream,
+    so the keyword entries stay those drawn without it)."""
+    rng = random.Random(seed + 1)
+    lists = []
+    for text in texts:
+        if rng.random() < share:
+            rule = rng.choice(TRENDING_RULES)
+            text = f"{rule}\n{text}" if rng.random() < 0.5 else f"{text}\n{rule}"
+        lists.append(text)
+    return lists
+
+
 def _accumulate(values: list[float]):  # type: ignore[no-untyped-def]
     total = 0.0
     for value in values:
@@ -221,7 +251,72 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_size(size: int, papers_count: int, sample: int, seed: int) -> dict:
+def explain(selection: Selection) -> int:
+    """Read every shown paper's explanation as the renderer does; the number of spans."""
+    spans = 0
+    for _, matches in selection.sections:
+        for match in matches:
+            for hit in match.hits:
+                spans += len(hit.spans)
+    return spans
+
+
+Subscribers = list[tuple[int, Interests, datetime | None]]
+
+
+def match_all(matcher: Matcher, subscribers: Subscribers, explained: bool) -> int:
+    """Match every subscriber (and read their explanations if `explained`): papers shown."""
+    shown = 0
+    for _, selection in matcher.select_many(subscribers, 20):
+        shown += selection.papers
+        if explained:
+            explain(selection)
+    return shown
+
+
+def two_cores(papers: list[Paper], subscribers: Subscribers) -> dict:
+    """Index once, then match two halves of the subscribers in two forked processes."""
+    started = time.perf_counter()
+    matcher = Matcher(papers, trending_until=DAY)
+    half = len(subscribers) // 2
+    children = []
+    for part in (subscribers[:half], subscribers[half:]):
+        reading, writing = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: match its half, say how long it took, and leave
+            os.close(reading)
+            cpu = time.process_time()
+            shown = match_all(matcher, part, explained=False)
+            report = {"cpu_s": time.process_time() - cpu, "shown": shown}
+            os.write(writing, json.dumps(report).encode())
+            os._exit(0)
+        os.close(writing)
+        children.append((pid, reading))
+    reports = []
+    for pid, reading in children:
+        with os.fdopen(reading, "rb") as pipe:
+            reports.append(json.loads(pipe.read()))
+        os.waitpid(pid, 0)
+    return {
+        "two_core_wall_s": time.perf_counter() - started,
+        "two_core_cpu_s": [r["cpu_s"] for r in reports],
+        "two_core_shown": sum(r["shown"] for r in reports),
+        "two_core_child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def timed(work, *args):  # type: ignore[no-untyped-def]
+    """(result, wall s, CPU s) of `work(*args)`."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = work(*args)
+    return result, time.perf_counter() - started, time.process_time() - cpu
+
+
+def parse_all(texts: list[str]) -> list[Interests]:
+    return [parse_interests(text) for text in texts]
+
+
+def run_size(size: int, papers_count: int, sample: int, seed: int, share: float) -> dict:
     rng = random.Random(seed)
     real = load_real()
     papers = synthesise_papers(real, papers_count, rng)
@@ -229,52 +324,57 @@ def run_size(size: int, papers_count: int, sample: int, seed: int) -> dict:
     started = time.perf_counter()
     texts = [maker.interests() for _ in range(size)]
     marks = [maker.watermark() for _ in range(size)]
+    texts = with_trending(texts, share, seed)
     generated = time.perf_counter() - started
-    started = time.perf_counter()
-    lists = [parse_interests(text) for text in texts]
-    parsed = time.perf_counter() - started
+    lists, _, parsed_cpu = timed(parse_all, texts)
     del texts
     rss_input = max_rss_mb()
+    subscribers = list(zip(range(size), lists, marks, strict=True))
+    load_before = os.getloadavg()
 
-    started, cpu = time.perf_counter(), time.process_time()
-    matcher = Matcher(papers)
-    indexed, indexed_cpu = time.perf_counter() - started, time.process_time() - cpu
-    ours: list = []
-    keep = sample if sample else size
-    chosen = 0
-    started, cpu = time.perf_counter(), time.process_time()
-    for key, selection in matcher.select_many(zip(range(size), lists, marks, strict=True), 20):
-        chosen += len(selection.matches)
-        if key < keep:
-            ours.append(selection)
-    matched, matched_cpu = time.perf_counter() - started, time.process_time() - cpu
+    two = two_cores(papers, subscribers)
+    matcher, indexed, indexed_cpu = timed(Matcher, papers, DAY)
+    shown, matched, matched_cpu = timed(match_all, matcher, subscribers, False)
     rss_ours = max_rss_mb()
+    del matcher
+    again = Matcher(papers, trending_until=DAY)
+    _, explained, explained_cpu = timed(match_all, again, subscribers, True)
+    del again
+    load_after = os.getloadavg()
 
-    subscribers = list(zip(range(keep), lists[:keep], marks[:keep], strict=True))
+    keep = sample if sample else size
+    sampled = subscribers[:keep]
+    ours = {key: s for key, s in Matcher(papers, trending_until=DAY).select_many(sampled, 20)}
+    keywords = [(k, dataclasses.replace(i, trending=None), w) for k, i, w in sampled]
     started, cpu = time.perf_counter(), time.process_time()
-    naive = [selection for _, selection in naive_match_many(papers, subscribers, 20)]
+    naive = dict(naive_match_many(papers, keywords, 20))
     naive_time, naive_cpu = time.perf_counter() - started, time.process_time() - cpu
-    disagree = sum(1 for a, b in zip(ours, naive, strict=True) if a != b)
+    checked = [key for key, interests, _ in sampled if interests.trending is None]
+    disagree = sum(1 for key in checked if ours[key] != naive[key])
     return {
         "size": size,
         "papers": papers_count,
-        "distinct_entries": len(matcher._entries),
+        "trending_share": share,
         "generate_s": generated,
-        "parse_s": parsed,
+        "parse_cpu_s": parsed_cpu,
         "index_s": indexed,
         "match_s": matched,
         "ours_s": indexed + matched,
         "ours_cpu_s": indexed_cpu + matched_cpu,
-        "chosen_per_subscriber": chosen / size,
+        "explained_cpu_s": indexed_cpu + explained_cpu,
+        "explained_s": indexed + explained,
+        "shown_per_subscriber": shown / size,
         "rss_after_input_mb": rss_input,
         "rss_peak_ours_mb": rss_ours,
+        **two,
         "naive_subscribers": keep,
         "naive_s": naive_time,
         "naive_full_s": naive_time * size / keep,
         "naive_full_cpu_s": naive_cpu * size / keep,
         "naive_extrapolated": keep < size,
+        "checked": len(checked),
         "disagreements": disagree,
-        "load": os.getloadavg(),
+        "load": [load_before, load_after],
     }
 
 
@@ -289,11 +389,15 @@ def main() -> None:
         help="subscribers the naive baseline runs for (0: all); the rest is extrapolated",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--trending-share", type=float, default=1 / 3, help="share of lists with trending"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         (size,) = args.sizes
-        print(json.dumps(run_size(size, args.papers, args.baseline_sample, args.seed)))
+        result = run_size(size, args.papers, args.baseline_sample, args.seed, args.trending_share)
+        print(json.dumps(result))
         return
     print(f"load before: {os.getloadavg()}", flush=True)
     rows = []
@@ -301,27 +405,30 @@ def main() -> None:
         command = [sys.executable, __file__, "--child", "--sizes", str(size)]
         command += ["--papers", str(args.papers), "--seed", str(args.seed)]
         command += ["--baseline-sample", str(args.baseline_sample)]
+        command += ["--trending-share", str(args.trending_share)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         row = json.loads(output.strip().splitlines()[-1])
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()
     print(
-        "| subscribers | ours: index + match, wall (CPU) s | µs / subscriber (CPU) "
-        "| naive, wall (CPU) s | speed-up (CPU) | peak RSS MB | parse lists s | same results |"
+        "| subscribers | ours, 1 core: CPU s (wall) | µs / subscriber | + explanations: CPU s "
+        "| 2 cores: wall s | naive, CPU s | speed-up (CPU) | peak RSS MB | parse lists CPU s "
+        "| same results | load |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for row in rows:
-        naive = f"{row['naive_full_s']:,.0f} ({row['naive_full_cpu_s']:,.0f})"
+        naive = f"{row['naive_full_cpu_s']:,.0f}"
         if row["naive_extrapolated"]:
             naive += f", from {row['naive_subscribers']:,}"
+        load = "–".join(f"{values[0]:.1f}" for values in row["load"])
         print(
-            f"| {row['size']:,} | {row['ours_s']:.1f} ({row['ours_cpu_s']:.1f}) "
-            f"| {row['ours_cpu_s'] / row['size'] * 1e6:.0f} | {naive} "
-            f"| {row['naive_full_s'] / row['ours_s']:,.0f}x "
-            f"({row['naive_full_cpu_s'] / row['ours_cpu_s']:,.0f}x) "
-            f"| {row['rss_peak_ours_mb']:,.0f} | {row['parse_s']:.1f} "
-            f"| {row['naive_subscribers'] - row['disagreements']:,}/{row['naive_subscribers']:,} |"
+            f"| {row['size']:,} | {row['ours_cpu_s']:.1f} ({row['ours_s']:.1f}) "
+            f"| {row['ours_cpu_s'] / row['size'] * 1e6:.0f} | {row['explained_cpu_s']:.1f} "
+            f"| {row['two_core_wall_s']:.1f} | {naive} "
+            f"| {row['naive_full_cpu_s'] / row['ours_cpu_s']:,.0f}x "
+            f"| {row['rss_peak_ours_mb']:,.0f} | {row['parse_cpu_s']:.1f} "
+            f"| {row['checked'] - row['disagreements']:,}/{row['checked']:,} | {load} |"
         )
     print(f"\nload after: {os.getloadavg()}")
 

@@ -91,6 +91,14 @@ class Clause:
     fields: tuple[str, ...]
     words: tuple[Word, ...]
     gaps: tuple[str, ...]
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Hashed once: the matcher looks clauses up for every new entry that holds them.
+        object.__setattr__(self, "_hash", hash((self.fields, self.words, self.gaps)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,14 +36,14 @@ import gc
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from digest.match.index import FIELD_NAMES, Found, PaperIndex
-from digest.match.query import MAX_ENTRIES, Clause, Interest, Interests
-from digest.match.results import Hit, Match, Selection, Span
+from digest.match.query import Clause, Interest, Interests
+from digest.match.results import Hit, Match, Selection, Span, explained_later
 from digest.paper import Paper, trending_order
 
 K = TypeVar("K")
@@ -59,8 +59,11 @@ _BLOCK = 2048  # subscribers scored together in one NumPy pass
 # cache is full it is emptied: what is popular comes straight back.
 _SINGLES_LIMIT = 2_000_000
 _MULTIS_LIMIT = 600_000
-_PLANS_LIMIT = 500_000
+_COLUMNS_LIMIT = 500_000
 _SELECTIONS_LIMIT = 300_000
+# Sort keys are as narrow as a group's scores allow: sorting 16-bit keys is a third of
+# the time of 32-bit ones (SIMD sorts), and most groups' scores fit in 16 bits.
+_KEY_TYPES = (np.uint16, np.uint32, np.uint64)
 
 
 def upvote_bonus(upvotes: int | None) -> float:
@@ -154,16 +157,18 @@ class Matcher:
         self._matches: dict[object, Match] = {}
         self._by_row: list[_Entry | None] = [None]
         self._row_weights: list[bytes] = [bytes(self.count)]  # rows as bytes: quick to index
-        self._plans: dict[Interests, _Plan] = {}
         self._windows: dict[datetime | None, int] = {}
         self._tie_bits = max(1, (self.count - 1).bit_length())
         self._row_limit = 1 << 20  # two-entry Match keys need fewer rows than this
-        big = (_MAX_ENTRY_WEIGHT * MAX_ENTRIES) << self._tie_bits >= 1 << 32
-        self._key_type = np.uint64 if big else np.uint32
-        self.tie = self.tie.astype(self._key_type)
+        # The paper of each tie rank: a key's low bits name its paper, so the top keys
+        # are found by value (np.partition) without carrying their columns along.
+        self._paper_of_tie = np.empty(self.count, dtype=np.int64)
+        self._paper_of_tie[self.tie] = np.arange(self.count)
+        self._ties = {dtype: self.tie.astype(dtype) for dtype in _KEY_TYPES}
         self._multis: dict[object, Match] = {}
         self._selections: dict[tuple[Interests, int, int], Selection] = {}
         self._trending = _TrendingRank(self.papers, trending_until)
+        self._trended = _Trended(self._trending)
         self._with_trending: dict[object, Selection] = {}
 
     # --- per entry, once -------------------------------------------------------------
@@ -185,14 +190,20 @@ class Matcher:
         if entry is not None:
             return entry
         clauses = [self._clause(clause) for clause in interest.clauses]
-        every = np.logical_and.reduce([fields > 0 for _, fields in clauses])
-        fields = np.bitwise_or.reduce([f for _, f in clauses]) * every
+        fields = clauses[0][1]
+        if len(clauses) > 1:  # AND: the fields of every clause, where all of them match
+            every = fields > 0
+            for _, more in clauses[1:]:
+                fields = fields | more
+                every &= more > 0
+            fields = fields * every
         if self._rows == len(self._weights):
             grown = np.zeros((2 * self._rows, self._weights.shape[1]), dtype=np.uint8)
             grown[: self._rows] = self._weights
             self._weights = grown
-        self._weights[self._rows, : self.count] = _WEIGHT_OF_FIELDS[fields]
-        self._row_weights.append(self._weights[self._rows, : self.count].tobytes())
+        row = self._weights[self._rows, : self.count]
+        np.take(_WEIGHT_OF_FIELDS, fields, out=row)
+        self._row_weights.append(row.tobytes())
         entry = _Entry(interest, self._rows, [where for found, _ in clauses for where in found])
         self._rows += 1
         self._entries[interest] = entry
@@ -266,34 +277,30 @@ class Matcher:
         self, selection: Selection, interests: Interests, watermark: datetime | None, most: int
     ) -> Selection:
         """The reader's selection with their trending papers added (cached: readers with
-        the same list and window share it)."""
+        the same list and window share it). Only the layout is decided here, as columns
+        and ranks; `_Trended.explain` makes the matches when they are read."""
         rule = interests.trending
         assert rule is not None
-        excluded = self._plan(interests).excluded
+        plan = self._plan(interests)
         columns = self._trending.columns(
-            watermark, min(rule.count, most), rule.min_upvotes, excluded, self._row_weights
+            watermark, min(rule.count, most), rule.min_upvotes, plan.excluded, self._row_weights
         )
         key = (interests, self._window(watermark), most, columns)
         known = self._with_trending.get(key)
         if known is not None:
             return known
         ranks = {column: rank for rank, column in enumerate(columns, start=1)}
-        chosen = {self._trending.column[m.paper.id]: m for m in selection.matches}
+        chosen = self._chosen_columns(selection)
+        # Layouts: matches as (index into the keyword selection, trending rank or 0);
+        # trending papers as (column, rank, index of the same paper among the matches or -1).
         if interests.trending_first:
-            trending = tuple(
-                self._trending.match(column, rank, chosen.get(column))
-                for column, rank in ranks.items()
-            )
-            matches = tuple(m for c, m in chosen.items() if c not in ranks)
+            where = {column: i for i, column in enumerate(chosen)}
+            trending = tuple([(c, rank, where.get(c, -1)) for c, rank in ranks.items()])
+            matches = tuple([(i, 0) for i, column in enumerate(chosen) if column not in ranks])
         else:
-            matches = tuple(
-                m if c not in ranks else self._trending.also(m, ranks[c]) for c, m in chosen.items()
-            )
-            trending = tuple(
-                self._trending.match(column, rank, None)
-                for column, rank in ranks.items()
-                if column not in chosen
-            )
+            matches = tuple([(i, ranks.get(column, 0)) for i, column in enumerate(chosen)])
+            shown = set(chosen)
+            trending = tuple([(c, rank, -1) for c, rank in ranks.items() if c not in shown])
         # The digest holds `most` papers in all (an email much longer gets clipped): the
         # first section fills first, the second gets the room left; matches left out are
         # counted ("and 7 more matched").
@@ -304,34 +311,44 @@ class Matcher:
             matches = matches[:room]
         else:
             trending = trending[: most - len(matches)]
-        combined = Selection(
-            matches,
+        combined = explained_later(
+            self._trended,
+            (selection, matches, trending),
+            len(matches) + len(trending),
             more,
-            trending,
             rule,
             interests.trending_first,
-            matching=bool(interests.wanted),
+            matching=bool(plan.wanted),
         )
         if len(self._with_trending) >= _SELECTIONS_LIMIT:
             self._with_trending.clear()
         self._with_trending[key] = combined
         return combined
 
+    def _chosen_columns(self, selection: Selection) -> list[int]:
+        """The columns of a keyword selection's matches, best first."""
+        if selection._source is self:
+            chosen, row = selection._token
+            return chosen.papers[row, : selection.papers].tolist()
+        return [self._trending.column[m.paper.id] for m in selection.matches]
+
     def _plan(self, interests: Interests) -> _Plan:
-        """A list's entries (found on first use), split into wanted and excluded."""
-        plan = self._plans.get(interests)
-        if plan is None:
-            entries = [self.entry(interest) for interest in interests.entries]
-            wanted = tuple(e for e in entries if not e.interest.exclude)
-            plan = _Plan(
-                wanted,
-                tuple(e.row for e in wanted) or (0,),  # row 0 (zeros) if nothing is wanted
-                tuple(e.row for e in entries if e.interest.exclude),
-            )
-            if len(self._plans) >= _PLANS_LIMIT:
-                self._plans.clear()
-            self._plans[interests] = plan
-        return plan
+        """A list's entries (found on first use), split into wanted and excluded.
+
+        Not cached: most lists are one reader's own, and those shared share a selection.
+        """
+        known = self._entries.get
+        wanted: list[_Entry] = []
+        excluded: list[int] = []
+        for interest in interests.entries:
+            entry = known(interest) or self.entry(interest)
+            if interest.exclude:
+                excluded.append(entry.row)
+            else:
+                wanted.append(entry)
+        # Row 0 (zeros) stands for the entries of a list that wants nothing but trending.
+        rows = tuple([entry.row for entry in wanted]) or (0,)
+        return _Plan(tuple(wanted), rows, tuple(excluded))
 
     def _select_block(
         self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
@@ -344,50 +361,84 @@ class Matcher:
                 yield key, Selection((), 0)
             return
         # People who wrote the same list and share a window get the same selection.
-        known = [self._selections.get((i, self._window(w), max_papers)) for _, i, w in block]
+        window = self._window
+        keys = [(interests, window(watermark), max_papers) for _, interests, watermark in block]
+        known = [self._selections.get(key) for key in keys]
         todo = [row for row, selection in enumerate(known) if selection is None]
-        fresh = self._select_rows([block[row] for row in todo], max_papers) if todo else ()
-        for row, selection in zip(todo, fresh, strict=True):
-            known[row] = selection
-            _, interests, watermark = block[row]
-            if len(self._selections) >= _SELECTIONS_LIMIT:
+        if todo:
+            if len(self._selections) + len(todo) > _SELECTIONS_LIMIT:
                 self._selections.clear()
-            self._selections[interests, self._window(watermark), max_papers] = selection
+            fresh = self._select_rows([block[row] for row in todo], max_papers)
+            for row, selection in zip(todo, fresh, strict=True):
+                known[row] = self._selections[keys[row]] = selection
         for (key, _, _), selection in zip(block, known, strict=True):
             yield key, selection  # type: ignore[misc]
 
     def _select_rows(
         self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
-    ) -> Iterator[Selection]:
-        n = self.count
+    ) -> list[Selection]:
+        """The block's selections: its papers chosen as arrays (`_Chosen`), explained later."""
         plans = [self._plan(interests) for _, interests, _ in block]
-        starts = [self._window(watermark) for _, _, watermark in block]
-        scores, groups = self._scores(plans, starts)
-        counts = np.count_nonzero(scores, axis=1).tolist()
-        # One sortable key per paper: score, then the tie-break rank in the low bits.
-        keys = (scores.astype(self._key_type) << self._tie_bits) | self.tie
-        take = min(max_papers, n)
-        top = np.argpartition(keys, n - take, axis=1)[:, n - take :]
-        top_keys = np.take_along_axis(keys, top, axis=1)
-        order = np.argsort(top_keys, axis=1)[:, ::-1]  # keys are unique: no ties to break
-        top = np.take_along_axis(top, order, axis=1)
-        bases = (np.take_along_axis(top_keys, order, axis=1) >> self._tie_bits).tolist()
-        reasons = self._reasons(groups, top, len(block)).tolist()
-        papers = top.tolist()
-        singles, multis = self._matches.get, self._multis.get
-        for row in range(len(block)):
-            chosen = min(counts[row], take)
-            matches = [singles(r) if r > 0 else multis(r) for r in reasons[row][:chosen]]
-            if None in matches:
-                for i, match in enumerate(matches):
-                    if match is None:
-                        reason = reasons[row][i]
-                        matches[i] = (
-                            self._single(reason)
-                            if reason > 0
-                            else self._match(reason, papers[row][i], plans[row], bases[row][i])
-                        )
-            yield Selection(tuple(matches), counts[row] - chosen)
+        starts = np.array([self._window(watermark) for _, _, watermark in block])
+        chosen = _Chosen(plans, min(max_papers, self.count))
+        by_width: dict[int, list[int]] = {}
+        for row, plan in enumerate(plans):
+            by_width.setdefault(len(plan.rows), []).append(row)
+        for width, members in by_width.items():
+            self._choose(chosen, members, width, starts)
+        shown, more = chosen.shown.tolist(), chosen.more.tolist()
+        return [
+            explained_later(self, (chosen, row), shown[row], more[row]) for row in range(len(plans))
+        ]
+
+    def _choose(self, chosen: _Chosen, members: list[int], width: int, starts: np.ndarray) -> None:
+        """Score and choose the papers of the block's subscribers with `width` entries.
+
+        Scores are the sum of the entries' rows of weights (a reshape and a sum is far
+        quicker than a ragged reduction), zeroed where an exclusion matches or outside
+        the window; the best are found among sort keys (score, then tie rank in the low
+        bits) by value, as the keys are unique and name their paper.
+        """
+        n, take, plans = self.count, chosen.take, chosen.plans
+        rows = np.fromiter(
+            chain.from_iterable(plans[m].rows for m in members), np.int64, len(members) * width
+        ).reshape(len(members), width)
+        gathered = self._weights[rows.ravel(), :n].reshape(len(members), width, n)
+        dtype = np.uint8 if width * _MAX_ENTRY_WEIGHT < 256 else np.uint16
+        scores = gathered.sum(axis=1, dtype=dtype)
+        self._exclude(scores, [plans[m].excluded for m in members])
+        index = np.array(members)
+        self._outside_windows(scores, starts[index])
+        counts = np.count_nonzero(scores, axis=1)
+        chosen.shown[index] = np.minimum(counts, take)
+        chosen.more[index] = counts - chosen.shown[index]
+        bits = self._tie_bits
+        limit = (int(scores.max()) + 1) << bits  # above every key of the group
+        key_type = next(t for t in _KEY_TYPES if limit <= 1 << np.iinfo(t).bits)
+        keys = (scores.astype(key_type) << bits) | self._ties[key_type]
+        best = np.sort(np.partition(keys, n - take, axis=1)[:, n - take :], axis=1)[:, ::-1]
+        papers = self._paper_of_tie[best & ((1 << bits) - 1)]
+        chosen.papers[index] = papers
+        chosen.bases[index] = best >> bits
+        chosen.reasons[index] = self._reasons(rows, gathered, papers)
+
+    def _outside_windows(self, scores: np.ndarray, starts: np.ndarray) -> None:
+        """Zero the scores of papers first seen before each row's window (few distinct)."""
+        for start in np.unique(starts).tolist():
+            if start:
+                scores[starts == start, :start] = 0
+
+    def _exclude(self, scores: np.ndarray, excluded: list[tuple[int, ...]]) -> None:
+        """Zero the scores of the papers an exclusion of the row's subscriber matches."""
+        which = [i for i, rows in enumerate(excluded) if rows]
+        if not which:
+            return
+        widest = max(len(excluded[i]) for i in which)
+        padded = np.zeros((len(which), widest), dtype=np.int64)  # row 0 is zeros: no veto
+        for k, i in enumerate(which):
+            padded[k, : len(excluded[i])] = excluded[i]
+        vetoed = self._weights[padded.ravel(), : self.count].reshape(len(which), widest, -1)
+        scores[which] *= ~vetoed.any(axis=1)
 
     def _window(self, watermark: datetime | None) -> int:
         start = self._windows.get(watermark)
@@ -395,59 +446,40 @@ class Matcher:
             start = self._windows[watermark] = self.window_start(watermark)
         return start
 
-    def _scores(
-        self, plans: list[_Plan], starts: list[int]
-    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """(subscribers x papers) whole-number scores, zero where a paper is not chosen.
-
-        Subscribers are summed in groups of equal entry counts (a reshape and a sum is
-        far quicker than a ragged reduction); the groups are returned for `_reasons`.
-        """
-        weights = self._weights
-        scores = np.zeros((len(plans), self.count), dtype=np.uint16)
-        by_width: dict[int, list[int]] = {}
-        for row, plan in enumerate(plans):
-            by_width.setdefault(len(plan.rows), []).append(row)
-        groups = []
-        for width, members in by_width.items():
-            rows = np.array([plans[m].rows for m in members], dtype=np.int64)
-            gathered = weights[rows.ravel(), : self.count].reshape(len(members), width, -1)
-            dtype = np.uint8 if width * _MAX_ENTRY_WEIGHT < 256 else np.uint16
-            index = np.array(members)
-            scores[index] = gathered.sum(axis=1, dtype=dtype)
-            groups.append((index, rows, gathered))
-        for row, plan in enumerate(plans):
-            if plan.excluded:
-                scores[row, weights[list(plan.excluded), : self.count].any(axis=0)] = 0
-        by_start: dict[int, list[int]] = {}
-        for row, start in enumerate(starts):
-            if start:
-                by_start.setdefault(start, []).append(row)
-        for start, members in by_start.items():
-            scores[members, :start] = 0
-        return scores, groups
-
-    def _reasons(
-        self, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], top: np.ndarray, size: int
-    ) -> np.ndarray:
+    def _reasons(self, rows: np.ndarray, gathered: np.ndarray, papers: np.ndarray) -> np.ndarray:
         """For each chosen paper, the key of its Match in the cache, from the entries that
         chose it: row * papers + paper for one entry, a negative key for two, 0 for more."""
         n = self.count
-        reasons = np.zeros(top.shape, dtype=np.int64)
-        for index, rows, gathered in groups:
-            members, width = rows.shape
-            chosen = np.take_along_axis(gathered, top[index][:, None, :], axis=2) > 0
-            count = chosen.sum(axis=1)
-            first = rows[np.arange(members)[:, None], chosen.argmax(axis=1)]
-            last = rows[np.arange(members)[:, None], width - 1 - chosen[:, ::-1].argmax(axis=1)]
-            paper = top[index]
-            one = first * n + paper
-            low, high = np.minimum(first, last), np.maximum(first, last)  # any list order
-            two = -((low * self._row_limit + high) * n + paper) - 1
-            if self._rows >= self._row_limit or n >= 1 << 22:
-                two[:] = 0  # the key would overflow: take the slow path
-            reasons[index] = np.where(count == 1, one, np.where(count == 2, two, 0))
-        return reasons
+        members, width = rows.shape
+        chosen = np.take_along_axis(gathered, papers[:, None, :], axis=2) > 0
+        count = chosen.sum(axis=1)
+        first = rows[np.arange(members)[:, None], chosen.argmax(axis=1)]
+        last = rows[np.arange(members)[:, None], width - 1 - chosen[:, ::-1].argmax(axis=1)]
+        one = first * n + papers
+        low, high = np.minimum(first, last), np.maximum(first, last)  # any list order
+        two = -((low * self._row_limit + high) * n + papers) - 1
+        if self._rows >= self._row_limit or n >= 1 << 22:
+            two[:] = 0  # the key would overflow: take the slow path
+        return np.where(count == 1, one, np.where(count == 2, two, 0))
+
+    def explain(self, token: tuple[_Chosen, int]) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+        """The Matches of one row of a block (`Selection.matches`), from the caches."""
+        chosen, row = token
+        shown = int(chosen.shown[row])
+        reasons = chosen.reasons[row, :shown].tolist()
+        singles, multis = self._matches.get, self._multis.get
+        matches = [singles(r) if r > 0 else multis(r) for r in reasons]
+        if None in matches:
+            papers, bases = chosen.papers[row].tolist(), chosen.bases[row].tolist()
+            for i, match in enumerate(matches):
+                if match is None:
+                    reason = reasons[i]
+                    matches[i] = (
+                        self._single(reason)
+                        if reason > 0
+                        else self._match(reason, papers[i], chosen.plans[row], bases[i])
+                    )
+        return tuple(matches), ()
 
     def _match(self, reason: int, paper: int, plan: _Plan, base: int) -> Match:
         """The Match of a paper chosen by several of the subscriber's entries, cached.
@@ -479,6 +511,43 @@ class Matcher:
             match = Match(self.papers[paper], base + self._bonus[paper], hits)
             self._remember(self._multis, _MULTIS_LIMIT, key, match)
         return match
+
+
+class _Chosen:
+    """A block of subscribers' chosen papers as arrays, one row per subscriber: the
+    columns best first, their whole-number scores and their Match keys (`_reasons`)."""
+
+    __slots__ = ("bases", "more", "papers", "plans", "reasons", "shown", "take")
+
+    def __init__(self, plans: list[_Plan], take: int) -> None:
+        size = len(plans)
+        self.plans = plans
+        self.take = take
+        self.papers = np.zeros((size, take), dtype=np.int64)
+        self.bases = np.zeros((size, take), dtype=np.uint16)
+        self.reasons = np.zeros((size, take), dtype=np.int64)
+        self.shown = np.zeros(size, dtype=np.int64)  # min(papers matched, take)
+        self.more = np.zeros(size, dtype=np.int64)  # papers matched beyond `take`
+
+
+class _Trended:
+    """Explains a selection with trending papers from its keyword selection and layout
+    (`Matcher._add_trending`)."""
+
+    def __init__(self, rank: _TrendingRank) -> None:
+        self.rank = rank
+
+    def explain(
+        self, token: tuple[Selection, tuple[tuple[int, int], ...], tuple[tuple[int, int, int], ...]]
+    ) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+        """(matches, trending): each match, with its trending reason if it has one; each
+        trending paper, with its matching reasons if it has them."""
+        selection, matches, trending = token
+        chosen, rank = selection.matches, self.rank
+        return (
+            tuple(chosen[i] if r == 0 else rank.also(chosen[i], r) for i, r in matches),
+            tuple(rank.match(c, r, chosen[i] if i >= 0 else None) for c, r, i in trending),
+        )
 
 
 class _TrendingRank:
@@ -522,7 +591,7 @@ class _TrendingRank:
                 if any(rows[row][column] for row in excluded):
                     continue
                 picked.append(column)
-            if len(self._columns) >= _PLANS_LIMIT:
+            if len(self._columns) >= _COLUMNS_LIMIT:
                 self._columns.clear()
             known = self._columns[key] = tuple(picked)
         return known

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from digest.match.query import Trending
 from digest.paper import Paper
@@ -55,7 +56,14 @@ class Match:
         return tuple(hit.interest for hit in self.hits)
 
 
-@dataclass(frozen=True, slots=True)
+class Explainer(Protocol):
+    """Where a lazily explained `Selection` gets its matches from (the matcher)."""
+
+    def explain(self, token: Any) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+        """The (matches, trending) of the selection made with `token`."""
+        ...
+
+
 class Selection:
     """One subscriber's digest: at most `max_papers` matches best first, and how many more.
 
@@ -63,14 +71,55 @@ class Selection:
     their window, most upvoted first, `rule` saying how they were chosen. No paper is in
     both: one that is shows once, in the section that comes first (`trending_first`),
     with the reasons of both (the trending one is a `Hit` labelled "trending #N").
+
+    Immutable and compared by value, as a frozen dataclass of those six fields. The
+    matcher makes its selections with `explained_later`: it chooses a million readers'
+    papers as arrays, and the `Match`es, hits and spans of one are made (shared between
+    readers by the matcher's caches) when `matches` or `trending` is first read;
+    `papers` and `more` need no explanation.
     """
 
-    matches: tuple[Match, ...]
-    more: int = 0
-    trending: tuple[Match, ...] = ()
-    rule: Trending | None = None
-    trending_first: bool = False
-    matching: bool = True  # whether the reader has keyword interests (a section of their own)
+    __slots__ = ("_matches", "_shown", "_source", "_token", "_trending", "matching", "more")
+    __slots__ += ("rule", "trending_first")
+
+    def __init__(
+        self,
+        matches: tuple[Match, ...] = (),
+        more: int = 0,
+        trending: tuple[Match, ...] = (),
+        rule: Trending | None = None,
+        trending_first: bool = False,
+        matching: bool = True,  # whether the reader has keyword interests (a section of their own)
+    ) -> None:
+        self._matches = matches
+        self._trending = trending
+        self._source: Explainer | None = None
+        self._token: Any = None
+        self._shown = len(matches) + len(trending)
+        self.more = more
+        self.rule = rule
+        self.trending_first = trending_first
+        self.matching = matching
+
+    @property
+    def matches(self) -> tuple[Match, ...]:
+        """The papers matching the reader's interests, best first."""
+        if self._source is not None:
+            self._explain()
+        return self._matches
+
+    @property
+    def trending(self) -> tuple[Match, ...]:
+        """The trending papers (with the rule), most upvoted first."""
+        if self._source is not None:
+            self._explain()
+        return self._trending
+
+    def _explain(self) -> None:
+        source, self._source = self._source, None
+        assert source is not None
+        self._matches, self._trending = source.explain(self._token)
+        self._token = None
 
     @property
     def sections(self) -> tuple[tuple[str, tuple[Match, ...]], ...]:
@@ -85,4 +134,51 @@ class Selection:
     @property
     def papers(self) -> int:
         """How many papers the digest shows, in all its sections."""
-        return len(self.matches) + len(self.trending)
+        return self._shown
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.matches, self.more, self.trending, self.rule, self.trending_first)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Selection:
+            return NotImplemented
+        assert isinstance(other, Selection)
+        return self.matching == other.matching and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((*self._fields(), self.matching))
+
+    def __repr__(self) -> str:
+        return (
+            f"Selection(matches={self.matches!r}, more={self.more!r}, "
+            f"trending={self.trending!r}, rule={self.rule!r}, "
+            f"trending_first={self.trending_first!r}, matching={self.matching!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Selection, (*self._fields(), self.matching))
+
+
+_new_selection = object.__new__
+
+
+def explained_later(
+    source: Explainer,
+    token: object,
+    shown: int,
+    more: int,
+    rule: Trending | None = None,
+    trending_first: bool = False,
+    matching: bool = True,
+) -> Selection:
+    """A `Selection` of `shown` papers whose matches `source.explain(token)` makes when
+    first read (the matcher's way: most of its work is then arrays, not objects)."""
+    selection: Selection = _new_selection(Selection)
+    selection._source = source
+    selection._token = token
+    selection._shown = shown
+    selection.more = more
+    selection.rule = rule
+    selection.trending_first = trending_first
+    selection.matching = matching
+    return selection
