@@ -16,7 +16,7 @@ from email_validator import EmailUndeliverableError
 from digest.schedule import Scheduler
 from digest.store.subscribers import change_status, create_subscriber
 from digest.tokens import make_token
-from tests.web_support import NOW, SECRET, Site, link_path
+from tests.web_support import NOW, SECRET, Site, csrf_token, link_path
 
 MAIL = {"from_address": "digest@example.org", "from_name": "Paper digest"}
 
@@ -55,6 +55,21 @@ def test_a_legacy_default_time_zone_is_offered_and_kept(make_site: Any) -> None:
     assert '<option selected value="EST5EDT">EST5EDT</option>' in page
     assert site.signup(timezone="EST5EDT").status_code == 303
     assert site.subscriber().timezone == "EST5EDT"
+
+
+def test_the_signup_page_kept_for_all_carries_each_visitors_own_token(site: Site) -> None:
+    # GET / is written once and kept; each visitor's token is filled in. A page that
+    # showed the first visitor's token to the next would let one forge the other's posts.
+    first, second = site.app.test_client(), site.app.test_client()
+    pages = [client.get("/").get_data(as_text=True) for client in (first, second, first)]
+    tokens = [csrf_token(page) for page in pages]
+    assert tokens[0] != tokens[1] and tokens[0] == tokens[2]  # one per session
+    shown = {page.replace(token, "TOKEN") for page, token in zip(pages, tokens, strict=True)}
+    # The first was written afresh, the others taken from what was kept: all alike.
+    assert len(shown) == 1 and "{csrf token slot}" not in shown.pop()
+    posted = {"email": "ada@example.org", "interests": "diffusion", "send_time": "07:30"}
+    answer = second.post("/", data={**posted, "timezone": "UTC", "csrf_token": tokens[1]})
+    assert answer.status_code == 303
 
 
 # --- double opt-in ------------------------------------------------------------------

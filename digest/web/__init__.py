@@ -97,6 +97,9 @@ class WebContext:
     courier: Courier | None = None
     _renderer: DigestRenderer | None = None
     _writer: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    # Pages the same for every visitor but for a slot, kept once written (see
+    # `digest.web.subscribe.signup`), by name.
+    pages: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.database.is_sqlite:

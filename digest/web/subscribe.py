@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -47,8 +48,17 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("subscribe", __name__)
 
 RESEND_AFTER = timedelta(minutes=10)
+# Where each visitor's CSRF token goes in the signup page kept for all (not a token's shape).
+TOKEN_SLOT = "{csrf token slot}"
 # Addresses in these states sign up afresh (and must confirm again).
 REJOINING = ("pending", "unsubscribed", "bounced")
+
+
+def _offered_interests() -> str:
+    """Interests tried on the search page, which come along ("Get these by email"); too
+    long a list is not shown in part, the form would only refuse it."""
+    offered = request.args.get("interests", "")
+    return offered.replace("\r\n", "\n") if len(offered) <= MAX_INTERESTS else ""
 
 
 def _new_signup_form() -> SignupForm:
@@ -59,11 +69,9 @@ def _new_signup_form() -> SignupForm:
     if request.method != "POST":  # GET or HEAD: a fresh form, with the defaults
         form.send_time.data = time.fromisoformat(settings.schedule.default_send_time)
         form.timezone.data = settings.service.timezone
-        # Interests tried on the search page come along ("Get these by email"); too
-        # long a list is not shown in part, the form would only refuse it.
-        offered = request.args.get("interests", "")
-        if offered and len(offered) <= MAX_INTERESTS:
-            form.fill_interests(offered.replace("\r\n", "\n"))
+        offered = _offered_interests()
+        if offered:
+            form.fill_interests(offered)
     return form
 
 
@@ -76,9 +84,11 @@ def _render_form(form: SignupForm, status: int = 200, notice: str = "") -> tuple
 @blueprint.route("/", methods=["GET", "POST"])
 def signup() -> tuple[str, int] | Response:
     """Show the signup form; on POST, store a pending sign-up and send the confirmation."""
-    form = _new_signup_form()
     if request.method != "POST":  # GET, or HEAD (GET without body): never a sign-up
-        return _render_form(form)
+        if not _offered_interests():
+            return _blank_signup_page(), 200
+        return _render_form(_new_signup_form())
+    form = _new_signup_form()
     email = form.validate_all(context().settings.web.check_dns)
     if email is None:
         return _render_form(form, 400)
@@ -87,6 +97,28 @@ def signup() -> tuple[str, int] | Response:
     else:
         _sign_up(email, form)
     return redirect(url_for("subscribe.check_email"), code=ACCEPTED)
+
+
+def _blank_signup_page() -> str:
+    """The signup page as a first visit sees it, with this visitor's CSRF token.
+
+    It is the same for everyone but for the token, and writing it took ~3 ms (WTForms
+    writing each field): it is written once per app (per mount point), with a slot where
+    each answer puts its visitor's own token, as the papers pages' signup box is.
+    """
+    pages = context().pages
+    name = "signup " + request.script_root
+    page = pages.get(name)
+    if page is None:
+        page = pages[name] = _with_token_slot(_render_form(_new_signup_form())[0])
+    return page.replace(TOKEN_SLOT, generate_csrf())
+
+
+def _with_token_slot(page: str) -> str:
+    token = generate_csrf()  # the token the form shows: Flask-WTF keeps one per request
+    if page.count(token) != 1:  # never keep a page that would show one visitor's token
+        raise RuntimeError("the signup page must show its CSRF token exactly once")
+    return page.replace(token, TOKEN_SLOT)
 
 
 def signup_rate_limited() -> tuple[str, int]:
