@@ -166,7 +166,9 @@ class Matcher:
         self._paper_of_tie[self.tie] = np.arange(self.count)
         self._ties = {dtype: self.tie.astype(dtype) for dtype in _KEY_TYPES}
         self._multis: dict[object, Match] = {}
-        self._selections: dict[tuple[Interests, int, int], Selection] = {}
+        # (window, max_papers) -> list -> selection: no key tuple made per subscriber.
+        self._selections: dict[tuple[int, int], dict[Interests, Selection]] = {}
+        self._selections_held = 0
         self._trending = _TrendingRank(self.papers, trending_until)
         self._trended = _Trended(self._trending)
         self._with_trending: dict[object, Selection] = {}
@@ -327,9 +329,9 @@ class Matcher:
 
     def _chosen_columns(self, selection: Selection) -> list[int]:
         """The columns of a keyword selection's matches, best first."""
-        if selection._source is self:
-            chosen, row = selection._token
-            return chosen.papers[row, : selection.papers].tolist()
+        chosen = selection._source
+        if isinstance(chosen, _Chosen):
+            return chosen.papers[selection._token, : selection.papers].tolist()
         return [self._trending.column[m.paper.id] for m in selection.matches]
 
     def _plan(self, interests: Interests) -> _Plan:
@@ -362,17 +364,29 @@ class Matcher:
             return
         # People who wrote the same list and share a window get the same selection.
         window = self._window
-        keys = [(interests, window(watermark), max_papers) for _, interests, watermark in block]
-        known = [self._selections.get(key) for key in keys]
+        shelves = [self._shelf(window(watermark), max_papers) for _, _, watermark in block]
+        known = [
+            shelf.get(interests) for shelf, (_, interests, _) in zip(shelves, block, strict=True)
+        ]
         todo = [row for row, selection in enumerate(known) if selection is None]
         if todo:
-            if len(self._selections) + len(todo) > _SELECTIONS_LIMIT:
-                self._selections.clear()
+            if self._selections_held + len(todo) > _SELECTIONS_LIMIT:
+                for shelf in self._selections.values():
+                    shelf.clear()
+                self._selections_held = 0
+            self._selections_held += len(todo)
             fresh = self._select_rows([block[row] for row in todo], max_papers)
             for row, selection in zip(todo, fresh, strict=True):
-                known[row] = self._selections[keys[row]] = selection
+                known[row] = shelves[row][block[row][1]] = selection
         for (key, _, _), selection in zip(block, known, strict=True):
             yield key, selection  # type: ignore[misc]
+
+    def _shelf(self, start: int, max_papers: int) -> dict[Interests, Selection]:
+        """The cached selections of one window and digest size, by list."""
+        shelf = self._selections.get((start, max_papers))
+        if shelf is None:
+            shelf = self._selections[start, max_papers] = {}
+        return shelf
 
     def _select_rows(
         self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
@@ -380,16 +394,14 @@ class Matcher:
         """The block's selections: its papers chosen as arrays (`_Chosen`), explained later."""
         plans = [self._plan(interests) for _, interests, _ in block]
         starts = np.array([self._window(watermark) for _, _, watermark in block])
-        chosen = _Chosen(plans, min(max_papers, self.count))
+        chosen = _Chosen(self, plans, min(max_papers, self.count))
         by_width: dict[int, list[int]] = {}
         for row, plan in enumerate(plans):
             by_width.setdefault(len(plan.rows), []).append(row)
         for width, members in by_width.items():
             self._choose(chosen, members, width, starts)
         shown, more = chosen.shown.tolist(), chosen.more.tolist()
-        return [
-            explained_later(self, (chosen, row), shown[row], more[row]) for row in range(len(plans))
-        ]
+        return [explained_later(chosen, row, shown[row], more[row]) for row in range(len(plans))]
 
     def _choose(self, chosen: _Chosen, members: list[int], width: int, starts: np.ndarray) -> None:
         """Score and choose the papers of the block's subscribers with `width` entries.
@@ -462,9 +474,8 @@ class Matcher:
             two[:] = 0  # the key would overflow: take the slow path
         return np.where(count == 1, one, np.where(count == 2, two, 0))
 
-    def explain(self, token: tuple[_Chosen, int]) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+    def _explain(self, chosen: _Chosen, row: int) -> tuple[Match, ...]:
         """The Matches of one row of a block (`Selection.matches`), from the caches."""
-        chosen, row = token
         shown = int(chosen.shown[row])
         reasons = chosen.reasons[row, :shown].tolist()
         singles, multis = self._matches.get, self._multis.get
@@ -479,7 +490,7 @@ class Matcher:
                         if reason > 0
                         else self._match(reason, papers[i], chosen.plans[row], bases[i])
                     )
-        return tuple(matches), ()
+        return tuple(matches)
 
     def _match(self, reason: int, paper: int, plan: _Plan, base: int) -> Match:
         """The Match of a paper chosen by several of the subscriber's entries, cached.
@@ -517,10 +528,11 @@ class _Chosen:
     """A block of subscribers' chosen papers as arrays, one row per subscriber: the
     columns best first, their whole-number scores and their Match keys (`_reasons`)."""
 
-    __slots__ = ("bases", "more", "papers", "plans", "reasons", "shown", "take")
+    __slots__ = ("bases", "matcher", "more", "papers", "plans", "reasons", "shown", "take")
 
-    def __init__(self, plans: list[_Plan], take: int) -> None:
+    def __init__(self, matcher: Matcher, plans: list[_Plan], take: int) -> None:
         size = len(plans)
+        self.matcher = matcher
         self.plans = plans
         self.take = take
         self.papers = np.zeros((size, take), dtype=np.int64)
@@ -528,6 +540,10 @@ class _Chosen:
         self.reasons = np.zeros((size, take), dtype=np.int64)
         self.shown = np.zeros(size, dtype=np.int64)  # min(papers matched, take)
         self.more = np.zeros(size, dtype=np.int64)  # papers matched beyond `take`
+
+    def explain(self, row: int) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+        """(matches, no trending) of the selection of the block's `row`."""
+        return self.matcher._explain(self, row), ()
 
 
 class _Trended:
