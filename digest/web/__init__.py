@@ -16,9 +16,7 @@ script, and no page that tells whether an address is subscribed.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,24 +94,9 @@ class WebContext:
     notify: Notifier | None = None
     courier: Courier | None = None
     _renderer: DigestRenderer | None = None
-    _writer: AbstractContextManager[Any] = field(default_factory=nullcontext)
     # Pages the same for every visitor but for a slot, kept once written (see
-    # `digest.web.subscribe.signup`), by name.
+    # `digest.web.subscribe._blank_signup_page`), by name.
     pages: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.database.is_sqlite:
-            # SQLite has one writer. Threads that wait for it inside SQLite sleep in its
-            # busy handler's steps (up to 100 ms each) whatever becomes free meanwhile:
-            # at 16 clients that made sign-ups' p99 half a second. Queued on a lock here,
-            # the next writer starts as soon as the last commits. (Other processes, the
-            # scheduler, still meet the busy handler; PostgreSQL writes side by side.)
-            self._writer = threading.Lock()
-
-    def writing(self) -> AbstractContextManager[Any]:
-        """Hold around a transaction that writes: one such transaction at a time in
-        this process on SQLite, no wait on PostgreSQL."""
-        return self._writer
 
     @property
     def renderer(self) -> DigestRenderer:

@@ -209,7 +209,7 @@ def unsubscribe(token: str) -> tuple[str, int] | Response:
         ), 400
     ctx = context()
     now = ctx.clock()
-    with ctx.writing(), ctx.database.session() as session:
+    with ctx.database.session() as session:
         left = unsubscribe_reader(session, subscriber.id, now)
     if one_click:
         return Response("Unsubscribed.\n", status=200, mimetype="text/plain")

@@ -138,7 +138,7 @@ def _sign_up(email: str, form: SignupForm) -> None:
     now = ctx.clock()
     preferences = form.preferences()
     try:
-        with ctx.writing(), ctx.database.session() as session:
+        with ctx.database.session() as session:
             subscriber, kind = _store_sign_up(session, email, preferences, now)
             if not _may_resend(subscriber, now):
                 return
