@@ -258,22 +258,34 @@ class Matcher:
     ) -> Iterator[tuple[K, Selection]]:
         """Each subscriber's selection, in the order given, computed a block at a time."""
         iterator = iter(subscribers)
-        while block := list(islice(iterator, _BLOCK)):
-            # The cyclic garbage collector is paused while a block is built: it would walk
-            # the millions of (acyclic) Match objects again and again, for nothing.
-            paused = gc.isenabled()
-            gc.disable()
-            try:
-                selections = list(self._select_block(block, max_papers))
-                for row, (_, interests, watermark) in enumerate(block):
-                    if interests.trending is not None:
-                        key, selection = selections[row]
-                        selection = self._add_trending(selection, interests, watermark, max_papers)
-                        selections[row] = key, selection
-            finally:
-                if paused:
-                    gc.enable()
-            yield from selections
+        # What exists when the run starts (the caller's parsed lists, the index) outlives
+        # it: frozen, the collector's full passes skip it rather than walk those millions
+        # of objects again and again (a third of the time at 1M readers). Unfrozen after.
+        gc.freeze()
+        try:
+            while block := list(islice(iterator, _BLOCK)):
+                yield from self._block_with_trending(block, max_papers)
+        finally:
+            gc.unfreeze()
+
+    def _block_with_trending(
+        self, block: list[tuple[K, Interests, datetime | None]], max_papers: int
+    ) -> list[tuple[K, Selection]]:
+        # The cyclic garbage collector is paused while a block is built: it would walk
+        # the (acyclic) objects made for it again and again, for nothing.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            selections = list(self._select_block(block, max_papers))
+            for row, (_, interests, watermark) in enumerate(block):
+                if interests.trending is not None:
+                    key, selection = selections[row]
+                    selection = self._add_trending(selection, interests, watermark, max_papers)
+                    selections[row] = key, selection
+        finally:
+            if paused:
+                gc.enable()
+        return selections
 
     def _add_trending(
         self, selection: Selection, interests: Interests, watermark: datetime | None, most: int
