@@ -22,10 +22,11 @@ protocol over the same rows and are read together.)
 How the bytes are kept (`outbox_messages.data`): a row queued now holds b"W" and the
 message's wire form (`digest.message.WireMessage`: CRLF line ends, dot-stuffed, ending
 in CRLF), uncompressed, so the sender writes it to the socket as it is: no inflating and
-no stuffing per message. Once a row is finished, `compress_finished` (run by the hourly
-cleanup) replaces it with b"Z" and the same wire form zlib-compressed, a fifth of the
-size, for the 30 days it is kept. Rows queued by earlier versions hold the plain message
-zlib-compressed (a zlib stream starts with 0x78, never W or Z) and are sent as before.
+no stuffing per message. Once a row is finished, the hourly cleanup
+(`digest.store.outbox_admin.compress_finished`) replaces it with b"Z" and the same wire
+form zlib-compressed, a fifth of the size, for the 30 days it is kept. Rows queued by
+earlier versions hold the plain message zlib-compressed (a zlib stream starts with 0x78,
+never W or Z) and are sent as before.
 """
 
 from __future__ import annotations
