@@ -37,7 +37,7 @@ from digest.send import SenderBusy, send_due
 from digest.sources import PoliteClient
 from digest.store import Database
 from digest.store.lock import SchedulerLock
-from digest.store.outbox_admin import drop_old_messages
+from digest.store.outbox_admin import compress_finished, drop_old_messages
 from digest.store.subscribers import delete_expired_pending
 
 log = logging.getLogger("digest.schedule")
@@ -193,17 +193,21 @@ class Scheduler:
         log.info("digests job finished: %d queued, %d sent", queued.queued, report.sent)
 
     def cleanup(self) -> None:
-        """Forget stale sign-ups and the bytes of old delivered messages."""
+        """Forget stale sign-ups and the bytes of old delivered messages; compress the
+        bytes of messages finished since (they are kept in their wire form until then)."""
         self._guarded("cleanup", self._cleanup)
 
     def _cleanup(self) -> None:
         now = self.clock()
         with self.database.session() as session:
             pending = delete_expired_pending(session, now - PENDING_LIFETIME)
+            compressed = compress_finished(session)
             messages = drop_old_messages(session, before=now - MESSAGE_LIFETIME)
-        if pending or messages:
+        if pending or messages or compressed:
             log.info(
-                "cleanup: %d unconfirmed sign-ups deleted, %d old messages dropped",
+                "cleanup: %d unconfirmed sign-ups deleted, %d finished messages compressed, "
+                "%d old messages dropped",
                 pending,
+                compressed,
                 messages,
             )

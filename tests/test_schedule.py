@@ -11,14 +11,18 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from digest.config import Settings
 from digest.schedule import PENDING_LIFETIME, Scheduler
 from digest.store import Database, open_database
 from digest.store.lock import LockHeld
+from digest.store.models import OutboxMessageRow
+from digest.store.outbox import Result, claim_due, queue_message, record_results
 from digest.store.papers import count_papers, last_fetches
 from digest.store.subscribers import count_by_status, create_subscriber
+from tests.messages import build_digest
 
 DATA = Path(__file__).parent / "data" / "sources"
 FRIDAY = datetime(2026, 6, 12, 5, 0, tzinfo=UTC)
@@ -238,3 +242,33 @@ def test_digest_job_leaves_delivery_to_a_busy_sender(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("send: another `digest send` is already delivering") for m in messages)
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_cleanup_compresses_the_messages_sent_since_and_keeps_those_waiting(
+    service: tuple[Settings, Database],
+) -> None:
+    settings, database = service
+    with database.session() as session:
+        reader = create_subscriber(
+            session, "ada@example.org", "agents", send_time="08:00", timezone="UTC",
+            now=FRIDAY, status="active",
+        )  # fmt: skip
+        ids = [
+            queue_message(
+                session,
+                subscriber_id=reader.id,
+                kind="confirm",
+                digest_date=None,
+                message=build_digest(reader.id, reader.email, FRIDAY.date()),
+                now=FRIDAY,
+            )
+            for _ in range(2)
+        ]
+        (job,) = claim_due(session, now=FRIDAY, limit=1, claimer="h:1:z")
+        record_results(session, [Result(job.id, reader.id, "sent")], now=FRIDAY, bounce_threshold=3)
+    Scheduler(settings, database, Clock(FRIDAY + timedelta(hours=1))).cleanup()
+    with database.session() as session:
+        rows = session.execute(select(OutboxMessageRow.outbox_id, OutboxMessageRow.data)).all()
+        kept = {row_id: data for row_id, data in rows}
+    waiting = next(row_id for row_id in ids if row_id != job.id)
+    assert kept[job.id][:1] == b"Z" and kept[waiting][:1] == b"W"

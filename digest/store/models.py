@@ -182,10 +182,13 @@ class OutboxRow(Base):
 
 
 class OutboxMessageRow(Base):
-    """The complete wire message of an outbox row, zlib-compressed.
+    """The complete message of an outbox row, in one of three forms told by its first
+    byte (`digest.store.outbox.unpack`): `W` its wire form (CRLF, dot-stuffed) as queued,
+    `Z` that form zlib-compressed once the row is finished, or (rows queued before the
+    wire form) zlib of the plain message.
 
     Kept apart from `OutboxRow`: SQLite rewrites a whole row on every update, and a state
-    change should not rewrite 12 KB of message. A retry sends exactly these bytes.
+    change should not rewrite 70 KB of message. A retry sends exactly these bytes.
     """
 
     __tablename__ = "outbox_messages"

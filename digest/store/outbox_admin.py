@@ -186,11 +186,10 @@ def compress_finished(session: Session, *, limit: int = COMPRESS_AT_ONCE) -> int
 def drop_old_messages(session: Session, *, before: datetime) -> int:
     """Free the stored bytes of messages sent, failed or skipped before `before`.
 
-    The rows stay (they are the delivery log); only their message bytes go. The bytes
-    of more recently finished messages are compressed first (`compress_finished`): this
-    is what the hourly cleanup runs, and so where that happens.
+    The rows stay (they are the delivery log); only their message bytes go. The hourly
+    cleanup compresses the bytes of more recently finished messages beside this
+    (`compress_finished`).
     """
-    compress_finished(session)
     finished = select(_outbox.c.id).where(
         _outbox.c.state.in_(("sent", "failed", "skipped")),
         func.coalesce(_outbox.c.sent_at, _outbox.c.last_attempt_at, _outbox.c.queued_at) < before,
