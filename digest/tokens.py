@@ -33,6 +33,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from digest.config import Settings
 from digest.errors import ConfigError, TokenError
 from digest.paths import private_folder
+from digest.subscriber import DAILY
 
 PURPOSES = ("confirm", "manage", "unsubscribe", "undo")
 MAX_AGE = {"confirm": timedelta(days=7)}
@@ -113,8 +114,10 @@ def link(settings: Settings, secret: str, purpose: str, subscriber_id: int, emai
     return f"{settings.service.base_url.rstrip('/')}/{purpose}/{token}"
 
 
-# What a sign-up asks for, in the order a confirm token carries it.
-PREFERENCES = ("interests", "send_time", "timezone")
+# What a sign-up asks for, in the order a confirm token carries it. Tokens made before
+# readers chose a cadence carry the first three: they confirm a daily digest.
+PREFERENCES = ("interests", "send_time", "timezone", "cadence")
+_EARLIER_PREFERENCES = PREFERENCES[:3]
 # How long the page that confirms an unsubscribe can undo it; after that, coming back
 # means signing up again and confirming from the email.
 UNDO_MAX_AGE = timedelta(minutes=15)
@@ -162,9 +165,13 @@ def read_confirm_token(secret: str, token: str) -> tuple[int, str, dict[str, str
     payload = _load(secret, "confirm", token)
     if _names_subscriber(payload, 2):
         return payload[0], payload[1], None
-    size = 2 + len(PREFERENCES)
-    if _names_subscriber(payload, size) and all(isinstance(v, str) for v in payload[2:]):
-        return payload[0], payload[1], dict(zip(PREFERENCES, payload[2:], strict=True))
+    for names in (PREFERENCES, _EARLIER_PREFERENCES):
+        if _names_subscriber(payload, 2 + len(names)) and all(
+            isinstance(v, str) for v in payload[2:]
+        ):
+            preferences = dict(zip(names, payload[2:], strict=True))
+            preferences.setdefault("cadence", DAILY)
+            return payload[0], payload[1], preferences
     raise TokenError("this confirm link is not valid")
 
 

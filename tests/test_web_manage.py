@@ -513,7 +513,7 @@ def test_tampered_and_wrong_purpose_links(site: Site, ada: Subscriber) -> None:
 
 
 def _form_fields(page: str) -> dict[str, str]:
-    """What the manage form would post as it is shown (inputs, textarea, selected zone)."""
+    """What the manage form would post as it is shown (inputs, textarea, selections)."""
     fields = {}
     for tag in re.findall(r"<input[^>]*>", page):
         name = re.search(r'name="([^"]+)"', tag)
@@ -530,9 +530,10 @@ def _form_fields(page: str) -> dict[str, str]:
     )
     assert textarea is not None
     fields["interests"] = html.unescape(textarea.group(1))
-    zone = re.search(r'<option selected value="([^"]+)"', page)
-    assert zone is not None
-    fields["timezone"] = zone.group(1)
+    for name, options in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', page, re.S):
+        chosen = re.search(r'<option selected value="([^"]+)"', options)
+        assert chosen is not None, name
+        fields[name] = chosen.group(1)
     return fields
 
 

@@ -1,11 +1,17 @@
 """Digests: store -> match -> render -> outbox, for every subscriber whose time has come.
 
 Each active subscriber has a watermark (`last_digest_at`) and a due time
-(`next_digest_at`, their chosen local time, computed across daylight-saving changes).
+(`next_digest_at`, their chosen local time every day, or on their day of the week,
+computed across daylight-saving changes).
 `queue_due_digests` takes the subscribers due at `now`, matches each against the papers
 first seen from their own watermark up to (not including) the cutoff, renders one each,
 and in one transaction per batch queues the messages and moves each watermark to the
 cutoff and each due time to the next local send time after `now`.
+
+A weekly digest is the same thing with a week between due times: its window runs from
+the last digest, so it holds the week's papers (its trending section the week's most
+upvoted), and switching between daily and weekly moves only the due time, never the
+watermark: nothing is lost or sent twice.
 
 So nothing is missed (a late fetch, a weekend, a day of downtime: the papers simply fall
 in the next window) and nothing is sent twice (windows do not overlap, and the outbox
@@ -17,7 +23,7 @@ latest send time that passed. A digest already queued for that date
 window stays open for the next one.
 
 A digest reaches back at most `MAX_WINDOW` (30 days), whatever the watermark says.
-The papers are read and indexed once per run for the last `SHARED_WINDOW` (7 days) and
+The papers are read and indexed once per run for the last `SHARED_WINDOW` (8 days) and
 shared by every batch; a batch with an older watermark gets a window of its own.
 
 The cutoff is `now` less `SETTLE`: a fetch that started before the job but commits
@@ -69,7 +75,9 @@ from digest.subscriber import Subscriber, digest_day, next_send_at, previous_sen
 log = logging.getLogger(__name__)
 
 SETTLE = timedelta(minutes=5)
-SHARED_WINDOW = timedelta(days=7)  # how far back the papers indexed for a whole run go
+# How far back the papers indexed for a whole run go: a weekly digest's week, with room
+# for a daylight-saving hour and a run that comes late.
+SHARED_WINDOW = timedelta(days=8)
 MAX_WINDOW = timedelta(days=30)  # how far back any digest goes
 BATCH = 2000
 
@@ -488,7 +496,7 @@ def _taken_days(session: Session, days: dict[int, date]) -> set[tuple[int, date]
 
 def _digest_date(subscriber: Subscriber, now: datetime) -> date:
     """The local date of the latest send time that passed: the digest's date."""
-    latest = previous_send_at(subscriber.send_time, subscriber.timezone, now)
+    latest = previous_send_at(subscriber.send_time, subscriber.timezone, now, subscriber.cadence)
     return digest_day(latest, subscriber.timezone)
 
 
@@ -522,7 +530,7 @@ def _compose(
     moves: dict[int, ScheduleMove] = {}
     matchable: list[tuple[Subscriber, Interests, datetime | None]] = []
     for subscriber in due:
-        following = next_send_at(subscriber.send_time, subscriber.timezone, now)
+        following = next_send_at(subscriber.send_time, subscriber.timezone, now, subscriber.cadence)
         was = subscriber.next_digest_at
         interests = _interests(subscriber.interests, parsed)
         if (subscriber.id, days[subscriber.id]) in taken:

@@ -62,7 +62,7 @@ from digest.render.view import (
     short_date,
     wrap,
 )
-from digest.subscriber import Subscriber
+from digest.subscriber import WEEKDAYS, Subscriber, cadence_weekday
 
 SUBJECT_CACHE_SIZE = 5_000  # encoded Subject headers kept per renderer
 _UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
@@ -291,7 +291,13 @@ class DigestRenderer:
         except ValueError as error:
             raise DigestError(f"the link for the {kind.replace('_', ' ')} email {error}") from None
         interests = one_line(subscriber.interests, INTERESTS_CHARS)
-        page = {"subject": subject, "preheader": preheader, "interests": interests, "url": url}
+        page = {
+            "subject": subject,
+            "preheader": preheader,
+            "interests": interests,
+            "url": url,
+            "often": _often(subscriber.cadence),
+        }
         html = self._page_inliner.inline(self._render_page(f"email/{kind}.html", page))
         text = self._render_page(f"email/{kind}.txt", {**page, "interests": wrap(interests)})
         message_id = f"<{kind.replace('_', '-')}.{secrets.token_hex(12)}@{self._domain}>"
@@ -490,3 +496,11 @@ class DigestRenderer:
 
 def _ending_newline(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
+
+
+def _often(cadence: str) -> str:
+    """Which email a cadence gets: "a daily email", "a weekly email (Mondays)"."""
+    weekday = cadence_weekday(cadence)
+    if weekday is None:
+        return "a daily email"
+    return f"a weekly email ({WEEKDAYS[weekday].capitalize()}s)"

@@ -132,6 +132,11 @@ class SubscriberRow(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     # The UTC instant the next digest is due; set while the subscriber is active.
     next_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # "daily", or "weekly:mon" (digest.subscriber.parse_cadence).
+    cadence: Mapped[str] = mapped_column(String(16), default="daily", server_default="daily")
+    # How they became active: "link" (the emailed confirmation) or "operator" (added with
+    # consent already held); None while never confirmed.
+    consent: Mapped[str | None] = mapped_column(String(16))
 
 
 class OutboxRow(Base):

@@ -16,7 +16,14 @@ from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from digest.store.models import SubscriberRow, UTCDateTime
-from digest.subscriber import STATUSES, Subscriber, next_send_at
+from digest.subscriber import (
+    CONSENTS,
+    DAILY,
+    STATUSES,
+    Subscriber,
+    cadence_weekday,
+    next_send_at,
+)
 
 # A subscription that starts (or starts again after a pause) gets, in its first digest,
 # the papers of the day before it started, not everything ever stored.
@@ -43,6 +50,8 @@ def subscriber_from_row(row: SubscriberRow) -> Subscriber:
         last_digest_at=row.last_digest_at,
         consecutive_failures=row.consecutive_failures,
         next_digest_at=row.next_digest_at,
+        cadence=row.cadence,
+        consent=row.consent,
     )
 
 
@@ -55,10 +64,15 @@ def create_subscriber(
     timezone: str,
     now: datetime,
     status: str = "pending",
+    cadence: str = DAILY,
+    consent: str | None = None,
 ) -> Subscriber:
-    """Add a subscriber (the address must be new; it is unique in the store)."""
+    """Add a subscriber (the address must be new; it is unique in the store).
+
+    `consent` says how one added as active agreed (see `change_status`)."""
     if status not in STATUSES:
         raise ValueError(f"unknown subscriber status {status!r}")
+    cadence_weekday(cadence)  # a cadence the calendar cannot read is a bug: fail here
     # Everyone starts pending; any other first status is reached by `change_status`, so
     # its rules (schedule, confirmed_at, ...) live in one place.
     row = SubscriberRow(
@@ -67,6 +81,7 @@ def create_subscriber(
         status="pending",
         send_time=send_time,
         timezone=timezone,
+        cadence=cadence,
         created_at=now,
         status_changed_at=now,
         consecutive_failures=0,
@@ -74,7 +89,7 @@ def create_subscriber(
     session.add(row)
     session.flush()
     if status != "pending":
-        change_status(session, row.id, status, now)
+        change_status(session, row.id, status, now, consent=consent)
     return subscriber_from_row(row)
 
 
@@ -107,6 +122,7 @@ def change_status(
     now: datetime,
     *,
     only_from: Collection[str] | None = None,
+    consent: str | None = None,
 ) -> list[int]:
     """Move subscribers to `status` at `now`; return the ids that changed, sorted.
 
@@ -116,7 +132,9 @@ def change_status(
     `status_changed_at` becomes `now`; `next_digest_at` is cleared, unless they become
     active: then their next digest is scheduled from `now` and their watermark moved up
     (see `_start_watermark`), `confirmed_at` is set if it never was, and their count of
-    consecutive delivery failures starts again from zero.
+    consecutive delivery failures starts again from zero. A `consent` ("link": they
+    followed the emailed link; "operator": added with consent the operator holds) is
+    recorded as how they agreed; without, what was recorded stays (a resume).
 
     Written with Core statements, a few per 500 ids; subscriber objects the session
     holds for changed ids are expired, so they read the new values.
@@ -124,10 +142,13 @@ def change_status(
     for name in (status, *(only_from or ())):
         if name not in STATUSES:
             raise ValueError(f"unknown subscriber status {name!r}")
+    if consent is not None and (consent not in CONSENTS or status != "active"):
+        raise ValueError(f"consent {consent!r} is recorded only on becoming active")
     wanted = [ids] if isinstance(ids, int) else sorted(set(ids))
     changed: list[int] = []
     for start in range(0, len(wanted), _CHUNK):
-        changed += _change_chunk(session, wanted[start : start + _CHUNK], status, now, only_from)
+        chunk = wanted[start : start + _CHUNK]
+        changed += _change_chunk(session, chunk, status, now, only_from, consent)
     for subscriber_id in changed:
         row = session.identity_map.get(session.identity_key(SubscriberRow, subscriber_id))
         if row is not None:
@@ -141,6 +162,7 @@ def _change_chunk(
     status: str,
     now: datetime,
     only_from: Collection[str] | None,
+    consent: str | None,
 ) -> list[int]:
     table = _subscribers
     where = [table.c.id.in_(ids), table.c.status != status]
@@ -154,24 +176,32 @@ def _change_chunk(
     if status == "active":
         values["confirmed_at"] = func.coalesce(table.c.confirmed_at, literal(now, UTCDateTime))
         values["consecutive_failures"] = 0
+        if consent is not None:
+            values["consent"] = consent
     # The guarded UPDATE decides which rows change (and on PostgreSQL locks them until
     # commit); RETURNING hands back what scheduling them needs.
     rows = session.execute(
         update(table)
         .where(*where)
         .values(values)
-        .returning(table.c.id, table.c.send_time, table.c.timezone, table.c.last_digest_at),
+        .returning(
+            table.c.id,
+            table.c.send_time,
+            table.c.timezone,
+            table.c.cadence,
+            table.c.last_digest_at,
+        ),
         execution_options={"synchronize_session": False},
     ).all()
     if status == "active" and rows:
-        # Each next digest is due at the subscriber's own time and zone, from `now`; many
-        # share one, so each pair is worked out once.
-        due_at: dict[tuple[str, str], datetime] = {}
+        # Each next digest is due at the subscriber's own time, zone and cadence, from
+        # `now`; many share one, so each is worked out once.
+        due_at: dict[tuple[str, str, str], datetime] = {}
         schedules = []
         for row in rows:
-            key = (row.send_time, row.timezone)
+            key = (row.send_time, row.timezone, row.cadence)
             if key not in due_at:
-                due_at[key] = next_send_at(row.send_time, row.timezone, now)
+                due_at[key] = next_send_at(row.send_time, row.timezone, now, row.cadence)
             mark = _start_watermark(row.last_digest_at, now)
             schedules.append({"key": row.id, "due": due_at[key], "mark": mark})
         session.execute(
@@ -242,27 +272,31 @@ def update_preferences(
     interests: str | None = None,
     send_time: str | None = None,
     timezone: str | None = None,
+    cadence: str | None = None,
     now: datetime | None = None,
 ) -> None:
     """Change what a subscriber gets and when (None leaves a field as it is).
 
-    A new time or time zone of an active subscriber reschedules the next digest from
-    `now` (required then); a digest already sent today is not sent again, since the
-    outbox keeps one digest per subscriber and day.
+    A new time, time zone or cadence of an active subscriber reschedules the next digest
+    from `now` (required then); a digest already sent today is not sent again, since the
+    outbox keeps one digest per subscriber and day. The watermark stays: the next
+    digest, daily or weekly, holds every paper since the last one, none twice.
     """
     row = session.get(SubscriberRow, subscriber_id)
     if row is None:
         raise LookupError(f"no subscriber {subscriber_id}")
     if interests is not None:
         row.interests = interests
-    moved = (send_time or row.send_time, timezone or row.timezone) != (
-        row.send_time,
-        row.timezone,
-    )
+    if cadence is not None:
+        cadence_weekday(cadence)  # fail on a cadence the calendar cannot read
+    old = (row.send_time, row.timezone, row.cadence)
+    moved = (send_time or row.send_time, timezone or row.timezone, cadence or row.cadence) != old
     if send_time is not None:
         row.send_time = send_time
     if timezone is not None:
         row.timezone = timezone
+    if cadence is not None:
+        row.cadence = cadence
     if not moved:
         return
     if now is None:
@@ -275,7 +309,7 @@ def update_preferences(
     session.execute(
         update(SubscriberRow)
         .where(SubscriberRow.id == subscriber_id, SubscriberRow.status == "active")
-        .values(next_digest_at=next_send_at(row.send_time, row.timezone, now)),
+        .values(next_digest_at=next_send_at(row.send_time, row.timezone, now, row.cadence)),
         execution_options={"synchronize_session": False},
     )
     session.expire(row, ["next_digest_at"])

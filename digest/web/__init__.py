@@ -39,7 +39,7 @@ from digest.jobs.mail import Courier
 from digest.paths import templates_dir
 from digest.render import DigestRenderer
 from digest.store import Database, open_database
-from digest.subscriber import Subscriber
+from digest.subscriber import WEEKDAYS, Subscriber, cadence_weekday
 from digest.tokens import secret_key
 
 log = logging.getLogger(__name__)
@@ -241,10 +241,17 @@ def local_time(instant: datetime | None, zone: str) -> str:
     return f"{local:%A} {local.day} {local:%B} at {local:%H:%M}"
 
 
+def often(cadence: str) -> str:
+    """How often a cadence sends, to follow "one email": "a day", "a week, on Mondays"."""
+    weekday = cadence_weekday(cadence)
+    return "a day" if weekday is None else f"a week, on {WEEKDAYS[weekday].capitalize()}s"
+
+
 def _register_handlers(app: Flask) -> None:
     app.after_request(_security_headers)
     app.context_processor(lambda: {"site_name": context().settings.mail.from_name})
     app.add_template_filter(local_time)
+    app.add_template_filter(often)
     app.add_template_filter(lambda zone: zone.replace("_", " "), "zone")
 
     @app.errorhandler(CSRFError)

@@ -49,8 +49,14 @@ from digest.match.query import (
     parse_trending,
     split_entries,
 )
+from digest.subscriber import DAILY, WEEKDAYS, weekly
 
 MAX_EMAIL = 254
+# One digest a day, or one a week on a chosen day (digest.subscriber.parse_cadence).
+CADENCE_CHOICES = [
+    (DAILY, "Every day"),
+    *((weekly(index), f"Every week, on {day.capitalize()}") for index, day in enumerate(WEEKDAYS)),
+]
 MAX_INTERESTS = MAX_CHARS
 
 INTERESTS_HELP = f"One per line, or separated by commas; up to {MAX_ENTRIES}. Case does not matter."
@@ -266,6 +272,7 @@ class PreferencesForm(FormOnly):
         validators=[InputRequired("Enter a time of day, such as 08:00.")],
     )
     timezone = ZoneField("Time zone", validate_choice=True)
+    cadence = SelectField("How often", choices=CADENCE_CHOICES, default=DAILY)
 
     def __init__(
         self,
@@ -350,11 +357,13 @@ class PreferencesForm(FormOnly):
         )
 
     def preferences(self) -> dict[str, str]:
-        """The validated interests, send time and time zone, as the store keeps them."""
+        """The validated interests, send time, time zone and cadence, as the store
+        keeps them."""
         return {
             "interests": self.interests_text(),
             "send_time": self.send_time.data.strftime("%H:%M"),
             "timezone": self.timezone.data,
+            "cadence": self.cadence.data,
         }
 
 

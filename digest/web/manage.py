@@ -95,6 +95,7 @@ def _manage_form(subscriber: Subscriber) -> ManageForm:
         form.fill_interests(subscriber.interests)
         form.send_time.data = time.fromisoformat(subscriber.send_time)
         form.timezone.data = subscriber.timezone
+        form.cadence.data = subscriber.cadence
     return form
 
 

@@ -264,7 +264,7 @@ def confirm(token: str) -> tuple[str, int] | str:
             # Confirmed first, checked as it is written; the settings change only if it
             # did, in the same transaction (and then reschedule the new active reader).
             confirmed_now = change_status(
-                session, subscriber.id, "active", now, only_from=("pending",)
+                session, subscriber.id, "active", now, only_from=("pending",), consent="link"
             )
             if confirmed_now and preferences:
                 update_preferences(session, subscriber.id, now=now, **preferences)
