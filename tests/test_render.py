@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import re
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -462,6 +463,20 @@ def test_one_renderer_shared_by_threads_makes_the_same_messages(
         sys.setswitchinterval(interval)
     assert errors == []
     assert len(results) == len(jobs)
+
+
+def test_a_weekly_digest_says_it_covers_the_week(renderer: DigestRenderer) -> None:
+    weekly = replace(subscriber("quantum gravity"), cadence="weekly:fri")
+    message = renderer.render_digest(weekly, Selection(()), DAY, now=NOW)
+    assert parse(message)["Subject"] == (
+        "No new papers matched your interests — week to Fri 12 Jun"
+    )
+    assert "Nothing new matched your interests this week" in html_of(message)
+    assert "Nothing new matched your interests this week" in text_of(message)
+    # The daily digest rendered next by the same renderer says "today" again: the page's
+    # holes are filled per message, not kept from the last one.
+    daily = renderer.render_digest(subscriber("quantum gravity"), Selection(()), DAY, now=NOW)
+    assert "Nothing new matched your interests today" in text_of(daily)
 
 
 def test_empty_digest(renderer: DigestRenderer) -> None:

@@ -101,6 +101,8 @@ class _DigestPage:
     two: bool = False
     has_second: bool = False
     more_first: bool = False
+    # What the digest covers, for "nothing new matched ...": "today" or "this week".
+    period: str = "today"
 
 
 # The page's text values, each a hole in the prebuilt page (the cards are a block, the
@@ -325,7 +327,10 @@ class DigestRenderer:
         more = max(0, selection.more) + len(selection.matches) - len(matching)
         trending = tuple(selection.trending[: self._max_papers])
         heading = digest_heading(selection, matching, more, trending)
-        subject = f"{heading} — {short_date(day)}"
+        weekly = cadence_weekday(subscriber.cadence) is not None
+        period = "this week" if weekly else "today"
+        # A weekly digest is dated by its send day and says that it covers the week to it.
+        subject = f"{heading} — {'week to ' if weekly else ''}{short_date(day)}"
         tag = hmac.new(
             self._secret, f"{subscriber.id}\n{recipient}\n{day.isoformat()}".encode(), "sha256"
         ).hexdigest()[:20]
@@ -344,7 +349,7 @@ class DigestRenderer:
         elif selection.rule is not None and not selection.matching:
             preheader = "Nothing new on Hugging Face Daily Papers."
         else:
-            preheader = "Nothing new matched today."
+            preheader = f"Nothing new matched {period}."
         first, second = sections[0], sections[1] if len(sections) > 1 else (MATCHING, ())
         titles = {kind: self._section_text(kind, selection) for kind, _ in sections}
         html_page = _DigestPage(
@@ -369,6 +374,7 @@ class DigestRenderer:
             two=len(sections) > 1,
             has_second=bool(second[1]),
             more_first=first[0] == MATCHING,
+            period=period,
         )
         text_page = replace(
             html_page,
