@@ -28,6 +28,7 @@ from digest.store.subscribers import (
     get_subscriber,
     update_preferences,
 )
+from digest.subscriber import digest_day, local_send_instant
 from tests.outbox_rows import get_message
 
 DATA = Path(__file__).parent / "data" / "sources"
@@ -836,3 +837,178 @@ def test_batches_reaching_back_alike_share_one_wider_index(
     texts = {subscriber: " ".join(text.split()) for subscriber, _, text in digests(database)}
     assert all(any(p.title[:40] in texts[i] for p in listing[:10]) for i in ids[1:])
     assert not any(p.title[:40] in texts[ids[0]] for p in listing[:10])
+
+
+# --- weekly digests -----------------------------------------------------------------------
+
+
+def probe(number: int, *, upvotes: int | None = None) -> Paper:
+    """A paper only the interest "lattice" matches, numbered so a digest can be read back
+    ("Lattice probe 007"); with `upvotes`, a Hugging Face paper (trending counts it)."""
+    return Paper(
+        id=f"2610.{90000 + number:05d}",
+        title=f"Lattice probe {number:03d} on sparse codes",
+        abstract="We study lattices of sparse codes.",
+        upvotes=upvotes,
+        sources=("hf",) if upvotes is not None else ("arxiv",),
+    )
+
+
+def probes_in(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"Lattice probe (\d{3})", " ".join(text.split()))]
+
+
+def hour_by_hour(
+    settings: Settings,
+    database: Database,
+    start: datetime,
+    hours: int,
+    *,
+    papers_every: int = 12,
+    first_probe: int = 0,
+    upvotes: dict[int, int] | None = None,
+    at_hour: dict[int, object] | None = None,
+) -> list[tuple[int, datetime]]:
+    """Run the digest job every hour from `start`, storing a probe paper every
+    `papers_every` hours (just before that hour's run) and calling `at_hour[h]()` after
+    hour h's run; returns (probe number, when stored) of every probe."""
+    stored = []
+    number = first_probe
+    for hour in range(hours):
+        now = start + timedelta(hours=hour)
+        if hour % papers_every == 0:
+            seen = now - timedelta(minutes=30)
+            store(database, [probe(number, upvotes=(upvotes or {}).get(number))], seen)
+            stored.append((number, seen))
+            number += 1
+        run(settings, database, now)
+        if at_hour and hour in at_hour:
+            at_hour[hour]()  # type: ignore[operator]
+    return stored
+
+
+@pytest.mark.parametrize(
+    "sunday",
+    [
+        datetime(2026, 6, 14, 12, 0, tzinfo=UTC),  # a summer week in Paris (UTC+2)
+        datetime(2026, 10, 18, 12, 0, tzinfo=UTC),  # the week clocks go back (25 October)
+    ],
+    ids=["summer", "dst-ends"],
+)
+def test_a_weekly_reader_gets_one_digest_a_week_with_the_weeks_papers(
+    settings: Settings, database: Database, sunday: datetime
+) -> None:
+    with database.session() as session:
+        ada = create_subscriber(
+            session,
+            "ada@example.org",
+            "lattice",
+            send_time="08:00",
+            timezone="Europe/Paris",
+            cadence="weekly:mon",
+            now=sunday,
+            status="active",
+        ).id
+        daily = create_subscriber(
+            session, "bob@example.org", "lattice", send_time="08:00",
+            timezone="Europe/Paris", now=sunday, status="active",
+        ).id  # fmt: skip
+    hours = 9 * 24  # Sunday noon to the Tuesday noon after next: two Mondays
+    stored = hour_by_hour(settings, database, sunday, hours)
+    sent = digests(database)
+    weekly = [(day, probes_in(text)) for who, day, text in sent if who == ada]
+    mondays = [sunday.date() + timedelta(days=1), sunday.date() + timedelta(days=8)]
+    assert [day for day, _ in weekly] == mondays  # one digest a week, dated its Monday
+    # Each holds the papers seen since the one before, up to its cutoff (08:00 Paris less
+    # SETTLE: 05:55 UTC in summer, 06:55 UTC once the clocks went back).
+    first_cutoff, second_cutoff = (
+        local_send_instant(monday, "08:00", "Europe/Paris") - SETTLE for monday in mondays
+    )
+    assert weekly[0][1] == [n for n, seen in stored if seen < first_cutoff]
+    assert weekly[1][1] == [n for n, seen in stored if first_cutoff <= seen < second_cutoff]
+    assert len(weekly[1][1]) == 14  # the week's papers, two a day: none lost, none twice
+    # The daily reader beside them got one a day, and the same papers in all.
+    days = [day for who, day, _ in sent if who == daily]
+    assert days == [sunday.date() + timedelta(days=n) for n in range(1, 10)]
+    got_daily = [n for who, _, text in sent if who == daily for n in probes_in(text)]
+    got_weekly = weekly[0][1] + weekly[1][1]
+    assert got_daily[: len(got_weekly)] == got_weekly
+    with database.session() as session:
+        after = get_subscriber(session, ada)
+    assert after is not None and after.next_digest_at is not None
+    assert digest_day(after.next_digest_at, "Europe/Paris") == mondays[1] + timedelta(days=7)
+
+
+def test_switching_daily_weekly_daily_mid_week_loses_and_repeats_nothing(
+    settings: Settings, database: Database
+) -> None:
+    thursday = datetime(2026, 6, 11, 12, 0, tzinfo=UTC)
+    with database.session() as session:
+        ada = create_subscriber(
+            session, "ada@example.org", "lattice", send_time="08:00",
+            timezone="Europe/Paris", now=thursday, status="active",
+        ).id  # fmt: skip
+
+    def switch(cadence: str, hour: int) -> object:
+        def apply() -> None:
+            with database.session() as session:
+                now = thursday + timedelta(hours=hour)
+                update_preferences(session, ada, cadence=cadence, now=now)
+
+        return apply
+
+    # Tuesday 16 June 10:00 UTC (after that day's digest): weekly on Mondays. Thursday 18
+    # June 10:00 UTC: daily again. Then on to Sunday 21 June.
+    at_hour = {
+        4 * 24 + 22: switch("weekly:mon", 4 * 24 + 22),
+        6 * 24 + 22: switch("daily", 6 * 24 + 22),
+    }
+    stored = hour_by_hour(settings, database, thursday, 10 * 24, at_hour=at_hour)
+    sent = [(day, probes_in(text)) for _, day, text in digests(database)]
+    june = [day.day for day, _ in sent]
+    # Daily to Tuesday; nothing Wednesday or Thursday (weekly, Monday was past); daily from
+    # Friday, the first holding everything since Tuesday's.
+    assert june == [12, 13, 14, 15, 16, 19, 20, 21]
+    got = [n for _, numbers in sent for n in numbers]
+    last_cutoff = datetime(2026, 6, 21, 6, 0, tzinfo=UTC) - SETTLE
+    assert got == [n for n, seen in stored if seen < last_cutoff]  # each once, in order
+    assert len(sent[5][1]) == 6  # Friday's: Tuesday to Friday morning, three days' papers
+
+
+def test_switching_to_weekly_on_todays_day_after_todays_digest_sends_no_second(
+    settings: Settings, database: Database
+) -> None:
+    store(database, [probe(1)], SIGNUP)
+    ada = subscribe(database, "ada@example.org", "lattice")
+    run(settings, database, FRIDAY_8AM)  # Friday 12 June, daily
+    later = FRIDAY_8AM + timedelta(hours=2)
+    with database.session() as session:
+        update_preferences(session, ada, cadence="weekly:fri", send_time="18:00", now=later)
+    store(database, [probe(2)], later)
+    report = run(settings, database, datetime(2026, 6, 12, 16, 0, tzinfo=UTC))  # 18:00 Paris
+    assert (report.due, report.already, report.queued) == (1, 1, 0)
+    # The paper of the afternoon waits for next Friday's weekly digest.
+    run(settings, database, datetime(2026, 6, 19, 16, 0, tzinfo=UTC))
+    assert [(day, probes_in(text)) for _, day, text in digests(database)] == [
+        (date(2026, 6, 12), [1]),
+        (date(2026, 6, 19), [2]),
+    ]
+
+
+def test_weekly_trending_is_the_weeks_most_upvoted(settings: Settings, database: Database) -> None:
+    sunday = datetime(2026, 6, 14, 12, 0, tzinfo=UTC)
+    with database.session() as session:
+        ada = create_subscriber(
+            session, "ada@example.org", "trending:3", send_time="08:00",
+            timezone="Europe/Paris", cadence="weekly:mon", now=sunday, status="active",
+        ).id  # fmt: skip
+    # Two Hugging Face papers a day, the week's best spread over several days.
+    upvotes = {n: (n * 37) % 101 for n in range(40)}
+    stored = hour_by_hour(settings, database, sunday, 9 * 24, papers_every=12, upvotes=upvotes)
+    second = [text for who, day, text in digests(database) if who == ada][1]
+    first_cutoff = datetime(2026, 6, 15, 6, 0, tzinfo=UTC) - SETTLE
+    second_cutoff = datetime(2026, 6, 22, 6, 0, tzinfo=UTC) - SETTLE
+    week = [n for n, seen in stored if first_cutoff <= seen < second_cutoff]
+    best = sorted(week, key=lambda n: -upvotes[n])[:3]
+    assert probes_in(second) == best
+    assert len({(seen.date()) for n, seen in stored if n in best}) > 1  # not one day's

@@ -96,3 +96,45 @@ def test_a_signed_boolean_is_no_id() -> None:
 def test_the_largest_id_is_read() -> None:
     token = tokens.make_token(SECRET, "manage", tokens.MAX_ID, "a@example.org")
     assert tokens.read_token(SECRET, "manage", token)[0] == tokens.MAX_ID
+
+
+PREFERENCES = {
+    "interests": "diffusion\ntrending:5",
+    "send_time": "07:30",
+    "timezone": "Asia/Tokyo",
+    "cadence": "weekly:fri",
+}
+
+
+def test_a_confirm_token_carries_the_sign_ups_preferences() -> None:
+    token = tokens.make_confirm_token(SECRET, 7, "ada@example.org", PREFERENCES)
+    subscriber_id, tag, preferences = tokens.read_confirm_token(SECRET, token)
+    assert (subscriber_id, preferences) == (7, PREFERENCES)
+    assert tokens.token_matches(tag, "ada@example.org")
+
+
+def test_a_confirm_link_sent_before_cadences_confirms_a_daily_digest() -> None:
+    # The payload links carried before readers chose a cadence: three preferences.
+    earlier = [7, tokens._address_tag("ada@example.org"), "diffusion", "07:30", "UTC"]
+    token = tokens._serializer(SECRET, "confirm").dumps(earlier)
+    _, _, preferences = tokens.read_confirm_token(SECRET, token)
+    assert preferences == {
+        "interests": "diffusion",
+        "send_time": "07:30",
+        "timezone": "UTC",
+        "cadence": "daily",
+    }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [7, "tag", "diffusion", "07:30", "UTC", 5],  # not a string
+        [7, "tag", "diffusion", "07:30"],  # too few
+        [7, "tag", "diffusion", "07:30", "UTC", "daily", "more"],  # too many
+    ],
+)
+def test_a_confirm_token_with_a_wrong_payload_is_not_valid(payload: list[object]) -> None:
+    token = tokens._serializer(SECRET, "confirm").dumps(payload)
+    with pytest.raises(TokenError, match="this confirm link is not valid"):
+        tokens.read_confirm_token(SECRET, token)

@@ -436,6 +436,7 @@ def test_the_keyboard_reaches_everything_with_a_visible_focus(browser: Any, serv
             "trending",
             "trending_count",
             "trending_min",
+            "cadence",
             "send_time",
             "timezone",
             "BUTTON",

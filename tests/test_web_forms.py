@@ -13,6 +13,7 @@ from markupsafe import escape
 
 from digest.match import parse_interests
 from digest.store.subscribers import create_subscriber
+from digest.subscriber import digest_day, next_send_at
 from digest.web.forms import (
     MAX_EMAIL,
     ZoneField,
@@ -20,7 +21,7 @@ from digest.web.forms import (
     normalise_email,
     time_zone_choices,
 )
-from tests.web_support import NOW, Site
+from tests.web_support import NOW, Site, link_path
 
 ERROR = re.compile(r'<p class="error" id="(\w+)-error">([^<]*)</p>', re.S)
 
@@ -368,3 +369,72 @@ def test_interests_tried_on_the_search_page_come_to_the_form(site: Site) -> None
     assert "<script>x" not in hostile and "&lt;/textarea&gt;&lt;script&gt;x" in hostile
     too_long = site.get("/?interests=" + "a" * 2001).get_data(as_text=True)
     assert "a" * 100 not in too_long
+
+
+# --- how often: daily or weekly -------------------------------------------------------
+
+
+def test_the_forms_offer_every_day_or_one_day_a_week(site: Site) -> None:
+    page = site.get("/").get_data(as_text=True)
+    assert '<label for="cadence">How often</label>' in page
+    choices = re.findall(r'<option (?:selected )?value="([^"]+)">([^<]+)</option>', page)
+    offered = [value for value, _ in choices if value == "daily" or value.startswith("weekly")]
+    assert offered == ["daily", *(f"weekly:{d}" for d in WEEKLY)]
+    assert '<option selected value="daily">Every day</option>' in page
+    assert '<option value="weekly:mon">Every week, on Monday</option>' in page
+
+
+WEEKLY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def test_a_weekly_sign_up_is_confirmed_weekly_on_its_day(site: Site) -> None:
+    assert site.signup(data={"cadence": "weekly:fri"}).status_code == 303
+    stored = site.subscriber()
+    assert stored is not None and stored.cadence == "weekly:fri"
+    message = site.mails(1)[0]
+    text = " ".join(message.get_body(("plain",)).get_content().split())
+    assert "asked to get a weekly email (Fridays) from" in text
+    link = link_path(message, "confirm")
+    assert "One email a week, on Fridays to" in " ".join(
+        site.get(link).get_data(as_text=True).split()
+    )
+    assert site.submit(link).status_code == 200
+    active = site.subscriber()
+    assert active is not None and (active.status, active.consent) == ("active", "link")
+    assert active.next_digest_at is not None
+    assert digest_day(active.next_digest_at, "Europe/Paris").weekday() == 4  # a Friday
+
+
+def test_signing_up_again_weekly_applies_it_only_when_confirmed(site: Site) -> None:
+    site.add_reader("ada@example.org", "agents", status="unsubscribed")
+    site.signup(data={"cadence": "weekly:sun"})
+    assert site.subscriber().cadence == "daily"  # changed by nobody but the mailbox owner
+    site.submit(link_path(site.mails(1)[0], "confirm"))
+    assert site.subscriber().cadence == "weekly:sun"
+
+
+def test_an_unknown_cadence_is_refused_next_to_its_field(site: Site) -> None:
+    for bad in ("weekly", "weekly:monday", "monthly", ""):
+        errors, _ = _rejected(site, data={"cadence": bad})
+        assert errors == {"cadence": "Not a valid choice."}, bad
+
+
+def test_switching_cadence_on_the_manage_page_reschedules_the_next_digest(site: Site) -> None:
+    ada = site.add_reader("ada@example.org", "agents", timezone="Europe/Paris")
+    path = f"/manage/{site.token('manage', ada)}"
+    page = site.get(path).get_data(as_text=True)
+    assert '<option selected value="daily">' in page and "One email a day." in page
+    fields = {"interests": "agents", "send_time": "08:00", "timezone": "Europe/Paris"}
+    assert site.submit(path, {**fields, "cadence": "weekly:wed"}).status_code == 303
+    weekly = site.subscriber()
+    assert weekly is not None and weekly.cadence == "weekly:wed"
+    assert weekly.next_digest_at is not None
+    assert digest_day(weekly.next_digest_at, "Europe/Paris").weekday() == 2
+    page = site.get(path).get_data(as_text=True)
+    assert '<option selected value="weekly:wed">' in page
+    assert "One email a week, on Wednesdays." in " ".join(page.split())
+    # The watermark is the reader's, whatever the cadence: only the due time moved.
+    assert weekly.last_digest_at == ada.last_digest_at
+    assert site.submit(path, {**fields, "cadence": "daily"}).status_code == 303
+    daily = site.subscriber()
+    assert daily is not None and daily.next_digest_at == next_send_at("08:00", "Europe/Paris", NOW)
