@@ -19,7 +19,7 @@ from digest.match import Matcher
 from digest.paper import Paper
 from digest.render import DigestRenderer
 from digest.sources import hf
-from digest.store import Database
+from digest.store import Database, open_database
 from digest.store.models import OutboxRow, SubscriberRow
 from digest.store.papers import save_papers
 from digest.store.subscribers import (
@@ -1012,3 +1012,87 @@ def test_weekly_trending_is_the_weeks_most_upvoted(settings: Settings, database:
     best = sorted(week, key=lambda n: -upvotes[n])[:3]
     assert probes_in(second) == best
     assert len({(seen.date()) for n, seen in stored if n in best}) > 1  # not one day's
+
+
+# --- a run made as tasks (digest.tasks): planned, then batch by batch, perhaps twice ---
+
+
+def readers_and_papers(database: Database, listing: tuple[Paper, ...]) -> list[int]:
+    store(database, listing, SIGNUP)
+    interests = ["agents", "model, models", "learning", "language", "trending:3", "vision"]
+    return [subscribe(database, f"r{n}@example.org", text) for n, text in enumerate(interests)]
+
+
+def test_a_run_made_as_tasks_equals_the_run_in_one_process(
+    settings: Settings,
+    database: Database,
+    listing: tuple[Paper, ...],
+    make_settings: object,
+    tmp_path: Path,
+) -> None:
+    readers_and_papers(database, listing)
+    plan = digests_job.plan_due_digests(database, now=FRIDAY_8AM, batch=2)
+    assert plan is not None and len(plan.ranges) == 3
+    for after, last in reversed(plan.ranges):  # in any order, by any worker
+        digests_job.queue_digest_batch(
+            settings, database, now=plan.now, start=plan.start, after=after, last=last, batch=2
+        )
+    # The same readers and papers in another store, made by the in-process job.
+    other_settings = make_settings(database={"url": f"sqlite:///{tmp_path / 'other.db'}"})  # type: ignore[operator]
+    other = open_database(other_settings)
+    try:
+        readers_and_papers(other, listing)
+        run(settings, other, FRIDAY_8AM)
+        expected = [(who, day, text) for who, day, text in digests(other)]
+    finally:
+        other.dispose()
+
+    def comparable(found: list[tuple[int, date, str]]) -> list[tuple[int, date, str]]:
+        # Links carry per-message tokens of the same readers: compare without them.
+        return sorted((who, day, re.sub(r"https?://\S+", "", text)) for who, day, text in found)
+
+    assert comparable(digests(database)) == comparable(expected)
+    assert len(expected) >= 4
+
+
+def test_a_batch_made_again_queues_nothing_more(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    readers_and_papers(database, listing)
+    plan = digests_job.plan_due_digests(database, now=FRIDAY_8AM, batch=10)
+    assert plan is not None
+    batch = {"now": plan.now, "start": plan.start, "after": 0, "last": None}
+    first = digests_job.queue_digest_batch(settings, database, **batch)  # type: ignore[arg-type]
+    again = digests_job.queue_digest_batch(settings, database, **batch)  # type: ignore[arg-type]
+    assert first.queued >= 4 and (again.due, again.queued) == (0, 0)
+    assert len(digests(database)) == first.queued
+
+
+def test_two_runs_of_one_batch_at_once_queue_one_digest_each(
+    settings: Settings, database: Database, listing: tuple[Paper, ...]
+) -> None:
+    """A task delivered again while the first delivery still runs (a visibility timeout
+    expired), or the next tick's run, reads the same due readers before the other
+    commits: only the run that moves a watermark queues the reader's digest."""
+    readers = readers_and_papers(database, listing)
+    # Nothing matches this one: no digest to find in the outbox, only a watermark moved.
+    readers.append(subscribe(database, "none@example.org", "quantum gravity"))
+    with database.session() as session:
+        stale = digests_job.due_subscribers(session, FRIDAY_8AM, limit=100)
+    assert [s.id for s in stale] == readers
+    first = digests_job.queue_digest_batch(
+        settings, database, now=FRIDAY_8AM, start=SIGNUP - timedelta(days=1), after=0, last=None
+    )
+    assert first.queued >= 4
+    later = FRIDAY_8AM + timedelta(minutes=5)  # another cutoff, the same digest date
+    renderer = DigestRenderer(settings, "secret")
+    window = digests_job._Window(SIGNUP - timedelta(days=1), Matcher(listing))
+    second = digests_job._Run(settings, database, renderer, window, later, later - SETTLE, 100)
+    report = digests_job.QueueReport()
+    with database.session() as session:
+        second._batch(session, stale, report)
+    assert report.queued == 0
+    assert len(digests(database)) == first.queued
+    with database.session() as session:
+        marks = {get_subscriber(session, r).last_digest_at for r in readers}  # type: ignore[union-attr]
+    assert marks == {FRIDAY_8AM - SETTLE}  # the first run's cutoff: no window skipped

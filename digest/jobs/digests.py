@@ -29,6 +29,13 @@ shared by every batch; a batch with an older watermark gets a window of its own.
 The cutoff is `now` less `SETTLE`: a fetch that started before the job but commits
 after it read the papers still lands inside a later window, never behind a watermark.
 
+On task workers (`digest.tasks`), the scheduler plans a run (`plan_due_digests`: the
+batches as id ranges, and where the shared window starts) and each batch is a task
+(`queue_digest_batch`) that any worker may make, indexing the run's papers once per
+process. A batch made twice (a task delivered again after a worker was lost) queues
+nothing the second time: a watermark moves only from the value its run read, and only
+the run that moved it queues the digest (`_record`).
+
 `queue_digest_now` makes one reader's digest at once (`digest send-digests --email`),
 through the same steps: their window from their watermark up to the cutoff, dated today
 in their time zone, queued unless the outbox already holds their digest of that date,
@@ -253,8 +260,7 @@ def queue_digest_now(
         if report.invalid:  # rendering failed: raise, so the session changes nothing
             problem = report.problems.get(subscriber.id, "see the log")
             raise DigestError(f"cannot make the digest of {subscriber.email}: {problem}")
-        queued = queue_messages(session, outgoing, now=now)
-        advance_schedules(session, moves)
+        queued = _record(session, outgoing, moves, now)
         row = digest_row(session, subscriber.id, day)
         waiting, last_waiting = papers_first_seen_since(session, cutoff)
     if report.empty:
@@ -280,6 +286,67 @@ def queue_digest_now(
 # A batch of the run: the due subscribers after id `after`, up to id `last` (None: every
 # one after `after`, so those who become due while the run goes are not left out).
 _Range = tuple[int, int | None]
+
+
+@dataclass(frozen=True)
+class DigestPlan:
+    """A run of the digest job, planned for task workers: its time, where its shared
+    window starts, and its batches as id ranges (see `_batch_ranges`)."""
+
+    now: datetime
+    start: datetime
+    ranges: tuple[_Range, ...]
+
+
+def plan_due_digests(database: Database, *, now: datetime, batch: int = BATCH) -> DigestPlan | None:
+    """The run due at `now` as batches for task workers; None if nobody is due."""
+    with database.session() as session:
+        ranges = _batch_ranges(session, now, batch)
+        if not ranges:
+            return None
+        start = _window_start(oldest_due_watermark(session, now), now - SETTLE, SHARED_WINDOW)
+    return DigestPlan(now, start, tuple(ranges))
+
+
+# The runs a worker process has indexed papers for, newest last: a worker makes many
+# batches of one run, then moves on to the next run (at most two are kept).
+_worker_runs: dict[tuple[datetime, datetime], _Run] = {}
+_KEPT_RUNS = 2
+
+
+def queue_digest_batch(
+    settings: Settings,
+    database: Database,
+    *,
+    now: datetime,
+    start: datetime,
+    after: int,
+    last: int | None,
+    renderer: DigestRenderer | None = None,
+    batch: int = BATCH,
+) -> QueueReport:
+    """Queue the digests of one batch of a planned run (`plan_due_digests`): the due
+    subscribers after id `after` up to `last`, one transaction per `batch` of them.
+
+    What a task worker runs. The run's papers (from `start` to the cutoff) are read and
+    indexed on the process's first batch of the run and kept for its next ones. Made
+    twice, a batch changes nothing the second time (see the module docstring).
+    """
+    key = (now, start)
+    run = _worker_runs.get(key)
+    if run is None or run.database is not database or run.settings is not settings:
+        renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
+        cutoff = now - SETTLE
+        with database.session() as session:
+            papers = papers_first_seen_between(session, start, cutoff)
+        shared = _Window(start, Matcher(papers, trending_until=cutoff, since=start))
+        run = _Run(settings, database, renderer, shared, now, cutoff, batch)
+        while len(_worker_runs) >= _KEPT_RUNS:
+            _worker_runs.pop(next(iter(_worker_runs)))
+        _worker_runs[key] = run
+    report = QueueReport()
+    run.batches(after, last, report)
+    return report
 
 
 def _batch_ranges(session: Session, now: datetime, batch: int) -> list[_Range]:
@@ -338,8 +405,7 @@ class _Run:
             report, now, cutoff,
         )  # fmt: skip
         with report.timing("queue"):
-            report.queued += queue_messages(session, outgoing, now=now)
-            advance_schedules(session, moves)
+            report.queued += _record(session, outgoing, moves, now)
             session.commit()
 
     def _wider(self, session: Session, due: list[Subscriber]) -> _Window:
@@ -442,13 +508,19 @@ class _Window:
         return all(s.last_digest_at is not None and s.last_digest_at >= self.start for s in due)
 
 
+def _window_start(oldest: datetime | None, cutoff: datetime, reach: timedelta) -> datetime:
+    """Where a window from `oldest` (None: from as far as allowed) starts, going back at
+    most `reach` from the cutoff."""
+    floor = cutoff - reach
+    return floor if oldest is None else max(oldest, floor)
+
+
 def _index_window(
     session: Session, oldest: datetime | None, cutoff: datetime, reach: timedelta
 ) -> _Window:
     """The papers first seen from `oldest` (None: from as far as allowed) up to the
     cutoff, going back at most `reach`, read and indexed."""
-    floor = cutoff - reach
-    start = floor if oldest is None else max(oldest, floor)
+    start = _window_start(oldest, cutoff, reach)
     papers = papers_first_seen_between(session, start, cutoff)
     return _Window(start, Matcher(papers, trending_until=cutoff, since=start))
 
@@ -542,7 +614,8 @@ def _compose(
             moves[subscriber.id] = ScheduleMove(subscriber.id, None, was, following)
         else:
             matchable.append((subscriber, interests, subscriber.last_digest_at))
-            moves[subscriber.id] = ScheduleMove(subscriber.id, cutoff, was, following)
+            mark = subscriber.last_digest_at
+            moves[subscriber.id] = ScheduleMove(subscriber.id, cutoff, was, following, mark)
     selections = _selections(matcher, matchable, settings.match.max_papers)
     while True:
         with report.timing("match"):  # the matcher works a block at a time, on demand
@@ -566,6 +639,21 @@ def _compose(
             continue
         outgoing.append(Outgoing(subscriber.id, DIGEST, day, message))
     return outgoing, list(moves.values())
+
+
+def _record(
+    session: Session, outgoing: list[Outgoing], moves: list[ScheduleMove], now: datetime
+) -> int:
+    """Move the batch's watermarks and due times, then queue the digests of those whose
+    watermark this run moved; return how many were queued.
+
+    A run that finds a watermark moved by another (the same batch made twice: a task
+    redelivered, a second worker) queues nothing for that reader: the other run's digest
+    is the one, so each window is sent once whatever the queue delivers twice.
+    """
+    moved = advance_schedules(session, moves)
+    mine = [item for item in outgoing if item.subscriber_id in moved]
+    return queue_messages(session, mine, now=now)
 
 
 def _selections(

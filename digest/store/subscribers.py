@@ -370,17 +370,26 @@ def oldest_due_watermark(session: Session, now: datetime) -> datetime | None:
 
 
 class ScheduleMove(NamedTuple):
-    """A digest done for one subscriber: the new watermark (None keeps it), and the due
-    time read with the subscriber (`was_due`) and the one that follows it (`due`)."""
+    """A digest done for one subscriber: the new watermark (None keeps it) and the one
+    read with the subscriber (`was_mark`), the due time read with them (`was_due`) and
+    the one that follows it (`due`)."""
 
     subscriber_id: int
     mark: datetime | None
     was_due: datetime | None
     due: datetime
+    was_mark: datetime | None = None
 
 
-def advance_schedules(session: Session, moves: Iterable[ScheduleMove]) -> None:
-    """Record digests done: move watermarks, and due times that nobody changed meanwhile.
+def advance_schedules(session: Session, moves: Iterable[ScheduleMove]) -> set[int]:
+    """Record digests done: move watermarks and due times that nobody moved meanwhile;
+    return the subscribers whose watermark this call moved.
+
+    A watermark moves only from the one the job read (`was_mark`): if another run (a
+    task delivered twice, two workers on one batch) moved it since, this run's digest is
+    a duplicate, and the caller queues only the digests of the subscribers returned.
+    On PostgreSQL the UPDATE waits for the other run's commit and then finds the row
+    changed; so the watermark, not the broker, decides which run's digest counts.
 
     A due time changed since the job read it (the person picked another time on the
     manage page, or paused) is theirs to keep: the job's, computed from the old time,
@@ -388,15 +397,32 @@ def advance_schedules(session: Session, moves: Iterable[ScheduleMove]) -> None:
     """
     table = SubscriberRow.__table__
     moves = list(moves)
-    marks = [{"key": m.subscriber_id, "mark": m.mark} for m in moves if m.mark is not None]
+    marks = [
+        {"key": m.subscriber_id, "mark": m.mark, "was": m.was_mark}
+        for m in moves
+        if m.mark is not None
+    ]
+    moved: set[int] = set()
     if marks:
         session.execute(
             update(table)
-            .where(table.c.id == bindparam("key"))
+            .where(
+                table.c.id == bindparam("key"),
+                table.c.last_digest_at.is_not_distinct_from(bindparam("was", type_=UTCDateTime)),
+            )
             .values(last_digest_at=bindparam("mark")),
             marks,
             execution_options={"synchronize_session": False},
         )
+        wanted = {m["key"]: m["mark"] for m in marks}
+        keys = sorted(wanted)
+        for start in range(0, len(keys), _CHUNK):
+            rows = session.execute(
+                select(table.c.id, table.c.last_digest_at).where(
+                    table.c.id.in_(keys[start : start + _CHUNK])
+                )
+            )
+            moved.update(key for key, mark in rows if mark == wanted[key])
     dues = [{"key": m.subscriber_id, "was": m.was_due, "due": m.due} for m in moves]
     if dues:
         session.execute(
@@ -409,6 +435,7 @@ def advance_schedules(session: Session, moves: Iterable[ScheduleMove]) -> None:
             dues,
             execution_options={"synchronize_session": False},
         )
+    return moved
 
 
 def upcoming_digests(session: Session, until: datetime) -> tuple[int, datetime | None]:
