@@ -12,15 +12,22 @@ from sqlalchemy.exc import IntegrityError
 from digest.store import Database
 from digest.store.models import SubscriberRow
 from digest.store.outbox import Result, claim_due, queue_message, record_results
-from digest.store.outbox_admin import reactivate_subscriber
+from digest.store.outbox_admin import reactivate_subscriber, subscriber_messages
 from digest.store.subscribers import (
     FIRST_DIGEST_LOOKBACK,
+    Erased,
+    NewReader,
     change_status,
     count_by_status,
     create_subscriber,
+    create_subscribers,
     delete_expired_pending,
+    erase_subscriber,
     find_subscriber,
+    find_subscribers,
     get_subscriber,
+    iter_subscribers,
+    lock_subscribers,
     record_confirm_sent,
     update_preferences,
 )
@@ -463,3 +470,126 @@ def test_addresses_are_found_through_an_index_whatever_their_case(
                 text("EXPLAIN QUERY PLAN SELECT id FROM subscribers WHERE lower(email) = 'a@b.c'")
             ).all()
             assert "USING INDEX ix_subscribers_email_lower" in str(plan)
+
+
+# --- many at once, and erasure (digest subscribers import/export/remove) ---------------
+
+
+def _readers(count: int, start: int = 0) -> list[NewReader]:
+    return [
+        NewReader(f"Reader{n}@Example.org", f"topic {n}", "07:15", "Europe/Paris", "weekly:tue")
+        for n in range(start, start + count)
+    ]
+
+
+def test_many_readers_are_created_at_once_in_order(store_database: Database) -> None:
+    add(store_database, "first@example.org")
+    with store_database.session() as session:
+        ids = create_subscribers(session, _readers(1_203), now=NOW, confirm_sent=True)
+    assert len(ids) == 1_203 and ids == sorted(ids) and len(set(ids)) == 1_203
+    with store_database.session() as session:
+        last = get_subscriber(session, ids[-1])
+        assert last is not None
+        assert (last.email, last.interests, last.cadence) == (
+            "Reader1202@Example.org",
+            "topic 1202",
+            "weekly:tue",
+        )
+        assert (last.status, last.created_at, last.confirm_sent_at) == ("pending", NOW, NOW)
+        assert last.next_digest_at is None and last.consent is None
+        # Moved on as any subscriber: by change_status, its rules and all.
+        change_status(session, ids, "active", NOW, consent="operator")
+        active = get_subscriber(session, ids[0])
+        assert active is not None and active.consent == "operator"
+        assert active.next_digest_at == datetime(2026, 6, 16, 5, 15, tzinfo=UTC)  # Tuesday
+
+
+def test_a_bulk_insert_of_a_stored_address_fails_whole(store_database: Database) -> None:
+    add(store_database, "Reader3@Example.org")
+    with pytest.raises(IntegrityError), store_database.session() as session:
+        create_subscribers(session, _readers(10), now=NOW)
+    with store_database.session() as session:
+        assert count_by_status(session)["pending"] == 1
+
+
+def test_stored_addresses_are_found_many_at_once_whatever_their_case(
+    store_database: Database,
+) -> None:
+    with store_database.session() as session:
+        create_subscribers(session, _readers(1_100), now=NOW)
+    wanted = [f"  reader{n}@EXAMPLE.ORG " for n in range(0, 2_000, 3)]
+    with store_database.session() as session:
+        found = find_subscribers(session, wanted)
+        assert not session.identity_map  # plain rows: nothing kept in the session
+    assert sorted(found) == sorted(f"reader{n}@example.org" for n in range(0, 1_100, 3))
+    assert found["reader3@example.org"].email == "Reader3@Example.org"
+
+
+def test_every_subscriber_is_read_a_chunk_at_a_time(store_database: Database) -> None:
+    with store_database.session() as session:
+        ids = create_subscribers(session, _readers(25), now=NOW)
+        change_status(session, ids[::2], "active", NOW)
+    with store_database.session() as session:
+        everyone = list(iter_subscribers(session, chunk=4))
+        active = list(iter_subscribers(session, status="active", chunk=4))
+        assert not session.identity_map
+        with pytest.raises(ValueError, match="unknown subscriber status"):
+            list(iter_subscribers(session, status="gone"))
+    assert [s.id for s in everyone] == ids
+    assert [s.id for s in active] == ids[::2] and {s.status for s in active} == {"active"}
+
+
+def test_erasing_a_subscriber_deletes_their_outbox_rows_and_messages(
+    store_database: Database,
+) -> None:
+    ada = add(store_database, "ada@example.org", status="active")
+    bob = add(store_database, "bob@example.org", status="active")
+    with store_database.session() as session:
+        for day in (date(2026, 6, 10), date(2026, 6, 11)):
+            for who, email in ((ada, "ada@example.org"), (bob, "bob@example.org")):
+                queue_message(
+                    session,
+                    subscriber_id=who,
+                    kind="digest",
+                    digest_date=day,
+                    message=build_digest(who, email, day, papers=2),
+                    now=NOW,
+                )
+        # One of ada's messages was freed by the cleanup already: its row stays.
+        session.execute(text("DELETE FROM outbox_messages WHERE outbox_id = 1"))
+    with store_database.session() as session:
+        assert [m.digest_date for m in subscriber_messages(session, ada)] == [
+            date(2026, 6, 11),
+            date(2026, 6, 10),
+        ]
+        assert erase_subscriber(session, ada) == Erased(outbox_rows=2, messages=1)
+        assert erase_subscriber(session, ada) is None  # gone already
+        assert get_subscriber(session, ada) is None
+    with store_database.session() as session:
+        left = session.execute(text("SELECT recipient FROM outbox ORDER BY id")).scalars().all()
+        assert left == ["bob@example.org", "bob@example.org"]
+        bodies = session.execute(text("SELECT count(*) FROM outbox_messages")).scalar()
+        assert bodies == 2
+        assert find_subscriber(session, "ada@example.org") is None
+        assert len(subscriber_messages(session, bob, limit=1)) == 1
+
+
+def test_the_operators_lock_holds_other_writers_off(store_database: Database) -> None:
+    with store_database.session() as session:
+        lock_subscribers(session)
+        if store_database.engine.dialect.name == "postgresql":
+            with store_database.engine.connect() as other:
+                taken = other.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": 0x646967657374}
+                ).scalar()
+            assert taken is False
+        else:
+            import sqlite3
+
+            path = store_database.engine.url.database
+            other = sqlite3.connect(path, timeout=0.05)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    with store_database.session() as session:  # released with the transaction
+        lock_subscribers(session)

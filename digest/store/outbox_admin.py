@@ -86,6 +86,21 @@ def recent_problems(session: Session, limit: int = 20) -> list[OutboxEntry]:
     return [OutboxEntry(*row) for row in session.execute(query)]
 
 
+def subscriber_messages(
+    session: Session, subscriber_id: int, *, limit: int | None = None
+) -> list[OutboxEntry]:
+    """The outbox rows of one subscriber, newest first (all, or the `limit` latest): what
+    `digest subscribers show` lists and a reader's data download holds."""
+    query = (
+        _entry_query()
+        .where(_outbox.c.subscriber_id == subscriber_id)
+        .order_by(_outbox.c.queued_at.desc(), _outbox.c.id.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [OutboxEntry(*row) for row in session.execute(query)]
+
+
 def resolve_unknown(session: Session, outbox_id: int, *, delivered: bool, now: datetime) -> None:
     """Settle a row in state "unknown" once the operator knows whether it arrived.
 
