@@ -5,7 +5,8 @@ Jobs, each logging one line of figures when it runs:
   yesterday, since a day's list keeps growing after midnight), once at start, and arXiv
   again at `[schedule] arxiv_fetch_time` (UTC), just after its daily announcement;
 - digests: every `[schedule] digest_check_minutes`, queue the digests that are due
-  (`digest.jobs.queue_due_digests`) and deliver what the outbox holds (`send_due`);
+  (`digest.jobs.queue_due_digests`) and deliver what the outbox holds (`send_due`); with
+  `[queue] broker` set, hand both to task workers instead (`digest.tasks.dispatch`);
 - cleanup: hourly, delete sign-ups never confirmed after 7 days and the bytes of
   delivered messages older than 30 days (their delivery records stay).
 
@@ -175,6 +176,12 @@ class Scheduler:
 
     def _digests(self) -> None:
         now = self.clock()
+        if self.settings.queue.broker:
+            from digest.tasks.dispatch import dispatch_due
+
+            dispatched = dispatch_due(self.settings, self.database, now=now)
+            log.info("%s", dispatched.summary())
+            return
         if self._renderer is None:
             self._renderer = DigestRenderer(self.settings, tokens.secret_key(self.settings))
         queued = queue_due_digests(self.settings, self.database, now=now, renderer=self._renderer)

@@ -412,6 +412,60 @@ def scheduler_command(app: AppContext) -> None:
     _serve(app, web=False, scheduler=True)
 
 
+@cli.command("worker")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Processes running tasks at once (default: the number of CPUs).",
+)
+@click.option(
+    "--queues",
+    "-Q",
+    default="digests,send",
+    show_default=True,
+    help="Queues to take tasks from: digests (match, render, queue), send (deliver).",
+)
+@pass_app
+def worker_command(app: AppContext, concurrency: int | None, queues: str) -> None:
+    """Run a task worker: digest batches and send chunks from [queue] broker.
+
+    Needs the celery extra (pip install 'digest[celery]') and [queue] broker. Run any
+    number of them, on any hosts sharing the database; SIGTERM lets the tasks at work
+    finish first.
+    """
+    import os
+
+    from digest.errors import ConfigError
+
+    settings = app.settings
+    if not settings.queue.broker:
+        raise ConfigError("digest worker needs [queue] broker (a redis:// URL) in the config")
+    try:
+        from digest.tasks import QUEUES
+        from digest.tasks.work import run_worker
+    except ImportError as error:
+        raise ConfigError(
+            f"digest worker needs the celery extra: pip install 'digest[celery]' ({error})"
+        ) from None
+    chosen = tuple(name.strip() for name in queues.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in QUEUES]
+    if unknown or not chosen:
+        raise click.BadParameter(
+            f"unknown queue {', '.join(unknown) or '(none)'}; choose from {', '.join(QUEUES)}",
+            param_hint="--queues",
+        )
+    app.database()  # the schema brought up to date (and the store reachable) before work
+    log_as_a_service(settings)
+    run_worker(
+        settings,
+        concurrency=concurrency or os.cpu_count() or 1,
+        queues=chosen,
+        loglevel=settings.service.log_level,
+    )
+
+
 @cli.command("status")
 @pass_app
 def status_command(app: AppContext) -> None:

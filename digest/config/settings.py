@@ -284,6 +284,24 @@ class ScheduleSettings:
     digest_workers: int = checked(1, between(1, 64))
 
 
+def broker_url(value: str) -> str | None:
+    """Accept an empty string (no task queue) or a Redis URL."""
+    if not value or re.match(r"^rediss?://[^/\s]*(/\d+)?$", value):
+        return None
+    return f'must be empty or a Redis URL such as "redis://localhost:6379/0", got {shown(value)}'
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """[queue]: task workers (digest.tasks) instead of one process doing everything."""
+
+    broker: str = checked("", broker_url)
+    batch: int = checked(2000, between(1, 100_000))
+    send_chunk: int = checked(500, between(1, 100_000))
+    visibility_timeout: int = checked(3600, between(5, 7 * 86400))
+    run_timeout_minutes: float = checked(30.0, at_least(0.05))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting; `source` is the file they were read from, if any."""
@@ -298,6 +316,7 @@ class Settings:
     dkim: DkimSettings = field(default_factory=DkimSettings)
     web: WebSettings = field(default_factory=WebSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
     source: Path | None = field(default=None, compare=False)
 
     @property

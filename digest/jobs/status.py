@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.store import Database
@@ -17,6 +18,9 @@ from digest.store.papers import (
     last_successful_fetches,
 )
 from digest.store.subscribers import count_by_status, upcoming_digests
+
+if TYPE_CHECKING:
+    from digest.tasks.progress import QueueStatus
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Status:
     due_next_day: int
     next_digest_at: datetime | None
     settings: Settings = field(repr=False)
+    queue: QueueStatus | None = None
 
     def lines(self) -> list[str]:
         """The status for a person, one fact a line."""
@@ -63,7 +68,27 @@ class Status:
                 else ""
             )
         )
+        if self.queue is not None:
+            lines += _queue_lines(self.queue)
         return lines
+
+
+def _queue_lines(queue: QueueStatus) -> list[str]:
+    """The task queue (with [queue] broker): workers, tasks waiting, running, failed."""
+    if not queue.reachable:
+        return [f"task queue {queue.broker}: unreachable: {queue.error}"]
+    waiting = ", ".join(f"{count:,} {name}" for name, count in queue.queued.items())
+    workers = ", ".join(queue.workers) if queue.workers else "none answered"
+    running = "unknown" if queue.running is None else f"{queue.running:,}"
+    lines = [
+        f"task queue {queue.broker}: waiting {waiting}; running {running}; "
+        f"failed {queue.failed:,}"
+        + (f" (last: {queue.last_failure})" if queue.last_failure else ""),
+        f"workers: {plural(len(queue.workers), 'worker')} seen ({workers})",
+    ]
+    if queue.run:
+        lines.append(f"digest run {queue.run} is being made")
+    return lines
 
 
 def plural(count: int, noun: str) -> str:
@@ -110,5 +135,14 @@ def service_status(settings: Settings, database: Database, *, now: datetime) -> 
             due_next_day=due,
             next_digest_at=first,
             settings=settings,
+            queue=_queue_status(settings),
         )
     return status
+
+
+def _queue_status(settings: Settings) -> QueueStatus | None:
+    if not settings.queue.broker:
+        return None
+    from digest.tasks.progress import queue_status  # no Redis client loaded without a queue
+
+    return queue_status(settings)  # an unreachable broker (or no redis package) is a line

@@ -185,8 +185,14 @@ def send_due(
     stop: threading.Event | None = None,
     backend: Backend | None = None,
     rng: random.Random | None = None,
+    limit: int | None = None,
+    lock: bool = True,
 ) -> SendReport:
     """Deliver every outbox row due at `now` (only digests of `day`, if given).
+
+    `limit`: claim at most that many rows (a task worker's send chunk). `lock=False`
+    skips the data folder's send lock: for task workers, several of which send from one
+    host at once; their claims keep them apart, as they keep senders on several hosts.
 
     `progress(finished, due)` is called with the number of messages finished since its
     last call and the number due at the start;
@@ -198,7 +204,8 @@ def send_due(
         with database.session() as session:
             return SendReport(due=count_due(session, now=now, day=day), dry_run=True)
     backend = backend or make_backend(settings)
-    with _send_lock(settings.data_dir), owner.claiming() as claimer:
+    held = _send_lock(settings.data_dir) if lock else contextlib.nullcontext()
+    with held, owner.claiming() as claimer:
         run = _Run(
             settings,
             database,
@@ -209,6 +216,7 @@ def send_due(
             progress=progress,
             stop=stop or threading.Event(),
             rng=rng or random.Random(),
+            limit=limit,
         )
         return run.run()
 
@@ -293,8 +301,11 @@ class _Run:
         progress: Callable[[int, int], None] | None,
         stop: threading.Event,
         rng: random.Random,
+        limit: int | None = None,
     ) -> None:
         self.settings = settings
+        self.limit = limit
+        self.claimed = 0
         self.database = database
         self.backend = backend
         self.now = now
@@ -514,15 +525,20 @@ class _Run:
         return None
 
     def _claim(self, session: object) -> list[OutboxJob]:
+        wanted = self.chunk if self.limit is None else min(self.chunk, self.limit - self.claimed)
+        if wanted <= 0:
+            self.exhausted = True
+            return []
         jobs = claim_due(
             session,  # type: ignore[arg-type]
             now=self.now,
-            limit=self.chunk,
+            limit=wanted,
             claimer=self.claimer,
             day=self.day,
             claimed_at=self.clock(),  # an hour into a slow run, the claim is still fresh
         )
-        if len(jobs) < self.chunk:
+        self.claimed += len(jobs)
+        if len(jobs) < wanted or self.claimed == self.limit:
             self.exhausted = True
         hours = self.settings.delivery.retry_deadline_hours
         settled = []

@@ -1,0 +1,153 @@
+"""What the broker knows about the work: runs in flight, failures, queues and workers.
+
+Kept in Redis beside the queues (the broker), in a few small keys under `digest:`:
+- `digest:run` names the digest run last dispatched and `digest:run:<id>` counts its
+  batches not yet made; while it is above zero (and the run is younger than
+  `[queue] run_timeout_minutes`), the scheduler dispatches no other run, so a slow run
+  is not dispatched again on every tick. A batch made twice counts down twice; a batch
+  lost with its worker never counts down, and the run times out: both only let the next
+  run start sooner or later, since making a batch again changes nothing.
+- `digest:failed` counts tasks that failed for good (`digest:failed:last` says the last
+  one), for `digest status` and `/metrics`.
+These are figures for operators and a brake on duplicate work, never what decides
+whether a digest is sent: that is the outbox's and the watermarks' job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from digest.config import Settings
+from digest.tasks import QUEUES
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from digest.jobs.digests import QueueReport
+
+log = logging.getLogger("digest.tasks")
+
+RUN_KEY = "digest:run"
+FAILED_KEY = "digest:failed"
+LAST_FAILURE_KEY = "digest:failed:last"
+
+
+@cache
+def _redis(url: str) -> Redis:
+    from redis import Redis
+
+    # Short timeouts: these figures must never hold up a task or a status page.
+    return Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+
+def redis_for(settings: Settings) -> Redis:
+    """A client of the broker's Redis (one per process and URL)."""
+    return _redis(settings.queue.broker)
+
+
+def run_in_flight(settings: Settings) -> str | None:
+    """The digest run still being made, if any (its id)."""
+    client = redis_for(settings)
+    run = client.get(RUN_KEY)
+    if run is None:
+        return None
+    left = client.get(f"{RUN_KEY}:{run.decode()}")
+    return run.decode() if left is not None and int(left) > 0 else None
+
+
+def run_dispatched(settings: Settings, run: str, batches: int) -> None:
+    """Note a run just dispatched, `batches` tasks long; it expires after the timeout."""
+    seconds = int(settings.queue.run_timeout_minutes * 60)
+    client = redis_for(settings)
+    pipe = client.pipeline()
+    pipe.set(f"{RUN_KEY}:{run}", batches, ex=seconds)
+    pipe.set(RUN_KEY, run, ex=seconds)
+    pipe.execute()
+
+
+def batch_done(settings: Settings, run: str, report: QueueReport) -> None:
+    """Count down the run's batches (best effort: a lost count only times out)."""
+    try:
+        redis_for(settings).decr(f"{RUN_KEY}:{run}")
+    except Exception as error:  # the broker is down: the run simply times out
+        log.warning("cannot count batch of run %s done: %s", run, error)
+
+
+def task_failed(settings: Settings, name: str, error: BaseException | None) -> None:
+    """Count a task that failed for good, and remember the last one."""
+    try:
+        client = redis_for(settings)
+        client.incr(FAILED_KEY)
+        client.set(LAST_FAILURE_KEY, f"{name}: {type(error).__name__}: {error}"[:500])
+    except Exception as failure:
+        log.warning("cannot count a failed task: %s", failure)
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """The task queue as `digest status` and `/metrics` show it."""
+
+    broker: str
+    reachable: bool
+    queued: dict[str, int]
+    running: int | None = None
+    workers: tuple[str, ...] = ()
+    failed: int = 0
+    last_failure: str | None = None
+    run: str | None = None
+    error: str | None = None
+
+
+def queue_status(settings: Settings, *, ask_workers: bool = True) -> QueueStatus:
+    """Tasks waiting per queue, failures, the run in flight and (with `ask_workers`,
+    a broadcast that waits up to a second for answers) the workers and tasks running."""
+    shown = _hide_password(settings.queue.broker)
+    try:
+        client = redis_for(settings)
+        queued = {name: int(client.llen(name)) for name in QUEUES}
+        failed = int(client.get(FAILED_KEY) or 0)
+        last = client.get(LAST_FAILURE_KEY)
+        run = run_in_flight(settings)
+    except Exception as error:
+        return QueueStatus(shown, False, {}, error=str(error).splitlines()[0][:200])
+    workers: tuple[str, ...] = ()
+    running = None
+    if ask_workers:
+        workers, running = _ask_workers(settings)
+    return QueueStatus(
+        shown,
+        True,
+        queued,
+        running=running,
+        workers=workers,
+        failed=failed,
+        last_failure=last.decode() if last else None,
+        run=run,
+    )
+
+
+def _ask_workers(settings: Settings) -> tuple[tuple[str, ...], int | None]:
+    try:
+        from digest.tasks.work import configure
+
+        inspect = configure(settings).control.inspect(timeout=1.0)
+        active: dict[str, list[Any]] | None = inspect.active()
+    except Exception as error:
+        log.warning("cannot ask the workers what they run: %s", error)
+        return (), None
+    if not active:
+        return (), 0
+    return tuple(sorted(active)), sum(len(tasks) for tasks in active.values())
+
+
+def _hide_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
