@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.config.mail import mail_identity
-from digest.config.settings import Settings, web_url
+from digest.config.settings import METRICS_ON_WEB, Settings, listen_address, web_url
 from digest.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "config.toml"
@@ -69,6 +69,7 @@ def load_settings(
     # Last, after the file, the environment and the overrides: a port set anywhere counts.
     settings = _resolve_base_url(settings, where)
     _check_as_a_whole(settings, where)
+    _check_metrics_address(settings, where)
     return settings
 
 
@@ -95,6 +96,20 @@ def _check_as_a_whole(settings: Settings, label: str) -> None:
         mail_identity(settings)
     except ConfigError as error:
         raise ConfigError(f"{label}: {error}") from None
+
+
+def _check_metrics_address(settings: Settings, label: str) -> None:
+    """Refuse a [web] metrics_listen that is the web app's own address: the two servers
+    would fight over it; "web" is the way to serve /metrics there."""
+    web = settings.web
+    if not web.metrics or web.metrics_listen == METRICS_ON_WEB or web.port == 0:
+        return
+    if listen_address(web.metrics_listen) == (web.host.strip("[]"), web.port):
+        raise ConfigError(
+            f'{label}: [web] metrics_listen "{web.metrics_listen}" is the web app\'s own '
+            'address ([web] host and port): set another port, or "web" to serve /metrics '
+            "on the web app's port"
+        )
 
 
 def _find_config_file(

@@ -9,6 +9,7 @@ the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,39 @@ def limit_storage(value: str) -> str | None:
     if "://" in value and scheme in SCHEMES and not scheme.startswith("async+"):
         return None
     return f'must be a storage URI such as "memory://" or "redis://host:6379", got "{value}"'
+
+
+# [web] metrics_listen: this value serves /metrics on the web app's own port instead of
+# an address of its own.
+METRICS_ON_WEB = "web"
+_LISTEN = re.compile(
+    r"^(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)):(?P<port>\d{1,5})$"
+)
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """The (host, port) of "host:port" or "[IPv6]:port"; ValueError if it is neither."""
+    found = _LISTEN.match(value)
+    if found is None or int(found["port"]) > 65535:
+        raise ValueError(value)
+    if found["ipv6"] is not None:
+        ipaddress.IPv6Address(found["ipv6"])  # ValueError if it is not one
+        return found["ipv6"], int(found["port"])
+    return found["host"], int(found["port"])
+
+
+def listen_or_web(value: str) -> str | None:
+    """Accept "web" or an address to listen on as "host:port" or "[IPv6]:port"."""
+    if value == METRICS_ON_WEB:
+        return None
+    try:
+        listen_address(value)
+    except ValueError:
+        return (
+            'must be an address as host:port ("127.0.0.1:9108", "[::1]:9108"), or "web" '
+            f"to serve /metrics on the web app's own port, got {shown(value)}"
+        )
+    return None
 
 
 def checked(default: Any, check: Check, **kwargs: Any) -> Any:
@@ -270,6 +304,10 @@ class WebSettings:
     sample_limit: str = checked("30 per hour", rate_limit)
     trusted_proxies: int = checked(0, between(0, 10))
     threads: int = checked(8, between(1, 256))
+    # /metrics (digest.metrics): off unless asked, and then on an address of its own
+    # (only the scheduler's process listens there), unless "web" asks for the public port.
+    metrics: bool = False
+    metrics_listen: str = checked("127.0.0.1:9108", listen_or_web)
 
 
 @dataclass(frozen=True)
