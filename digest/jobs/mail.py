@@ -7,7 +7,8 @@
 - `Courier` delivers what is due right away, from one background thread, so a person
   waiting for a confirmation link gets it in seconds rather than at the scheduler's next
   round (which would deliver it anyway); under a stream of sign-ups, those of a
-  quarter of a second go out in one run.
+  quarter of a second go out in one run. With task workers (`[queue] broker`) it asks
+  one of them for a send chunk instead of sending from the web process.
 - `sample_digest_html` is the "show me a sample" digest of the manage page, at most
   `SAMPLE_RENDERS` at a time per process (`SampleBusy` beyond).
 """
@@ -165,6 +166,9 @@ class Courier:
             last_run = time.monotonic()
 
     def _deliver(self) -> None:
+        if self.settings.queue.broker:  # task workers deliver: ask one for a send chunk
+            self._ask_a_worker()
+            return
         try:
             report = send_due(self.settings, self.database, now=self.clock(), stop=self._stop)
         except SenderBusy as error:  # another sender is at work: look again shortly
@@ -179,6 +183,16 @@ class Courier:
             log.warning("courier: %s", report.error)
         elif report.due:
             log.info("courier: %s", report.summary())
+
+
+    def _ask_a_worker(self) -> None:
+        try:
+            from digest.tasks.work import configure, send_chunk
+
+            configure(self.settings)
+            send_chunk.apply_async()
+        except Exception as error:  # the broker is down: the scheduler's tick asks again
+            log.warning("courier: cannot ask a task worker to deliver: %s", error)
 
 
 def sample_digest_html(
