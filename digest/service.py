@@ -4,6 +4,11 @@
 them apart, for production (several web workers, one scheduler). SIGTERM and SIGINT stop
 cleanly: the job at work finishes the message in flight and records it, the web server
 finishes the requests it holds, then the process exits 0.
+
+With `[web] metrics` on, the process that runs the scheduler also serves /metrics on
+`[web] metrics_listen` (`digest.metrics.MetricsServer`): there is one scheduler per
+database, so one listener, where several `digest web` sharing a config would fight over
+the address. With `metrics_listen = "web"` the web app answers /metrics itself.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from digest.clock import clock_from_environment
 from digest.config import Settings
-from digest.config.settings import WILDCARD_HOSTS, web_url
+from digest.config.settings import METRICS_ON_WEB, WILDCARD_HOSTS, web_url
 from digest.errors import DigestError
-from digest.store import open_database
+from digest.store import Database, open_database
+
+if TYPE_CHECKING:
+    from digest.metrics import MetricsServer
 
 log = logging.getLogger("digest.service")
 
@@ -121,6 +129,24 @@ def _say_where_links_point(settings: Settings, port: int | None) -> None:
         )
 
 
+def _serve_metrics(
+    settings: Settings, database: Database, clock: Callable[[], datetime], *, scheduler: bool
+) -> MetricsServer | None:
+    """Start /metrics on its own address in the scheduler's process (see the module
+    docstring), or None: off, served by the web app, or by the scheduler's process."""
+    address = settings.web.metrics_listen
+    if not settings.web.metrics or address == METRICS_ON_WEB:
+        return None
+    if not scheduler:
+        log.info("/metrics is served on %s by the process that runs the scheduler", address)
+        return None
+    from digest.metrics import serve_metrics
+
+    metrics = serve_metrics(settings, database, clock)
+    log.info("metrics on %s", metrics.url)
+    return metrics
+
+
 def run(
     settings: Settings,
     *,
@@ -138,11 +164,13 @@ def run(
     jobs = Scheduler(settings, database, clock) if scheduler else None
     server = None
     app = None
+    metrics = None
     with _stop_on_signals() as stopped:
         try:
             if web:  # listen first: a port in use stops us before any job has run
                 app = create_app(settings, database=database, clock=clock)
                 server = _listen(app, settings)
+            metrics = _serve_metrics(settings, database, clock, scheduler=scheduler)
             if jobs is not None:
                 jobs.start()
             port = server.effective_port if server is not None else None  # type: ignore[union-attr]
@@ -159,6 +187,8 @@ def run(
         except Stop:
             pass
         finally:
+            if metrics is not None:
+                metrics.stop()
             if server is not None:
                 server.close()  # stop listening
                 server.task_dispatcher.shutdown()  # finish the requests in hand

@@ -77,6 +77,7 @@ from pathlib import Path
 
 from digest.config import Settings
 from digest.errors import ConfigError, DeliveryError
+from digest.metrics import record_sent
 from digest.send import owner, policy
 from digest.send.backends import (
     Backend,
@@ -462,6 +463,7 @@ class _Run:
         self.report.suppressed += len(bounced)
         for result in results:
             self.report.add(result)
+        record_sent(self.clock(), [done.job for done in batch], results)  # /metrics
         if self.progress and batch:
             self.progress(len(batch), self.report.due)
 

@@ -34,8 +34,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from digest.config import Settings, load_settings
+from digest.config.settings import METRICS_ON_WEB
 from digest.errors import ConfigError
 from digest.jobs.mail import Courier
+from digest.metrics import Exporter, make_registry
 from digest.paths import templates_dir
 from digest.render import DigestRenderer
 from digest.store import Database, open_database
@@ -157,9 +159,22 @@ def create_app(
         hops = settings.web.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
     _register_blueprints(app)
+    if settings.web.metrics and settings.web.metrics_listen == METRICS_ON_WEB:
+        _serve_metrics(app, settings, database, clock)
     _protect(app, settings)
     _register_handlers(app)
     return app
+
+
+def _serve_metrics(app: Flask, settings: Settings, database: Database, clock: Clock) -> None:
+    """/metrics on this app's own port: only when asked ([web] metrics_listen = "web")."""
+    exporter = Exporter(make_registry(settings, database, clock))
+
+    def metrics() -> Response:
+        answer = exporter.answer()
+        return Response(answer.body, answer.status, content_type=answer.content_type)
+
+    app.add_url_rule("/metrics", "metrics", metrics)
 
 
 def _address_key() -> str:
