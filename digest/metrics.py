@@ -27,18 +27,23 @@ family, such as the Celery workers' to come, is one more function in that tuple)
   delivery (`record_sent`, from `digest.send.delivery`). So it counts only what the
   process serving /metrics has sent since it started: every digest, for the scheduler's
   process; the confirmation emails that the web app's courier sends count in the web
-  processes (seen with "web"). `digest outbox --resend` starts a message's clock again.
+  processes (seen with "web"); with `[queue] broker` set, the `digest worker` processes
+  send, and this histogram stays empty until they export their own. `digest outbox
+  --resend` starts a message's clock again.
 
 Nothing about any one reader is exported: only counts, times, and names of sources,
 states, kinds and days.
 
-Cost: every query reads a range of an index, never a whole table: the digests of the
-last days through the outbox's (state, next_attempt_at) index (see `digests`), the
-backlog through the same index; counting readers and papers reads their index once
-(count_by_status, count_papers, as `digest status` does). A scrape's answer is reused for
-`REUSE_SECONDS`, and one scrape at a time reads the store (`Exporter`): a flood of scrapes
-costs one read of the store a second. A scrape that cannot read the store answers 503
-with one line; the process goes on.
+Cost: the outbox is read only through ranges of its (state, next_attempt_at) index: the
+digests of the last days (see `digests`), the backlog, the oldest due row; readers and
+papers are counted from their indexes (count_by_status, count_papers, as `digest status`
+does), which reads each reader's index entry. Measured on 1,000,000 readers and 3.1
+million outbox rows (100,000 digests a day for 31 days): 380 ms a scrape on SQLite and
+255 ms on PostgreSQL, three quarters of it counting the 800,000 digests of the window,
+50 to 65 ms the readers. A scrape's answer is reused for `REUSE_SECONDS`, and one scrape
+at a time reads the store (`Exporter`): a flood of scrapes costs one read of the store a
+second. A scrape that cannot read the store answers 503 with one line; the process goes
+on.
 """
 
 from __future__ import annotations
@@ -102,8 +107,8 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 SEND_LATENCY = Histogram(
     "digest_send_latency_seconds",
     "Seconds from a message being queued to the mail server accepting it (the maildir: "
-    "writing it), for the messages this process sent since it started; counted in the "
-    "process that sends (the scheduler's, for digests), not read from the store.",
+    "writing it), for the messages this process sent since it started (the scheduler's "
+    "sends every digest, unless task workers do), not read from the store.",
     ["kind"],
     buckets=LATENCY_BUCKETS,
     registry=None,
@@ -410,6 +415,8 @@ class MetricsServer:
         try:
             while not self._stopping.is_set():
                 wasyncore.loop(timeout=1.0, map=self._map, count=1, use_poll=True)
+        except Exception:  # the service goes on without /metrics: say so once
+            log.exception("metrics: the server on %s stopped", self.address)
         finally:
             self._server.task_dispatcher.shutdown(timeout=5)
             for dispatcher in list(self._map.values()):  # the listener and its connections
