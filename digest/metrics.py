@@ -28,8 +28,12 @@ family, such as the Celery workers' to come, is one more function in that tuple)
   process serving /metrics has sent since it started: every digest, for the scheduler's
   process; the confirmation emails that the web app's courier sends count in the web
   processes (seen with "web"); with `[queue] broker` set, the `digest worker` processes
-  send, and this histogram stays empty until they export their own. `digest outbox
-  --resend` starts a message's clock again.
+  send, and keep theirs in Redis instead: `digest_worker_send_latency_seconds{kind}`.
+  `digest outbox --resend` starts a message's clock again.
+- With `[queue] broker` (`tasks`, read from Redis): `digest_task_broker_up`,
+  `digest_task_workers` and `digest_task_worker_processes` (alive in the last 45 s, by
+  their heartbeats), `digest_tasks_waiting{queue}`, `digest_tasks_failed_total`,
+  `digest_task_run_in_flight`, and the workers' send latency histogram.
 
 Nothing about any one reader is exported: only counts, times, and names of sources,
 states, kinds and days.
@@ -58,7 +62,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -117,14 +126,29 @@ for _kind in KINDS:
     SEND_LATENCY.labels(_kind)
 
 
+# Where a task worker's pool process sends its observations instead (`digest.tasks.work`
+# keeps them in Redis, which /metrics reads: nobody scrapes a worker).
+latency_sink: Callable[[list[tuple[str, float]]], None] | None = None
+
+
 def record_sent(now: datetime, jobs: Sequence[OutboxJob], results: Sequence[Result]) -> None:
     """Count the send latency of the jobs whose result is "sent", as recorded at `now`."""
     sent = {result.id for result in results if result.state == "sent"}
-    for job in jobs:
-        if job.id in sent:
-            # Never negative: a clock set back (or a test's clock) must not break the sum.
-            seconds = max(0.0, (now - job.queued_at).total_seconds())
-            SEND_LATENCY.labels(job.kind).observe(seconds)
+    observed = [
+        # Never negative: a clock set back (or a test's clock) must not break the sum.
+        (job.kind, max(0.0, (now - job.queued_at).total_seconds()))
+        for job in jobs
+        if job.id in sent
+    ]
+    sink = latency_sink
+    if sink is not None and observed:
+        try:
+            sink(observed)
+        except Exception as error:  # figures must never stop a delivery
+            log.warning("cannot record send latencies: %s", error)
+        return
+    for kind, seconds in observed:
+        SEND_LATENCY.labels(kind).observe(seconds)
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,12 +281,62 @@ def outbox(scrape: Scrape) -> Iterator[Metric]:
     )
 
 
+def tasks(scrape: Scrape) -> Iterator[Metric]:
+    """With `[queue] broker`: workers alive, tasks waiting per queue, tasks failed for
+    good, whether a digest run is in flight, and the workers' send latency, all read
+    from Redis (`digest.tasks.progress`); nothing without a broker."""
+    if not scrape.settings.queue.broker:
+        return
+    from digest.tasks import progress
+
+    status = progress.queue_status(scrape.settings, ask_workers=False)
+    yield GaugeMetricFamily(
+        "digest_task_broker_up", "Whether the task broker (Redis) answered (1) or not (0).",
+        value=1 if status.reachable else 0,
+    )  # fmt: skip
+    if not status.reachable:
+        return
+    alive = progress.workers_alive(scrape.settings)
+    yield GaugeMetricFamily(
+        "digest_task_workers", "Task workers that said they were alive in the last 45 s.",
+        value=len(alive),
+    )  # fmt: skip
+    yield GaugeMetricFamily(
+        "digest_task_worker_processes", "Pool processes of the task workers alive.",
+        value=sum(alive.values()),
+    )  # fmt: skip
+    waiting = GaugeMetricFamily(
+        "digest_tasks_waiting", "Tasks waiting in each queue.", labels=["queue"]
+    )
+    for name, count in status.queued.items():
+        waiting.add_metric([name], count)
+    yield waiting
+    yield CounterMetricFamily(
+        "digest_tasks_failed", "Tasks that failed for good (not retried).", value=status.failed
+    )
+    yield GaugeMetricFamily(
+        "digest_task_run_in_flight", "Whether a digest run's batches are being made (1).",
+        value=1 if status.run else 0,
+    )  # fmt: skip
+    histogram = HistogramMetricFamily(
+        "digest_worker_send_latency_seconds",
+        "Seconds from a message being queued to the mail server accepting it, for the "
+        "messages the task workers sent (kept in Redis).",
+        labels=["kind"],
+    )
+    for kind, fields in progress.latencies(scrape.settings, KINDS).items():
+        buckets = [(f"{bound:g}", fields.get(f"le:{bound:g}", 0.0)) for bound in LATENCY_BUCKETS]
+        buckets.append(("+Inf", fields.get("count", 0.0)))
+        histogram.add_metric([kind], buckets, sum_value=fields.get("sum", 0.0))
+    yield histogram
+
+
 def _timestamp(instant: datetime | None) -> float:
     return instant.timestamp() if instant is not None else 0.0
 
 
 Family = Callable[[Scrape], Iterable[Metric]]
-FAMILIES: tuple[Family, ...] = (readers, papers, fetches, digests, outbox)
+FAMILIES: tuple[Family, ...] = (readers, papers, fetches, digests, outbox, tasks)
 
 
 class StoreCollector:

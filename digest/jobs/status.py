@@ -78,13 +78,13 @@ def _queue_lines(queue: QueueStatus) -> list[str]:
     if not queue.reachable:
         return [f"task queue {queue.broker}: unreachable: {queue.error}"]
     waiting = ", ".join(f"{count:,} {name}" for name, count in queue.queued.items())
-    workers = ", ".join(queue.workers) if queue.workers else "none answered"
+    workers = ", ".join(queue.workers) if queue.workers else "none alive"
     running = "unknown" if queue.running is None else f"{queue.running:,}"
     lines = [
         f"task queue {queue.broker}: waiting {waiting}; running {running}; "
         f"failed {queue.failed:,}"
         + (f" (last: {queue.last_failure})" if queue.last_failure else ""),
-        f"workers: {plural(len(queue.workers), 'worker')} seen ({workers})",
+        f"workers: {plural(len(queue.workers), 'worker')} seen in the last 45 s ({workers})",
     ]
     if queue.run:
         lines.append(f"digest run {queue.run} is being made")

@@ -102,8 +102,9 @@ class QueueStatus:
 
 
 def queue_status(settings: Settings, *, ask_workers: bool = True) -> QueueStatus:
-    """Tasks waiting per queue, failures, the run in flight and (with `ask_workers`,
-    a broadcast that waits up to a second for answers) the workers and tasks running."""
+    """Tasks waiting per queue, failures, the run in flight, the workers alive (by their
+    heartbeats) and, with `ask_workers` (a broadcast that waits up to a second for
+    answers), the tasks running."""
     shown = _hide_password(settings.queue.broker)
     try:
         client = redis_for(settings)
@@ -113,10 +114,11 @@ def queue_status(settings: Settings, *, ask_workers: bool = True) -> QueueStatus
         run = run_in_flight(settings)
     except Exception as error:
         return QueueStatus(shown, False, {}, error=str(error).splitlines()[0][:200])
-    workers: tuple[str, ...] = ()
-    running = None
-    if ask_workers:
-        workers, running = _ask_workers(settings)
+    try:
+        workers = tuple(sorted(workers_alive(settings)))
+    except Exception:  # answered a moment ago: a blip, the heartbeats say nothing now
+        workers = ()
+    running = _ask_workers(settings) if ask_workers else None
     return QueueStatus(
         shown,
         True,
@@ -129,7 +131,8 @@ def queue_status(settings: Settings, *, ask_workers: bool = True) -> QueueStatus
     )
 
 
-def _ask_workers(settings: Settings) -> tuple[tuple[str, ...], int | None]:
+def _ask_workers(settings: Settings) -> int | None:
+    """How many tasks the workers run now (a broadcast: waits up to a second)."""
     try:
         from digest.tasks.work import configure
 
@@ -137,10 +140,8 @@ def _ask_workers(settings: Settings) -> tuple[tuple[str, ...], int | None]:
         active: dict[str, list[Any]] | None = inspect.active()
     except Exception as error:
         log.warning("cannot ask the workers what they run: %s", error)
-        return (), None
-    if not active:
-        return (), 0
-    return tuple(sorted(active)), sum(len(tasks) for tasks in active.values())
+        return None
+    return sum(len(tasks) for tasks in (active or {}).values())
 
 
 def _hide_password(url: str) -> str:
@@ -151,3 +152,59 @@ def _hide_password(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
+
+
+# --- workers seen and what they sent, for `digest status` and /metrics ------------------
+
+WORKER_KEY = "digest:worker:"  # + node name; refreshed while the worker runs
+HEARTBEAT_SECONDS = 15
+LATENCY_KEY = "digest:latency:"  # + kind: a histogram of worker sends (see record_latencies)
+
+
+def worker_alive(settings: Settings, name: str, concurrency: int) -> None:
+    """Say this worker is alive for the next three heartbeats."""
+    redis_for(settings).set(f"{WORKER_KEY}{name}", str(concurrency), ex=3 * HEARTBEAT_SECONDS)
+
+
+def worker_gone(settings: Settings, name: str) -> None:
+    """Say this worker stopped (a killed one simply stops saying it is alive)."""
+    redis_for(settings).delete(f"{WORKER_KEY}{name}")
+
+
+def workers_alive(settings: Settings) -> dict[str, int]:
+    """Workers that said they were alive in the last three heartbeats, with their
+    process counts: one SCAN of a few keys, no broadcast to wait for."""
+    client = redis_for(settings)
+    found: dict[str, int] = {}
+    for key in client.scan_iter(match=f"{WORKER_KEY}*", count=1000):
+        value = client.get(key)
+        if value is not None:
+            found[key.decode().removeprefix(WORKER_KEY)] = int(value)
+    return found
+
+
+def record_latencies(
+    settings: Settings, observations: list[tuple[str, float]], buckets: tuple[float, ...]
+) -> None:
+    """Add worker sends to a histogram kept in Redis (`digest:latency:KIND`: a count per
+    bucket bound, `count` and `sum`), which /metrics exports for the task workers; the
+    process-local histogram would be seen by nobody in a worker."""
+    pipe = redis_for(settings).pipeline(transaction=False)
+    for kind, seconds in observations:
+        key = f"{LATENCY_KEY}{kind}"
+        for bound in buckets:
+            if seconds <= bound:
+                pipe.hincrby(key, f"le:{bound:g}", 1)
+        pipe.hincrby(key, "count", 1)
+        pipe.hincrbyfloat(key, "sum", seconds)
+    pipe.execute()
+
+
+def latencies(settings: Settings, kinds: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """The Redis-kept send latency histograms, by kind (empty fields: nothing sent)."""
+    client = redis_for(settings)
+    found = {}
+    for kind in kinds:
+        raw = client.hgetall(f"{LATENCY_KEY}{kind}")
+        found[kind] = {field.decode(): float(value) for field, value in raw.items()}
+    return found

@@ -13,10 +13,12 @@ the renderer and, in `digest.jobs.digests`, the papers indexed for the run at ha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -196,3 +198,50 @@ def _count_failure(sender: Any = None, exception: BaseException | None = None, *
     """Keep a count of failed tasks and the last failure, for `digest status`."""
     if _settings is not None and sender is not None:
         run_progress.task_failed(_settings, sender.name, exception)
+
+
+# --- heartbeats and send latency, for `digest status` and /metrics ---------------------
+
+_beating: threading.Event | None = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Say every `HEARTBEAT_SECONDS` that this worker is alive (from its main process)."""
+    global _beating
+    if _settings is None or sender is None:
+        return
+    settings, name = _settings, sender.hostname
+    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    stop = _beating = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                run_progress.worker_alive(settings, name, concurrency)
+            except Exception as error:  # the broker is away: Celery says so already
+                log.debug("heartbeat: %s", error)
+            stop.wait(run_progress.HEARTBEAT_SECONDS)
+
+    threading.Thread(target=beat, name="digest-heartbeat", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
+    if _beating is not None:
+        _beating.set()
+    if _settings is not None and sender is not None:
+        with contextlib.suppress(Exception):
+            run_progress.worker_gone(_settings, sender.hostname)
+
+
+@signals.worker_process_init.connect
+def _count_sends_in_redis(**_: Any) -> None:
+    """In each pool process: send latencies go to Redis, where /metrics reads them."""
+    from digest import metrics
+
+    if _settings is not None:
+        settings = _settings
+        metrics.latency_sink = lambda observed: run_progress.record_latencies(
+            settings, observed, metrics.LATENCY_BUCKETS
+        )
