@@ -491,8 +491,8 @@ def test_signing_up_again_leaves_an_address_confirmed_meanwhile_as_it_is(site: S
     # clicked in another tab. The confirmed subscription keeps its settings.
     from sqlalchemy import update
 
+    from digest.jobs.readers import store_sign_up
     from digest.store.models import SubscriberRow
-    from digest.web.subscribe import _store_sign_up
 
     ada = site.add_reader("ada@example.org", "diffusion", status="pending")
     with site.database.session() as session:
@@ -502,7 +502,7 @@ def test_signing_up_again_leaves_an_address_confirmed_meanwhile_as_it_is(site: S
             execution_options={"synchronize_session": False},
         )
         preferences = {"interests": "agents", "send_time": "09:00", "timezone": "UTC"}
-        _, kind = _store_sign_up(session, "ada@example.org", preferences, NOW)
+        _, kind = store_sign_up(session, "ada@example.org", preferences, NOW)
         assert held.status == "pending"  # the sign-up only ever saw it pending
     assert kind == "manage"
     assert (site.subscriber().status, site.subscriber().interests) == ("active", "diffusion")

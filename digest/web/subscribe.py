@@ -23,21 +23,12 @@ from datetime import UTC, datetime, time, timedelta
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_wtf.csrf import generate_csrf
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from digest.errors import TokenError
-from digest.jobs.mail import queue_transactional
+from digest.jobs.readers import RESEND_AFTER, Mailer, sign_up
 from digest.match import INTEREST_EXAMPLES
-from digest.store.subscribers import (
-    change_status,
-    create_subscriber,
-    find_subscriber,
-    get_subscriber,
-    record_confirm_sent,
-    stored_status,
-    update_preferences,
-)
+from digest.store.subscribers import change_status, get_subscriber, update_preferences
 from digest.subscriber import Subscriber
 from digest.tokens import read_confirm_token, read_token, token_matches
 from digest.web import ACCEPTED, context
@@ -47,11 +38,8 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("subscribe", __name__)
 
-RESEND_AFTER = timedelta(minutes=10)
 # Where each visitor's CSRF token goes in the signup page kept for all (not a token's shape).
 TOKEN_SLOT = "{csrf token slot}"
-# Addresses in these states sign up afresh (and must confirm again).
-REJOINING = ("pending", "unsubscribed", "bounced")
 
 
 def _offered_interests() -> str:
@@ -132,65 +120,27 @@ def signup_rate_limited() -> tuple[str, int]:
 
 
 def _sign_up(email: str, form: SignupForm) -> None:
-    """Store the sign-up and queue its email in one short transaction; the courier
+    """Store the sign-up and queue its email in one short transaction
+    (`digest.jobs.readers.sign_up`, as `digest subscribers add` does); the courier
     delivers it in the background (or a `Notifier` hook, if the app was given one)."""
     ctx = context()
-    now = ctx.clock()
-    preferences = form.preferences()
+    # Without a hook the email is queued in the sign-up's transaction; with one, the hook
+    # sends it once the sign-up is committed.
+    mailer = None if ctx.notify is not None else Mailer(ctx.settings, ctx.secret, ctx.renderer)
     try:
         with ctx.database.session() as session:
-            subscriber, kind = _store_sign_up(session, email, preferences, now)
-            if not _may_resend(subscriber, now):
-                return
-            record_confirm_sent(session, subscriber.id, now)
-            # A confirmation offers what this sign-up asked for (see `Notifier`).
-            offered = preferences if kind == "confirm" else None
-            if ctx.notify is None:
-                queue_transactional(
-                    session,
-                    ctx.settings,
-                    ctx.secret,
-                    ctx.renderer,
-                    subscriber,
-                    kind,
-                    now=now,
-                    preferences=offered,
-                )
+            done = sign_up(session, email, form.preferences(), now=ctx.clock(), mailer=mailer)
     except IntegrityError:
         # The same new address signed up twice at once: the other request sends the mail.
         log.info("signup: concurrent sign-up for one address, answered once")
         return
+    if not done.mailed:
+        return
     if ctx.notify is not None:
-        ctx.notify(replace(subscriber, **offered) if offered else subscriber, kind)
+        offered = done.offered
+        ctx.notify(replace(done.subscriber, **offered) if offered else done.subscriber, done.kind)
     elif ctx.courier is not None:
         ctx.courier.kick()
-
-
-def _store_sign_up(
-    session: Session, email: str, preferences: dict[str, str], now: datetime
-) -> tuple[Subscriber, str]:
-    """Save a sign-up; the subscriber and which email they get ("confirm" or "manage").
-
-    A new address is stored with the sign-up's preferences; a known one keeps its own
-    (the confirmation link carries the new ones, applied only when it is followed).
-    """
-    existing = find_subscriber(session, email)
-    if existing is None:
-        subscriber = create_subscriber(session, email, now=now, **preferences)
-        return subscriber, "confirm"
-    if existing.status in REJOINING:
-        # Checked as it is written, then read back: one that became active meanwhile
-        # stays active and keeps its settings (they change only through its manage link).
-        change_status(session, existing.id, "pending", now, only_from=REJOINING)
-        if stored_status(session, existing.id) == "pending":
-            return existing, "confirm"
-    # Already subscribed: their settings change only through their manage link.
-    return existing, "manage"
-
-
-def _may_resend(subscriber: Subscriber, now: datetime) -> bool:
-    sent = subscriber.confirm_sent_at
-    return sent is None or now - sent >= RESEND_AFTER
 
 
 @blueprint.route("/check-your-email")
