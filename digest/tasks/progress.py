@@ -68,10 +68,15 @@ def run_dispatched(settings: Settings, run: str, batches: int) -> None:
     pipe.execute()
 
 
+# DECR of a key that exists only: a batch made after its run timed out (its keys
+# expired) must not make the count again, as a key that never expires.
+_COUNT_DOWN = "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end"
+
+
 def batch_done(settings: Settings, run: str, report: QueueReport) -> None:
     """Count down the run's batches (best effort: a lost count only times out)."""
     try:
-        redis_for(settings).decr(f"{RUN_KEY}:{run}")
+        redis_for(settings).eval(_COUNT_DOWN, 1, f"{RUN_KEY}:{run}")
     except Exception as error:  # the broker is down: the run simply times out
         log.warning("cannot count batch of run %s done: %s", run, error)
 
