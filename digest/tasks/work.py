@@ -53,8 +53,19 @@ _settings: Settings | None = None
 def configure(settings: Settings) -> Celery:
     """Point the app at `[queue] broker` with the settings every task relies on."""
     global _settings
+    before = _settings.queue if _settings is not None else None
     _settings = settings
     queue = settings.queue
+    if before is not None and (before.broker, before.visibility_timeout) != (
+        queue.broker,
+        queue.visibility_timeout,
+    ):
+        # Another broker (a process configured twice): the connections and producers
+        # pooled for the old one would still carry every task there. Dropped as Celery
+        # drops them after a fork; the next task opens them on the new broker.
+        app._pool = None
+        with contextlib.suppress(AttributeError, KeyError):
+            app.__dict__["amqp"]._producer_pool = None
     app.conf.update(
         broker_url=queue.broker,
         broker_connection_retry_on_startup=True,
