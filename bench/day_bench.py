@@ -3,6 +3,8 @@
     python bench/day_bench.py                          # 10k and 100k readers, SQLite
     python bench/day_bench.py --sizes 10000 --workers 1 2
     DIGEST_TEST_POSTGRES_URL=postgresql+psycopg://... python bench/day_bench.py --postgres
+    DIGEST_TEST_POSTGRES_URL=postgresql+psycopg://... python bench/day_bench.py \
+        --celery 1 2 --sizes 10000 100000          # in-process vs 1 and 2 task workers
 
 One day of 1,000 papers synthesised from real ones as bench/match_bench.py makes them
 (a tenth of them listed on Hugging Face, so trending has papers), and N readers with
@@ -24,6 +26,27 @@ Printed: seconds per 1k readers for each stage at each N (linear growth shows as
 figures), the render rate inside the job (digests per CPU second of rendering, i.e. per
 core), the whole day extrapolated to 1M readers, peak RSS (the parent's, and the largest
 worker's), and the load average beside every figure: others share this machine.
+
+`--celery K...` (PostgreSQL: task workers share the database; needs redis-server and the
+celery extra): per size, the store is filled once and each run gets a fresh copy of it:
+first the day in-process on the same PostgreSQL (`queue_due_digests` in one process,
+then `send_due`), then for each K a fresh redis-server and K `digest worker -c 1`
+processes (bench/day_celery.py's instrumented entry point: the same command, each task
+timed) with a config naming the copy, the broker, `[queue] batch`/`send_chunk` and the
+loopback sink (security "none"); `dispatch_due` is called once and again every `--tick`
+seconds, as the scheduler's digest check would, until the sink has every digest and
+nothing is due. Before each run the bench waits for a 1-minute load under
+`--quiet-below` (polling every 30 s, at most `--quiet-wait`). Wall runs from the job's
+start (in-process) or the first dispatch to the last message the sink accepted.
+Printed per size: wall, ms of wall and of CPU per reader (CPU: the bench process
+in-process; the worker processes and their pool processes, from /proc, with tasks),
+the speed-up against 1 worker, PostgreSQL's CPU (its backends for the copy, from /proc)
+and share of all CPU, the sink's and Redis's CPU, peak RSS per worker; the task
+overhead (worker CPU outside task bodies and Redis's CPU against the workers' CPU,
+Redis commands, outbox claims and their wall, idle time of the workers); the goals
+(2 workers >= 1.8x one; overhead < 5 %); 1M readers extrapolated to K machines; and,
+with `--py-spy S`, the top functions of one pool process (a run of its own: py-spy
+perturbs what it measures).
 """
 
 from __future__ import annotations
@@ -39,17 +62,37 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
+from day_celery import (  # noqa: E402
+    RedisServer,
+    Sampler,
+    StampedSink,
+    Workers,
+    children,
+    counting_claims,
+    postgres_trackers,
+    py_spy_top,
+    reset_peak_rss,
+    say,
+    start_py_spy,
+    task_figures,
+    toml_config,
+    vm_hwm_mb,
+    wait_quiet,
+    worker_tracker,
+)
 from match_bench import DAY, InterestMaker, load_real, synthesise_papers, vocabulary  # noqa: E402
 from send_bench import Sink  # noqa: E402
-from sqlalchemy import bindparam, insert, select, update  # noqa: E402
+from sqlalchemy import bindparam, func, insert, select, update  # noqa: E402
 
 from digest.config import Settings, load_settings  # noqa: E402
 from digest.jobs.digests import queue_due_digests  # noqa: E402
@@ -81,14 +124,19 @@ def peak_rss_mb() -> tuple[float, float]:
 # --- the store ---------------------------------------------------------------------------
 
 
-def bench_settings(folder: Path, url: str | None, **sections: dict[str, Any]) -> Settings:
-    overrides: dict[str, Any] = {
+def base_sections(folder: Path) -> dict[str, dict[str, Any]]:
+    """The settings every run of the bench has (a config file's sections)."""
+    return {
         "service": {"data_dir": str(folder), "base_url": "https://digest.example.org"},
         "mail": {
             "from_address": "digest@example.org",
             "postal_address": "Paper Digest, 12 Rue des Écoles, 75005 Paris",
         },
     }
+
+
+def bench_settings(folder: Path, url: str | None, **sections: dict[str, Any]) -> Settings:
+    overrides: dict[str, Any] = base_sections(folder)
     if url:
         overrides["database"] = {"url": url}
     overrides.update(sections)
@@ -269,6 +317,329 @@ def run_size(size: int, backend: str, workers: list[int], maildir_max: int, seed
     return row
 
 
+# --- on task workers (--celery) ----------------------------------------------------------
+
+
+def auto_batch(size: int) -> int:
+    """Readers per digest task: 20 tasks at least (so 2 workers end within a task of
+    each other), at most the service's default 2,000."""
+    return max(100, min(2000, size // 20))
+
+
+def database_name(database: Database) -> str:
+    from sqlalchemy.engine import make_url
+
+    return str(make_url(database.url).database)
+
+
+def sink_sections(port: int) -> dict[str, dict[str, Any]]:
+    return {
+        "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "connections": 4},
+        "delivery": {"backend": "smtp"},
+    }
+
+
+def run_inprocess_day(folder: Path, database: Database, args: argparse.Namespace) -> dict:
+    """The day in this process, on PostgreSQL: `queue_due_digests` (1 process), then
+    `send_due` to the stamped sink; wall from the job's start to the last message the
+    sink accepted."""
+    sink = StampedSink()
+    settings = bench_settings(folder, database.url, **sink_sections(sink.port))
+    ours, every = postgres_trackers(database_name(database))
+    sampler = Sampler([ours, every])
+    try:
+        load_before = wait_quiet(args.quiet_below, args.quiet_wait, "the day in-process")
+        reset_peak_rss()
+        sink_cpu = sink.cpu()
+        sampler.start()
+        started, cpu = time.monotonic(), time.process_time()
+        with counting_claims() as claims:
+            job = queue_due_digests(settings, database, now=NOW, workers=1)
+            job_wall, job_cpu = time.monotonic() - started, time.process_time() - cpu
+            sent = send_due(settings, database, now=NOW + timedelta(minutes=1))
+        cpu = time.process_time() - cpu
+        sampler.stop()
+        if not sink.accepted == sent.sent == job.queued:
+            raise RuntimeError(f"queued {job.queued}, sent {sent.sent}, sink {sink.accepted}")
+        wall = sink.last.value - started
+        return {
+            "wall": wall, "job_wall": job_wall, "send_wall": wall - job_wall, "cpu": cpu,
+            "job_cpu": job_cpu, "stages": job.cpu, "queued": job.queued,
+            "pg_cpu": ours.seconds, "pg_all_cpu": every.seconds, "sink_cpu": sink.cpu() - sink_cpu,
+            "claims": dict(claims), "rss_mb": vm_hwm_mb(os.getpid()),
+            "load": [load_before, load()],
+        }  # fmt: skip
+    finally:
+        sink.stop()
+
+
+def run_celery_day(
+    folder: Path,
+    database: Database,
+    count: int,
+    expected: int,
+    redis: RedisServer,
+    args: argparse.Namespace,
+) -> dict:
+    """The day on `count` workers: dispatch_due once, then every `--tick` s until the
+    sink has every message; wall from the first dispatch to the last message accepted."""
+    from digest.tasks import QUEUES
+    from digest.tasks.dispatch import dispatch_due
+    from digest.tasks.work import configure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    redis.reset()
+    sink = StampedSink()
+    queue = {"broker": redis.url, "batch": args.queue_batch, "send_chunk": args.send_chunk}
+    sections = {"database": {"url": database.url}, "queue": queue, **sink_sections(sink.port)}
+    settings = bench_settings(folder, database.url, **sections)
+    config = folder / "config.toml"
+    config.write_text(toml_config(base_sections(folder) | sections))
+    clock = folder / "clock"  # the workers' time: when `run_send` sends in-process
+    clock.write_text((NOW + timedelta(minutes=1)).isoformat())
+    workers = Workers(count, config, folder, clock)
+    spy = None
+    try:
+        workers.start()
+        workers.wait_ready(configure(settings))
+        load_before = wait_quiet(args.quiet_below, args.quiet_wait, f"the day on {count} workers")
+        tracked = worker_tracker(workers.pids)
+        ours, every = postgres_trackers(database_name(database))
+        sampler = Sampler([tracked, ours, every])
+        broker, sink_cpu = redis.figures(), sink.cpu()
+        sampler.start()
+        started, cpu = time.monotonic(), time.process_time()
+        first = dispatch_due(settings, database, now=NOW)
+        dispatched = time.monotonic() - started
+        if args.py_spy and count == max(args.celery):
+            pool = children(workers.pids[0])
+            spy = start_py_spy(pool[0], args.py_spy, folder / "py-spy.txt") if pool else None
+        ticks, next_tick, deadline = 1, started + args.tick, started + args.timeout
+        while sink.accepted < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{sink.accepted} of {expected} sent: {workers.logs()}")
+            time.sleep(0.05)
+            if time.monotonic() >= next_tick:
+                dispatch_due(settings, database, now=NOW)
+                ticks, next_tick = ticks + 1, next_tick + args.tick
+        wall = sink.last.value - started
+        while redis.waiting(QUEUES) and time.monotonic() < deadline:
+            time.sleep(0.05)  # tasks still running or queued (a send chunk finding none)
+        sampler.stop()
+        cpu = time.process_time() - cpu
+        last = dispatch_due(settings, database, now=NOW)  # the tick that finds nothing due
+        if last.run or last.busy_with or last.due_to_send or sink.accepted != expected:
+            raise RuntimeError(f"not done: {last.summary()}; sink {sink.accepted} of {expected}")
+        broker_after = redis.figures()
+        rss = workers.peak_rss()
+    finally:
+        workers.stop()
+        sink_cpu_after = sink.cpu()
+        sink.stop()
+    with database.session() as session:
+        state = SubscriberRow.metadata.tables["outbox"].c.state
+        sent = session.scalar(select(func.count()).where(state == "sent"))
+    if sent != expected:
+        raise RuntimeError(f"{sent} outbox rows sent, expected {expected}")
+    calls = Counter(broker_after["calls"])
+    calls.subtract(broker["calls"])
+    row = {
+        "workers": count, "wall": wall, "dispatch_wall": dispatched, "ticks": ticks,
+        "batches": first.batches, "worker_cpu": tracked.seconds, "bench_cpu": cpu,
+        "pg_cpu": ours.seconds, "pg_all_cpu": every.seconds,
+        "redis_cpu": broker_after["cpu"] - broker["cpu"],
+        "redis_calls": {name: n for name, n in calls.items() if n > 0},
+        "sink_cpu": sink_cpu_after - sink_cpu, "rss_mb": rss,
+        "tasks": task_figures(workers.task_log), "started": started,
+        "load": [load_before, load()],
+    }  # fmt: skip
+    if spy is not None:
+        _, error = spy.communicate()
+        if spy.returncode:
+            say(f"  py-spy failed: {error.decode(errors='replace').strip()[-500:]}")
+        row["py_spy"] = py_spy_top(folder / "py-spy.txt")
+    return row
+
+
+def run_size_celery(size: int, args: argparse.Namespace) -> dict:
+    """One size on PostgreSQL: the store filled once, then on a fresh copy each, the day
+    in-process and on each `--celery` count of workers."""
+    rng = random.Random(args.seed)
+    top = Path(tempfile.mkdtemp(prefix="day-bench-celery-"))
+    row: dict[str, Any] = {"size": size, "backend": "postgresql", "mode": "celery",
+                           "batch": args.queue_batch, "send_chunk": args.send_chunk}  # fmt: skip
+    redis = RedisServer(top / "redis")
+    try:
+        with fresh_store("postgresql", top / "filled") as (settings, database):
+            started = time.perf_counter()
+            row["papers"] = store_papers(database, rng)
+            store_readers(database, size, rng)
+            row["setup_s"] = time.perf_counter() - started
+            say(f"  {size:,} readers stored in {row['setup_s']:.0f} s")
+            with copy_store("postgresql", database, settings, top / "inprocess") as (_, copy):
+                row["inprocess"] = run_inprocess_day(top / "inprocess", copy, args)
+            say(f"  in-process: {json.dumps(row['inprocess'])}")
+            row["celery"] = []
+            for count in args.celery:
+                folder = top / f"workers{count}"
+                with copy_store("postgresql", database, settings, folder) as (_, copy):
+                    expected = row["inprocess"]["queued"]
+                    run = run_celery_day(folder, copy, count, expected, redis, args)
+                row["celery"].append(run)
+                say(f"  {count} workers: wall {run['wall']:.1f} s, CPU {run['worker_cpu']:.1f} s")
+    finally:
+        redis.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    return row
+
+
+def print_celery_table(rows: list[dict]) -> None:
+    for row in rows:
+        size, home = row["size"], row["inprocess"]
+        runs = {run["workers"]: run for run in row["celery"]}
+        one = runs.get(1)
+        print(f"\nthe whole day on PostgreSQL, {size:,} readers ({home['queued']:,} digests), "
+              f"task batch {row['batch']:,} readers, send chunk {row['send_chunk']}")  # fmt: skip
+        print("| run | wall s | ms wall/reader | speed-up vs 1 worker | CPU s (whose) "
+              "| ms CPU/reader | PostgreSQL CPU s (share of all CPU) | sink CPU s "
+              "| redis CPU s | peak RSS MB | load |")  # fmt: skip
+        print("|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|")
+        total = home["cpu"] + home["pg_cpu"] + home["sink_cpu"]
+        versus = f"{one['wall'] / home['wall']:.2f}x" if one else "–"
+        print(f"| in-process (job {home['job_wall']:.1f} + send {home['send_wall']:.1f}) "
+              f"| {home['wall']:.1f} | {home['wall'] / size * 1000:.3f} | {versus} "
+              f"| {home['cpu']:.1f} (bench) | {home['cpu'] / size * 1000:.3f} "
+              f"| {home['pg_cpu']:.1f} ({home['pg_cpu'] / total:.0%}) "
+              f"| {home['sink_cpu']:.1f} | – | {home['rss_mb']:,.0f} "
+              f"| {home['load'][0]:.2f}–{home['load'][1]:.2f} |")  # fmt: skip
+        for count, run in runs.items():
+            total = run["worker_cpu"] + run["pg_cpu"] + run["sink_cpu"] + run["redis_cpu"]
+            rss = ", ".join(f"{main:,.0f}+{pool:,.0f}" for main, pool in run["rss_mb"])
+            speed = one["wall"] / run["wall"] if one else 0.0
+            print(f"| {count} worker(s) | {run['wall']:.1f} | {run['wall'] / size * 1000:.3f} "
+                  f"| {speed:.2f}x | {run['worker_cpu']:.1f} (workers) "
+                  f"| {run['worker_cpu'] / size * 1000:.3f} | {run['pg_cpu']:.1f} "
+                  f"({run['pg_cpu'] / total:.0%}) | {run['sink_cpu']:.1f} "
+                  f"| {run['redis_cpu']:.2f} | {rss} "
+                  f"| {run['load'][0]:.2f}–{run['load'][1]:.2f} |")  # fmt: skip
+        print(
+            "\n  (peak RSS of a worker: its Celery process + its pool process; in-process: "
+            "the bench process over the day)"
+        )
+        print_overhead(home, runs)
+        print_goals(runs, home)
+        print_extrapolation(row, runs)
+        for run in row["celery"]:
+            if "py_spy" in run:
+                print_py_spy(run)
+
+
+BROKER_KEYS = ("enqueue", "batch_done", "latency")
+
+
+def overhead(run: dict, home: dict) -> dict[str, float]:
+    """The task overhead of a run, in worker-seconds: `outside` (the workers' CPU outside
+    task bodies: taking, acknowledging and handing over messages), `broker` (wall of the
+    broker round trips inside tasks), `claims` (wall of the outbox claims inside tasks
+    beyond what sending the same rows in-process spent claiming), and their `share` of
+    the workers' day (workers x wall)."""
+    tasks = run["tasks"]["total"]
+    outside = run["worker_cpu"] - tasks.get("cpu", 0.0)
+    broker = sum(tasks.get(f"{key}_wall", 0.0) for key in BROKER_KEYS)
+    claims = max(0.0, tasks.get("claim_wall", 0.0) - home["claims"].get("claim_wall", 0.0))
+    day = run["workers"] * run["wall"]
+    return {"outside": outside, "broker": broker, "claims": claims,
+            "share": (outside + broker + claims) / day, "day": day}  # fmt: skip
+
+
+def print_overhead(home: dict, runs: dict[int, dict]) -> None:
+    print("\ntask overhead (worker-seconds; the workers' day is workers x wall)")
+    print("| workers | tasks (batch, send) | worker CPU s | inside tasks: CPU s, wall s "
+          "| A: CPU outside tasks s | B: broker calls in tasks: n, wall s "
+          "| claims: n, wall s (C: beyond in-process) | redis: commands, CPU s "
+          "| (A+B+C) / workers' day | idle: workers' day not in a task "
+          "| worker CPU / in-process CPU |")  # fmt: skip
+    print("|---:|---|---:|---|---:|---|---|---|---:|---:|---:|")
+    claims = home["claims"]
+    print(f"| in-process | – | {home['cpu']:.1f} | – | – | – "
+          f"| {claims.get('claim_calls', 0):,}, {claims.get('claim_wall', 0.0):.2f} "
+          f"| – | – | – | – |")  # fmt: skip
+    for count, run in runs.items():
+        tasks, names = run["tasks"]["total"], run["tasks"]["by_name"]
+        cost = overhead(run, home)
+        broker_calls = sum(int(tasks.get(f"{key}_calls", 0)) for key in BROKER_KEYS)
+        commands = sum(run["redis_calls"].values())
+        idle = 1 - tasks.get("wall", 0.0) / cost["day"]
+        batches = int(names.get("digest.batch", {}).get("count", 0))
+        sends = int(names.get("digest.send", {}).get("count", 0))
+        print(f"| {count} | {batches + sends} ({batches}, {sends}) | {run['worker_cpu']:.1f} "
+              f"| {tasks.get('cpu', 0.0):.1f}, {tasks.get('wall', 0.0):.1f} "
+              f"| {cost['outside']:.2f} | {broker_calls:,}, {cost['broker']:.2f} "
+              f"| {int(tasks.get('claim_calls', 0)):,}, {tasks.get('claim_wall', 0.0):.2f} "
+              f"({cost['claims']:.2f}) | {commands:,}, {run['redis_cpu']:.2f} "
+              f"| {cost['share']:.1%} | {idle:.1%} "
+              f"| {run['worker_cpu'] / home['cpu']:.2f}x |")  # fmt: skip
+    for count, run in runs.items():
+        tasks = run["tasks"]["total"]
+        parts = ", ".join(
+            f"{key} {int(tasks.get(key + '_calls', 0)):,} calls {tasks.get(key + '_wall', 0):.2f} s"
+            for key in BROKER_KEYS
+        )
+        print(f"  B with {count} worker(s): {parts}")
+
+
+def print_goals(runs: dict[int, dict], home: dict) -> None:
+    print("\ngoals")
+    if 1 in runs and 2 in runs:
+        speed = runs[1]["wall"] / runs[2]["wall"]
+        verdict = "met" if speed >= 1.8 else "NOT met"
+        print(f"  2 workers vs 1: {speed:.2f}x (goal >= 1.8x): {verdict}")
+    for count, run in runs.items():
+        share = overhead(run, home)["share"]
+        verdict = "met" if share < 0.05 else "NOT met"
+        print(f"  {count} worker(s): task overhead {share:.1%} of the workers' day "
+              f"(goal < 5 %): {verdict}")  # fmt: skip
+
+
+def print_extrapolation(row: dict, runs: dict[int, dict]) -> None:
+    """1M readers on K machines from this size's figures (see the assumptions printed)."""
+    size = row["size"]
+    if 1 not in runs:
+        return
+    one, best = runs[1], runs[max(runs)]
+    wall_one = one["wall"] / size  # s per reader, one worker (PostgreSQL on the other core)
+    wall_best = best["wall"] / size
+    pg = best["pg_cpu"] / size  # PostgreSQL CPU s per reader
+    sink = best["sink_cpu"] / size
+    print(f"\n1M readers on K machines of 2 cores (target: the day < 20 min), from "
+          f"{size:,} readers: (a) as measured here, {max(runs)} workers sharing the machine with "
+          f"PostgreSQL, Redis and the sink: 1M x {wall_best * 1000:.3f} ms / K; "
+          f"(b) machines running only 2 workers (PostgreSQL, Redis and the MTA elsewhere), "
+          f"each worker as fast as the single worker here: 1M x {wall_one * 1000:.3f} ms / 2K. "
+          f"PostgreSQL cores busy = readers/s x {pg * 1000:.3f} ms of its CPU per reader "
+          f"(measured, its backends for this database); the sink's {sink * 1000:.3f} ms per "
+          f"reader is the MTA's, elsewhere.")  # fmt: skip
+    print("| K | (a) min | (b) min | PostgreSQL cores busy in (b) |")
+    print("|---:|---:|---:|---:|")
+    for machines in (1, 2, 4, 8):
+        measured = 1_000_000 * wall_best / machines
+        ideal = 1_000_000 * wall_one / (2 * machines)
+        print(f"| {machines} | {measured / 60:.1f} | {ideal / 60:.1f} "
+              f"| {1_000_000 * pg / ideal:.1f} |")  # fmt: skip
+
+
+def print_py_spy(run: dict) -> None:
+    profile = run["py_spy"]
+    total = int(profile["samples"][0][1])
+    print(
+        f"\npy-spy of one pool process ({run['workers']} workers), {total} samples: "
+        "top functions by own time | by time anywhere in the stack"
+    )
+    pairs = zip_longest(profile["self"], profile["inclusive"], fillvalue=("", 0.0))
+    for (own, share), (anywhere, inclusive) in pairs:
+        print(f"  {share:6.1%} {own[:70]:70} | {inclusive:6.1%} {anywhere[:70]}")
+
+
 # --- the table ---------------------------------------------------------------------------
 
 
@@ -324,26 +695,72 @@ def main() -> None:
     parser.add_argument("--maildir-max", type=int, default=100_000)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--seed", type=int, default=1)
+    celery = parser.add_argument_group("task workers (--celery; PostgreSQL, redis-server)")
+    celery.add_argument(
+        "--celery",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="the day in-process, then on K `digest worker -c 1` processes",
+    )
+    celery.add_argument(
+        "--queue-batch",
+        type=int,
+        default=0,
+        help="[queue] batch (default: readers / 20, from 100 to 2,000)",
+    )
+    celery.add_argument("--send-chunk", type=int, default=500, help="[queue] send_chunk")
+    celery.add_argument("--tick", type=float, default=5.0, help="s between dispatch_due calls")
+    celery.add_argument(
+        "--timeout",
+        type=float,
+        default=0.0,
+        help="s a run may take (default: 120 + 20 ms per reader)",
+    )
+    celery.add_argument(
+        "--quiet-below",
+        type=float,
+        default=1.0,
+        help="wait for a 1-minute load under this before each run (0: not)",
+    )
+    celery.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=1800.0,
+        help="s to wait for that at most, then measure anyway",
+    )
+    celery.add_argument("--py-spy", type=int, default=0, metavar="S",
+                        help="py-spy record S s of a pool process in the largest K's run "
+                             "(perturbs that run: profile in a run of its own)")  # fmt: skip
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    backend = "postgresql" if args.postgres else "sqlite"
+    backend = "postgresql" if args.postgres or args.celery else "sqlite"
     if args.child:
         (size,) = args.sizes
-        row = run_size(size, backend, args.workers, args.maildir_max, args.seed)
+        if args.celery:
+            args.queue_batch = args.queue_batch or auto_batch(size)
+            args.timeout = args.timeout or 120 + size * 0.02
+            row = run_size_celery(size, args)
+        else:
+            row = run_size(size, backend, args.workers, args.maildir_max, args.seed)
         print(json.dumps(row))
         return
+    if backend == "postgresql" and not os.environ.get("DIGEST_TEST_POSTGRES_URL"):
+        raise SystemExit("set DIGEST_TEST_POSTGRES_URL to a PostgreSQL server to make databases on")
     print(f"day bench: {os.cpu_count()} cores, load {os.getloadavg()}", flush=True)
     rows = []
     for size in args.sizes:
-        command = [sys.executable, __file__, "--child", "--sizes", str(size), "--seed",
-                   str(args.seed), "--maildir-max", str(args.maildir_max), "--workers",
-                   *map(str, args.workers)] + (["--postgres"] if args.postgres else [])  # fmt: skip
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        command = [sys.executable, __file__, *sys.argv[1:], "--child", "--sizes", str(size)]
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         row = json.loads(output.strip().splitlines()[-1])
-        row["queued_share"] = row["jobs"][0]["queued"] / size
+        if not args.celery:
+            row["queued_share"] = row["jobs"][0]["queued"] / size
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print_table(rows)
+    if args.celery:
+        print_celery_table(rows)
+    else:
+        print_table(rows)
     print(f"\nload at the end: {os.getloadavg()}")
 
 
