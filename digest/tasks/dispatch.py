@@ -63,16 +63,15 @@ def dispatch_due(settings: Settings, database: Database, *, now: datetime) -> Di
         if plan is not None:
             run = uuid.uuid4().hex[:12]
             progress.run_dispatched(settings, run, len(plan.ranges))
-            try:
-                for after, last in plan.ranges:
-                    digest_batch.apply_async(
-                        args=[run, plan.now.isoformat(), plan.start.isoformat(), after, last]
-                    )
-            except BaseException:
-                # Part of a run dispatched: forget it, so the next tick plans again at
-                # once (batches already sent find their readers done or still due).
-                progress.run_dispatched(settings, run, 0)
-                raise
+            for after, last in plan.ranges:
+                digest_batch.apply_async(
+                    args=[run, plan.now.isoformat(), plan.start.isoformat(), after, last]
+                )
+            # Only now the run in flight: a broker lost half-way (the publish failed, so
+            # would anything that tries to undo it) leaves no run in flight, and the next
+            # tick plans again at once; batches already sent find their readers done or
+            # still due.
+            progress.run_sent(settings, run)
             report.run, report.batches = run, len(plan.ranges)
     with database.session() as session:
         report.due_to_send = count_due(session, now=now)

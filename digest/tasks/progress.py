@@ -1,8 +1,8 @@
 """What the broker knows about the work: runs in flight, failures, queues and workers.
 
 Kept in Redis beside the queues (the broker), in a few small keys under `digest:`:
-- `digest:run` names the digest run last dispatched and `digest:run:<id>` counts its
-  batches not yet made; while it is above zero (and the run is younger than
+- `digest:run` names the digest run last dispatched whole and `digest:run:<id>` counts
+  its batches not yet made; while it is above zero (and the run is younger than
   `[queue] run_timeout_minutes`), the scheduler dispatches no other run, so a slow run
   is not dispatched again on every tick. A batch made twice counts down twice; a batch
   lost with its worker never counts down, and the run times out: both only let the next
@@ -59,13 +59,19 @@ def run_in_flight(settings: Settings) -> str | None:
 
 
 def run_dispatched(settings: Settings, run: str, batches: int) -> None:
-    """Note a run just dispatched, `batches` tasks long; it expires after the timeout."""
+    """Note a run about to be dispatched, `batches` tasks long (its count, which its
+    batches count down from their first one); it expires after the timeout. The run is
+    in flight only once `run_sent` says that every batch is in the queue."""
     seconds = int(settings.queue.run_timeout_minutes * 60)
-    client = redis_for(settings)
-    pipe = client.pipeline()
-    pipe.set(f"{RUN_KEY}:{run}", batches, ex=seconds)
-    pipe.set(RUN_KEY, run, ex=seconds)
-    pipe.execute()
+    redis_for(settings).set(f"{RUN_KEY}:{run}", batches, ex=seconds)
+
+
+def run_sent(settings: Settings, run: str) -> None:
+    """Every batch of `run` is in the queue: it is the run in flight until its batches
+    are made or it times out. A dispatch that failed half-way never says so, and the
+    next tick plans the run again at once, not after the timeout."""
+    seconds = int(settings.queue.run_timeout_minutes * 60)
+    redis_for(settings).set(RUN_KEY, run, ex=seconds)
 
 
 # DECR of a key that exists only: a batch made after its run timed out (its keys
