@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,19 +17,25 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from render_samples import load_papers, select
+from sqlalchemy import func
+from sqlalchemy import select as select_rows
 
 from digest.match import parse_interests
+from digest.message import Message
 from digest.render import DigestRenderer
 from digest.store import Database
-from digest.store.models import SubscriberRow
+from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow
+from digest.store.outbox import queue_message
 from digest.store.papers import save_papers
 from digest.store.subscribers import change_status, create_subscriber, get_subscriber
 from digest.subscriber import Subscriber
-from digest.tokens import read_token
+from digest.tokens import make_token, read_token
 from digest.web import create_app
+from tests.messages import build_digest
 from tests.web_support import BASE_URL, NOW, SECRET, Clock, Site, csrf_token
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+OTHER_SECRET = "another-secret-entirely-0123456789-abcdefgh"
 
 
 def _add(site: Site, status: str = "active", **fields: Any) -> Subscriber:
@@ -562,3 +569,151 @@ def test_unticking_trending_on_the_manage_form_removes_it(site: Site) -> None:
     del fields["trending"]
     assert site.submit(_manage(site, ada), fields).status_code == 303
     assert _reload(site, ada).interests == "diffusion"
+
+
+# --- the reader's data: download it, delete it ---------------------------------------
+
+
+def _data(site: Site, who: Subscriber) -> str:
+    return f"{_manage(site, who)}/data.json"
+
+
+def _delete(site: Site, who: Subscriber) -> str:
+    return f"{_manage(site, who)}/delete"
+
+
+def test_the_manage_page_offers_the_data_and_its_deletion(site: Site, ada: Subscriber) -> None:
+    page = site.get(_manage(site, ada)).get_data(as_text=True)
+    manage = _manage(site, ada)
+    assert f'<a href="{manage}/data.json" download>Download my data</a>' in page
+    assert f'<a href="{manage}/delete">Delete my subscription entirely</a>' in page
+
+
+def test_the_data_download_holds_everything_stored_but_no_message_body(
+    site: Site, ada: Subscriber
+) -> None:
+    digest = _digest_for(site, ada)
+    with site.database.session() as session:
+        queue_message(
+            session, subscriber_id=ada.id, kind="digest", digest_date=NOW.date(),
+            message=Message("digest@example.org", ada.email, digest["Message-ID"],
+                            digest.as_bytes()),
+            now=NOW,
+        )  # fmt: skip
+    response = site.get(_data(site, ada))
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="digest-data-2026-06-12.json"'
+    )
+    assert response.headers["Cache-Control"] == "no-store"
+    held = json.loads(response.get_data(as_text=True))
+    assert held["email"] == "ada@example.org" and held["status"] == "active"
+    assert held["schedule"] == "every day at 08:00 (UTC)"
+    assert held["next_digest_at"] == "2026-06-13T08:00:00+00:00"
+    assert set(held) >= {"interests", "consent", "created_at", "confirmed_at", "last_digest_at"}
+    [message] = held["messages"]
+    assert (message["kind"], message["digest_date"], message["state"]) == (
+        "digest",
+        "2026-06-12",
+        "queued",
+    )
+    assert message["message_id"] == digest["Message-ID"]
+    assert "Your paper digest" not in response.get_data(as_text=True)  # no body
+
+
+def test_the_data_and_deletion_work_for_a_reader_who_unsubscribed(site: Site) -> None:
+    uma = _add(site, status="unsubscribed")
+    assert site.get(_manage(site, uma)).status_code == 400  # the settings: not any more
+    assert json.loads(site.get(_data(site, uma)).get_data(as_text=True))["status"] == (
+        "unsubscribed"
+    )
+    assert site.get(_delete(site, uma)).status_code == 200
+
+
+def test_the_data_of_another_reader_or_a_forged_link_is_refused(
+    site: Site, ada: Subscriber
+) -> None:
+    bob = _add(site, email="bob@example.org")
+    token = site.token("manage", ada)
+    for path in (
+        f"/manage/{token[:-3]}AAA/data.json",
+        f"/manage/{site.token('unsubscribe', ada)}/data.json",
+        f"/manage/{make_token(SECRET, 'manage', bob.id, ada.email)}/data.json",
+        f"/manage/{make_token(OTHER_SECRET, 'manage', ada.id, ada.email)}/data.json",
+    ):
+        response = site.get(path)
+        body = response.get_data(as_text=True)
+        assert response.status_code == 400, path
+        assert "This link does not work" in body and "@example.org" not in body
+    assert site.client.post(_data(site, ada)).status_code == 400  # no such button
+    assert site.client.put(_data(site, ada)).status_code == 405
+
+
+def test_deleting_takes_a_button_press_and_then_every_link_is_dead(
+    site: Site, ada: Subscriber
+) -> None:
+    with site.database.session() as session:
+        queue_message(
+            session, subscriber_id=ada.id, kind="digest", digest_date=NOW.date(),
+            message=build_digest(ada.id, ada.email, NOW.date(), papers=2), now=NOW,
+        )  # fmt: skip
+    links = {
+        "manage": _manage(site, ada),
+        "unsubscribe": _unsubscribe(site, ada),
+        "confirm": f"/confirm/{site.token('confirm', ada)}",
+        "data": _data(site, ada),
+        "sample": f"{_manage(site, ada)}/sample",
+    }
+    page = site.get(_delete(site, ada))
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200  # a link scanner fetching the page deletes nothing
+    assert body.count("<button") == 1 and ">Delete everything</button>" in body
+    assert "ada@example.org" in body and "cannot be undone" in body
+    assert site.client.head(_delete(site, ada)).status_code == 200
+    # Without its CSRF token the button does nothing.
+    assert site.client.post(_delete(site, ada), data={"csrf_token": "forged"}).status_code == 400
+    assert _reload(site, ada).status == "active"
+    done = site.submit(_delete(site, ada))
+    assert done.status_code == 200
+    assert "Everything is deleted" in done.get_data(as_text=True)
+    with site.database.session() as session:
+        assert get_subscriber(session, ada.id) is None
+        assert session.scalar(select_rows(func.count()).select_from(OutboxRow)) == 0
+        assert session.scalar(select_rows(func.count()).select_from(OutboxMessageRow)) == 0
+    for name, path in links.items():
+        response = site.get(path)
+        assert response.status_code == 400, name
+        assert "This link does not work" in response.get_data(as_text=True), name
+    # Pressed again (a second tab): the invalid-link page, not an error.
+    assert site.client.post(_delete(site, ada), data={"csrf_token": "x"}).status_code == 400
+    # A mail client's one-click unsubscribe still hears that the address is unsubscribed
+    # (RFC 8058 clients retry on errors); the page's own button gets the invalid-link page.
+    provider = site.app.test_client(use_cookies=False)
+    answer = provider.post(links["unsubscribe"], data=ONE_CLICK)
+    assert (answer.status_code, answer.get_data(as_text=True)) == (200, "Unsubscribed.\n")
+    form = {"csrf_token": csrf_token(site.get("/").get_data(as_text=True))}
+    assert site.client.post(links["unsubscribe"], data=form).status_code == 400
+
+
+def test_an_old_one_click_link_never_unsubscribes_the_next_owner_of_its_id(site: Site) -> None:
+    # SQLite may give an erased reader's id to the next sign-up: the address in the link
+    # tells them apart.
+    ada = _add(site)
+    link = _unsubscribe(site, ada)
+    site.submit(_delete(site, ada))
+    bob = _add(site, email="bob@example.org")
+    provider = site.app.test_client(use_cookies=False)
+    assert provider.post(link, data=ONE_CLICK).status_code == 200
+    assert _reload(site, bob).status == "active"
+
+
+def test_the_unsubscribed_page_links_to_deleting_everything(site: Site, ada: Subscriber) -> None:
+    page = _unsubscribed_page(site, ada)
+    found = re.search(
+        r'<a href="(/manage/[^"]+/delete)">delete everything we hold about you</a>', page
+    )
+    assert found, page
+    site.submit(found.group(1))
+    with site.database.session() as session:
+        assert get_subscriber(session, ada.id) is None

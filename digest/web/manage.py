@@ -1,11 +1,16 @@
 """The pages behind the links in every email: manage and unsubscribe.
 
 `/manage/TOKEN` changes interests, time and time zone, pauses and resumes, brings a
-bounced address back, and shows a sample digest. `/unsubscribe/TOKEN` answers a GET
+bounced address back, and shows a sample digest. `/manage/TOKEN/data.json` downloads
+everything the store holds about the reader, and `/manage/TOKEN/delete` deletes it all
+(a page with one button; the POST deletes): both for any status the token names, so a
+reader who unsubscribed can still have their data, or have it erased (the page that
+confirms an unsubscribe links to it). `/unsubscribe/TOKEN` answers a GET
 with one button (a link scanner fetching the page unsubscribes nobody) and unsubscribes
 on POST at once, with no login and no further step; a POST whose body is
 `List-Unsubscribe=One-Click` is RFC 8058's one-click unsubscribe from the mail client,
-which comes with no cookie and no CSRF token and is answered 200.
+which comes with no cookie and no CSRF token and is answered 200, also for a reader
+erased since (the address is not subscribed: mail clients retry until they hear so).
 
 Coming back needs the mailbox owner's consent. The page that confirms an unsubscribe
 holds a "Resubscribe" button that undoes it for `UNDO_MAX_AGE` (15 minutes), in that
@@ -17,8 +22,9 @@ window, coming back is signing up again, which sends a confirmation email.
 
 from __future__ import annotations
 
+import json
 import secrets
-from datetime import time
+from datetime import UTC, time
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask import session as browser_session
@@ -27,9 +33,8 @@ from werkzeug.wrappers import Response
 from digest.errors import TokenError
 from digest.jobs import sample_digest_html
 from digest.jobs.mail import SampleBusy
+from digest.jobs.readers import ACTIONS, REACTIVATE, erase, press, reader_data
 from digest.match import INTEREST_EXAMPLES
-from digest.store.outbox_admin import reactivate_subscriber
-from digest.store.subscribers import change_status as change_reader_status
 from digest.store.subscribers import (
     get_subscriber,
     undo_unsubscribe,
@@ -43,6 +48,7 @@ from digest.tokens import (
     browser_tag,
     make_token,
     make_undo_token,
+    read_token,
     read_undo_token,
     token_matches,
 )
@@ -53,9 +59,8 @@ from digest.web.subscribe import invalid_link, subscriber_for
 blueprint = Blueprint("manage", __name__)
 
 ONE_CLICK = "One-Click"
-# The buttons of the manage page: the status each one leaves, from the status it needs.
-ACTIONS = {"pause": ("active", "paused"), "resume": ("paused", "active")}
-REACTIVATE = "reactivate"
+# The buttons of the manage page (ACTIONS: the status each one leaves, from the status
+# it needs; REACTIVATE) are `digest.jobs.readers.press`, as `digest subscribers` presses them.
 NOTICES = {
     "saved": "Your changes are saved.",
     "paused": "Done: your digests are paused.",
@@ -143,18 +148,10 @@ def change_status(token: str, action: str) -> Response:
         return invalid_link("that button did not work: reload the page and try again")
     ctx = context()
     with ctx.database.session() as session:
-        if action == REACTIVATE:
-            # Also forgets the failures that bounced the address.
-            changed = reactivate_subscriber(session, subscriber.id, ctx.clock())
-        else:
-            # Only from the status the button needs, checked as it is written: pressed
-            # twice, or in two tabs, the second press changes nothing.
-            needs, leaves = ACTIONS[action]
-            changed = bool(
-                change_reader_status(
-                    session, subscriber.id, leaves, ctx.clock(), only_from=(needs,)
-                )
-            )
+        # Only from the status the button needs, checked as it is written: pressed twice,
+        # or in two tabs, the second press changes nothing. Reactivating also forgets the
+        # failures that bounced the address.
+        changed = press(session, subscriber.id, action, ctx.clock())
     done = {"pause": "paused", "resume": "resumed", REACTIVATE: "reactivated"}[action]
     return _back_to_manage(token, done if changed else "")
 
@@ -191,16 +188,61 @@ def _sample_busy() -> Response:
     return Response(page, status=503, mimetype="text/html", headers=FRAMED_PAGE_HEADERS)
 
 
+@blueprint.route("/manage/<token>/data.json")
+def data(token: str) -> Response:
+    """Everything the store holds about the reader the link names (whatever their
+    status), as a JSON file to download: `digest.jobs.readers.reader_data`, which
+    `digest subscribers show --json` prints too."""
+    subscriber = subscriber_for("manage", token)
+    ctx = context()
+    with ctx.database.session() as session:
+        current = get_subscriber(session, subscriber.id)
+        if current is None:  # erased since the link was read
+            return invalid_link("this manage link is not valid")
+        held = reader_data(session, current)
+    day = ctx.clock().astimezone(UTC).date().isoformat()
+    response = Response(
+        json.dumps(held, ensure_ascii=False, indent=2) + "\n", mimetype="application/json"
+    )
+    response.headers["Content-Disposition"] = f'attachment; filename="digest-data-{day}.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.route("/manage/<token>/delete", methods=["GET", "POST"])
+def delete(token: str) -> tuple[str, int]:
+    """GET: what deleting removes, and one button (a link scanner fetching the page
+    deletes nothing). POST, that button: delete the reader, whatever their status, and
+    every record of the emails sent to them, in one transaction; then say it is done.
+    Every link of theirs shows the invalid-link page from then on."""
+    subscriber = subscriber_for("manage", token)
+    form = ButtonForm()
+    if request.method != "POST":  # GET, or HEAD: never a deletion
+        return render_template("delete.html", subscriber=subscriber, form=form, token=token), 200
+    if not form.validate():
+        return render_template(
+            "delete.html",
+            subscriber=subscriber,
+            form=ButtonForm(),
+            token=token,
+            notice="That button had expired; press it once more.",
+        ), 400
+    with context().database.session() as session:
+        erase(session, subscriber)
+    return render_template("deleted.html", email=subscriber.email), 200
+
+
 @blueprint.route("/unsubscribe/<token>", methods=["GET", "POST"])
 def unsubscribe(token: str) -> tuple[str, int] | Response:
     """GET: one button. POST (from the page, or RFC 8058 one-click): unsubscribe now."""
+    if request.method == "POST" and request.form.get("List-Unsubscribe") == ONE_CLICK:
+        return _one_click(token)
     subscriber = subscriber_for("unsubscribe", token)
     if request.method != "POST":  # GET, or HEAD (even with a one-click body): one button
         return render_template(
             "unsubscribe.html", subscriber=subscriber, form=ButtonForm(), token=token
         ), 200
-    one_click = request.form.get("List-Unsubscribe") == ONE_CLICK
-    if not one_click and not ButtonForm().validate():
+    if not ButtonForm().validate():
         return render_template(
             "unsubscribe.html",
             subscriber=subscriber,
@@ -212,8 +254,6 @@ def unsubscribe(token: str) -> tuple[str, int] | Response:
     now = ctx.clock()
     with ctx.database.session() as session:
         left = unsubscribe_reader(session, subscriber.id, now)
-    if one_click:
-        return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
     undo = None
     # Only this request's own unsubscribe of a real subscription can be undone: a press
     # on an address already unsubscribed (an old link) or still pending (perhaps a
@@ -227,13 +267,37 @@ def unsubscribe(token: str) -> tuple[str, int] | Response:
             back_to=left,
             browser=_browser(create=True) or "",
         )
+    # Leaving is not forgetting: the page also offers to delete everything held.
+    manage_token = make_token(ctx.secret, "manage", subscriber.id, subscriber.email)
     return render_template(
         "unsubscribed.html",
         subscriber=subscriber,
         form=ButtonForm(),
         undo=undo,
         undo_minutes=UNDO_MINUTES,
+        delete_url=url_for("manage.delete", token=manage_token),
     ), 200
+
+
+def _one_click(token: str) -> Response:
+    """RFC 8058 one-click: unsubscribe the reader the link names, and answer 200.
+
+    Also 200 when no stored reader has that link's address any more (erased, or an
+    unconfirmed sign-up deleted after a week): that address gets nothing, which is what
+    the mail client asks to hear, and an error would only have it try again. A link that
+    is not ours, or not an unsubscribe link, is refused (400) as before.
+    """
+    ctx = context()
+    try:
+        subscriber_id, tag = read_token(ctx.secret, "unsubscribe", token)
+    except TokenError as error:
+        return invalid_link(str(error))
+    with ctx.database.session() as session:
+        subscriber = get_subscriber(session, subscriber_id)
+        # The tag too: an id freed by an erasure may be a newer reader's now.
+        if subscriber is not None and token_matches(tag, subscriber.email):
+            unsubscribe_reader(session, subscriber.id, ctx.clock())
+    return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
 
 
 def _browser(*, create: bool = False) -> str | None:
