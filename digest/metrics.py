@@ -68,6 +68,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -325,7 +326,10 @@ def tasks(scrape: Scrape) -> Iterator[Metric]:
         labels=["kind"],
     )
     for kind, fields in progress.latencies(scrape.settings, KINDS).items():
-        buckets = [(f"{bound:g}", fields.get(f"le:{bound:g}", 0.0)) for bound in LATENCY_BUCKETS]
+        # `le` written as prometheus_client writes its own histograms' ("5.0").
+        buckets = [
+            (floatToGoString(bound), fields.get(f"le:{bound:g}", 0.0)) for bound in LATENCY_BUCKETS
+        ]
         buckets.append(("+Inf", fields.get("count", 0.0)))
         histogram.add_metric([kind], buckets, sum_value=fields.get("sum", 0.0))
     yield histogram

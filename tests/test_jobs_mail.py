@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import json
 import threading
 import time
 from dataclasses import replace
@@ -29,6 +30,8 @@ from digest.store.papers import save_papers
 from digest.store.subscribers import create_subscriber, get_subscriber
 from digest.tokens import read_token, secret_key, token_matches
 from tests.outbox_rows import get_entry
+from tests.smtp_server import free_port
+from tests.tasks_support import running_redis
 
 NOW = datetime(2026, 6, 12, 9, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data" / "sources"
@@ -240,3 +243,49 @@ def test_a_busy_sample_is_a_503_in_the_manage_page_frame(make_site: Any) -> None
     assert busy.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert "frame-ancestors 'self'" in busy.headers["Content-Security-Policy"]
     assert site.get(sample).status_code == 200
+
+
+def test_with_task_workers_the_courier_asks_a_worker_to_deliver(
+    make_settings, smtp_server, tmp_path
+) -> None:
+    """With [queue] broker, a sign-up's confirmation is a send chunk for a task worker:
+    the web process sends nothing itself."""
+    with running_redis(tmp_path / "redis") as redis_server:
+        settings = make_settings(
+            smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "none"},
+            mail={"from_address": "digest@lab.example.org"},
+            queue={"broker": redis_server.url},
+        )
+        database = open_database(settings)
+        subscriber_id = pending(database)
+        outbox_id = send_transactional(settings, database, subscriber_id, "confirm", now=NOW)
+        courier = Courier(settings, database, lambda: NOW)
+        try:
+            courier.kick()
+            wait_for(lambda: redis_server.client().llen("send") == 1)
+        finally:
+            courier.stop()
+        message = json.loads(redis_server.client().lindex("send", 0))
+        assert message["headers"]["task"] == "digest.send"
+        assert smtp_server.received == []
+        with database.session() as session:
+            entry = get_entry(session, outbox_id)
+        assert entry is not None and entry.state == "queued"  # a worker's to deliver
+
+
+def test_with_the_broker_down_the_courier_says_so_and_leaves_it_to_the_scheduler(
+    make_settings, smtp_server, caplog
+) -> None:
+    settings = make_settings(
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "none"},
+        queue={"broker": f"redis://127.0.0.1:{free_port()}/0"},  # nothing listens there
+    )
+    database = open_database(settings)
+    send_transactional(settings, database, pending(database), "confirm", now=NOW)
+    courier = Courier(settings, database, lambda: NOW)
+    try:
+        courier.kick()
+        wait_for(lambda: "cannot ask a task worker to deliver" in caplog.text, timeout=30)
+    finally:
+        courier.stop()
+    assert smtp_server.received == []

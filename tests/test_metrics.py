@@ -25,6 +25,7 @@ from digest.config import Settings, load_settings
 from digest.errors import ConfigError, DigestError
 from digest.metrics import (
     DIGEST_DAYS,
+    LATENCY_BUCKETS,
     SEND_LATENCY,
     Exporter,
     StoreCollector,
@@ -41,6 +42,7 @@ from digest.store.subscribers import create_subscriber
 from digest.web import create_app
 from tests.messages import build_digest
 from tests.smtp_server import free_port
+from tests.tasks_support import running_redis
 
 ROOT = Path(__file__).parents[1]
 NOW = datetime(2026, 6, 12, 12, 0, tzinfo=UTC)
@@ -720,3 +722,51 @@ def test_stop_from_another_thread_while_scrapes_run(
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
+
+
+# --- the task workers' figures, from Redis ([queue] broker) ------------------------------
+
+
+def test_task_figures_come_from_the_broker(
+    make_settings: Any, database: Database, tmp_path: Path
+) -> None:
+    from digest.tasks import progress
+
+    with running_redis(tmp_path / "redis") as redis_server:
+        settings = make_settings(queue={"broker": redis_server.url})
+        client = redis_server.client()
+        client.rpush("digests", "a", "b", "c")
+        client.rpush("send", "d")
+        progress.worker_alive(settings, "digest-1@host-a", 2)
+        progress.worker_alive(settings, "digest-2@host-b", 1)
+        progress.task_failed(settings, "digest.batch", RuntimeError("boom"))
+        progress.record_latencies(settings, [("digest", 3.0), ("digest", 70.0)], LATENCY_BUCKETS)
+        samples = parse(scrape_text(settings, database))
+    assert value(samples, "digest_task_broker_up") == 1
+    assert value(samples, "digest_task_workers") == 2
+    assert value(samples, "digest_task_worker_processes") == 3
+    assert value(samples, "digest_tasks_waiting", queue="digests") == 3
+    assert value(samples, "digest_tasks_waiting", queue="send") == 1
+    assert value(samples, "digest_tasks_failed_total") == 1
+    assert value(samples, "digest_task_run_in_flight") == 0
+    latency = "digest_worker_send_latency_seconds"
+    assert value(samples, f"{latency}_count", kind="digest") == 2
+    assert value(samples, f"{latency}_sum", kind="digest") == 73
+    assert value(samples, f"{latency}_bucket", kind="digest", le="5.0") == 1
+    assert value(samples, f"{latency}_bucket", kind="digest", le="120.0") == 2
+    assert value(samples, f"{latency}_bucket", kind="confirm", le="+Inf") == 0
+
+
+def test_a_broker_that_does_not_answer_is_one_figure_not_a_failed_scrape(
+    make_settings: Any, database: Database
+) -> None:
+    settings = make_settings(queue={"broker": f"redis://127.0.0.1:{free_port()}/0"})
+    samples = parse(scrape_text(settings, database))
+    assert value(samples, "digest_task_broker_up") == 0
+    assert value(samples, "digest_readers", status="active") == 0  # the rest is there
+    assert not any(name.startswith("digest_task_workers") for name, _ in samples)
+
+
+def test_no_task_figures_without_a_broker(settings: Settings, database: Database) -> None:
+    samples = parse(scrape_text(settings, database))
+    assert not any(name.startswith(("digest_task", "digest_worker")) for name, _ in samples)
