@@ -19,11 +19,13 @@ import math
 import os
 import socket
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from celery import Celery, signals
+from celery.exceptions import CPendingDeprecationWarning
 from sqlalchemy.exc import DBAPIError
 
 from digest import tokens
@@ -201,6 +203,21 @@ def run_worker(
             "--without-mingle",
             "--pool=prefork",
         ]
+    )
+
+
+@signals.worker_ready.connect
+def _quiet_cancel_warning(**_: Any) -> None:
+    """At every lost broker connection Celery warns, in seven lines, that cancelling
+    the tasks at work will become its default. Not cancelling them is this app's choice
+    (worker_cancel_long_running_tasks_on_connection_loss in `configure`: a task
+    finishes, is delivered again and changes nothing), so the warning only buries the
+    one line that says the connection was lost and is being re-established. Filtered
+    once the worker is ready: its logging setup turns Celery's own warnings on."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"\s*In Celery 5\.1 we introduced an optional breaking change",
+        category=CPendingDeprecationWarning,
     )
 
 
