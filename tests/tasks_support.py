@@ -56,8 +56,9 @@ DATA = Path(__file__).parent / "data" / "sources"
 SIGNUP = datetime(2026, 6, 11, 12, 0, tzinfo=UTC)
 NOW = datetime(2026, 6, 12, 6, 0, tzinfo=UTC)
 DAY = date(2026, 6, 12)
-# The workers' clock (DIGEST_CLOCK_FILE): send chunks take their `now` from it.
-WORKER_NOW = NOW + timedelta(minutes=1)
+# The workers' clock (DIGEST_CLOCK_FILE): send chunks take their `now` from it; the
+# test's ticks come between NOW and it, so what they queue is due for the workers.
+WORKER_NOW = NOW + timedelta(minutes=30)
 SECRET = "tasks-test-secret-" + "x" * 40
 # Papers a digest holds at most: small digests make the tests quick, and the size of a
 # digest changes nothing that they prove.
@@ -83,6 +84,12 @@ INTERESTS = (
     "trending:3",
 )
 ABSTRACT = re.compile(r"https://arxiv\.org/abs/([0-9]{4}\.[0-9]{4,5})")
+# Celery's log lines of a task's life: "Task digest.batch[<id>] received", "... succeeded
+# in 0.2s", "... retry: Retry in 2s", "... raised unexpected: ...".
+TASK_EVENT = re.compile(r"Task (digest\.\w+)\[([0-9a-f-]+)\] (received|succeeded|retry|raised)")
+# SMTP connections per send chunk: at most one message each may arrive twice after a
+# chunk is killed (digest/send/delivery.py says why).
+SMTP_CONNECTIONS = 2
 DEADLINE = 90.0  # seconds any one wait may take before the test fails
 
 
@@ -168,19 +175,16 @@ class RedisServer:
         return self
 
     def answers(self) -> bool:
-        """Whether it answers PING now."""
-        from redis import Redis
-        from redis.exceptions import RedisError
-
+        """Whether it answers PING now (a raw socket: redis-py would back off and retry
+        for a second or more while the server is still starting)."""
         assert self.process is not None
         assert self.process.poll() is None, f"redis-server exited\n{self.log()}"
-        client = Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
         try:
-            return bool(client.ping())
-        except RedisError:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as probe:
+                probe.sendall(b"PING\r\n")
+                return probe.recv(16).startswith(b"+PONG")
+        except OSError:
             return False
-        finally:
-            client.close()
 
     def client(self) -> Any:
         """A new client of database 0."""
@@ -405,12 +409,13 @@ def digest_rows(database: Database, *, papers: bool = False) -> list[DigestRow]:
     return found
 
 
-def digest_count(database: Database) -> int:
-    """Digest rows in the outbox."""
+def digest_count(database: Database, state: str | None = None) -> int:
+    """Digest rows in the outbox (in `state`, if given)."""
+    query = "SELECT count(*) FROM outbox WHERE kind = 'digest'"
     with database.session() as session:
-        return session.execute(
-            text("SELECT count(*) FROM outbox WHERE kind = 'digest'")
-        ).scalar_one()
+        if state is None:
+            return session.execute(text(query)).scalar_one()
+        return session.execute(text(query + " AND state = :state"), {"state": state}).scalar_one()
 
 
 def still_due(database: Database, now: datetime = NOW) -> int:
@@ -467,18 +472,19 @@ def write_config(
     broker: str,
     smtp: SmtpServer,
     name: str = "config",
+    rate: float = 0.0,
     **queue: Any,
 ) -> Path:
-    """A config for workers in `folder`: the store, the broker, the SMTP sink and the
-    `[queue]` values given (small batches and short timeouts, as the test wants)."""
-    values = {"broker": broker, "batch": 50, "send_chunk": 100, **queue}
-    lines = [f"{key} = {_toml(value)}" for key, value in values.items()]
-    path = folder / f"{name}.toml"
+    """A config for workers in `folder`: the store, the broker, the SMTP sink (at most
+    `rate` messages a second per send chunk, 0: no limit) and the `[queue]` values given
+    (small batches and short timeouts, as the test wants)."""
+    queue = {"broker": broker, "batch": 50, "send_chunk": 100, **queue}
     shared = "".join(
         f"[{section}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
         for section, values in SHARED.items()
         if section != "service"
     )
+    path = folder / f"{name}.toml"
     path.write_text(
         "[service]\n"
         f'data_dir = "{folder / "data"}"\n'
@@ -487,9 +493,9 @@ def write_config(
         f'[database]\nurl = "{database_url}"\n'
         f"{shared}"
         f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
-        "connections = 2\ntimeout = 10.0\n"
+        f"connections = {SMTP_CONNECTIONS}\ntimeout = 10.0\nrate = {rate}\n"
         '[delivery]\nbackend = "smtp"\n'
-        "[queue]\n" + "\n".join(lines) + "\n"
+        "[queue]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in queue.items())
     )
     return path
 
@@ -605,16 +611,31 @@ class Worker:
             pytest.fail(f"worker {self.name} did not stop on SIGTERM\n{self.log()}")
 
     def stop(self) -> None:
-        """Stop it whatever state it is in (teardown): SIGTERM, then SIGKILL the group."""
+        """Stop it whatever state it is in (teardown): SIGKILL the group, pool and all.
+        A warm stop would take seconds a test; what the workers leave is dropped with
+        the test's database and broker."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(15)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)  # pool processes left behind, if any
+            os.killpg(self.pid, signal.SIGKILL)
         self.process.wait(20)
+
+    def at_work(self, task: str) -> list[str]:
+        """The ids of the `task` tasks ("digest.batch", "digest.send") it has received
+        and not finished (succeeded, failed or put off for a retry), from its log."""
+        state: dict[str, bool] = {}
+        for name, task_id, event in TASK_EVENT.findall(self.log()):
+            if name == task:
+                state[task_id] = event == "received"
+        return [task_id for task_id, working in state.items() if working]
+
+    def finished(self, task: str) -> int:
+        """How many `task` tasks it finished (succeeded), from its log."""
+        return sum(
+            1
+            for name, _, event in TASK_EVENT.findall(self.log())
+            if name == task and event == "succeeded"
+        )
 
     def log(self) -> str:
         """Everything it printed, over all its starts."""
