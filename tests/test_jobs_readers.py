@@ -276,6 +276,25 @@ def test_consent_held_never_overrides_a_reader_who_left_or_bounced(
     assert _reader(database, "ada@example.org").status == status
 
 
+@pytest.mark.parametrize("confirmed", [False, True])
+def test_a_sign_up_of_the_same_address_at_that_moment_is_one_line(
+    settings: Settings,
+    database: Database,
+    mailer: Mailer,
+    monkeypatch: pytest.MonkeyPatch,
+    confirmed: bool,
+) -> None:
+    # The web stored the address just after `add` looked (here: the look misses it).
+    _store(database, "ada@example.org", "pending")
+    monkeypatch.setattr(readers, "find_subscriber", lambda session, email: None)
+    _refused(
+        lambda: _add(settings, database, mailer, confirmed=confirmed),
+        "ada@example.org: an address was stored by someone else at the same moment (a "
+        "sign-up); nothing changed: run it again",
+    )
+    assert _counts(database) == (1, 0, 0)
+
+
 # --- pause, resume ------------------------------------------------------------------------
 
 
@@ -494,6 +513,10 @@ def _file(tmp_path: Path, content: bytes | str, name: str = "readers.csv") -> Pa
          "readers.csv: line 3: a cell is longer than 16,384 characters (is a quote not closed?)"),
         (b"email,interests\nada@example.org,\"agents\n" + b"more\n" * 4_000,
          "readers.csv: line 2: a cell is longer than 16,384 characters"),
+        (b"email,interests\nada@example.org," + b"x" * (1 << 21),
+         "readers.csv: line 2 is longer than 1,048,576 bytes"),
+        (b"email,interests\nada@example.org,caf\xc3",
+         "readers.csv: line 2 ends inside a UTF-8 character"),
     ],
 )  # fmt: skip
 def test_a_file_that_cannot_be_read_whole_stores_nothing(
@@ -617,9 +640,8 @@ def test_an_address_stored_meanwhile_fails_the_import_whole(
     with pytest.raises(ReaderError) as refused:
         import_readers(settings, store_database, path, now=NOW, confirmed=True)
     assert str(refused.value) == (
-        "many.csv: an address in the file was stored by someone else meanwhile (a sign-up); "
-        "nothing was imported: run the import again, those rows are then refused as already "
-        "readers"
+        "many.csv: an address was stored by someone else at the same moment (a sign-up); "
+        "nothing was imported: run it again"
     )
     assert _counts(store_database) == (1, 0, 0)
 
@@ -731,3 +753,32 @@ def test_spreadsheet_safe_cells_read_back_as_written(value: str) -> None:
     written = spreadsheet_safe(value)
     assert written[:1] not in ("=", "+", "-", "@", "\t", "\r")
     assert from_spreadsheet(written) == value
+
+
+def test_erasing_a_reader_while_a_sender_holds_their_message(database: Database) -> None:
+    # The sender claimed ada's digest and is talking to the server when she is erased:
+    # its renewal finds the claim gone (so it sends nothing more of hers), and recording
+    # the outcome of what it had sent writes nothing and fails nothing.
+    from digest.store.outbox import Result, claim_due, queue_message, record_results, renew_claims
+    from tests.messages import build_digest
+
+    _store(database, "ada@example.org", "active")
+    _store(database, "bob@example.org", "active")
+    ada, bob = _reader(database, "ada@example.org"), _reader(database, "bob@example.org")
+    with database.session() as session:
+        for who in (ada, bob):
+            queue_message(
+                session, subscriber_id=who.id, kind="digest", digest_date=NOW.date(),
+                message=build_digest(who.id, who.email, NOW.date(), papers=2), now=NOW,
+            )  # fmt: skip
+    with database.session() as session:
+        jobs = claim_due(session, now=NOW, limit=10, claimer="sender-1")
+    assert sorted(job.subscriber_id for job in jobs) == sorted([ada.id, bob.id])
+    erase_reader(database, "ada@example.org")
+    with database.session() as session:
+        assert renew_claims(session, "sender-1", [job.id for job in jobs], now=NOW) == 1
+        results = [Result(job.id, job.subscriber_id, "sent") for job in jobs]
+        assert record_results(session, results, now=NOW, bounce_threshold=3) == []
+    assert _counts(database) == (1, 1, 1)
+    with database.session() as session:
+        assert session.scalar(select(OutboxRow.state)) == "sent"  # bob's

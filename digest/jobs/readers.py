@@ -47,6 +47,7 @@ import csv
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -433,7 +434,7 @@ def add_reader(
         if mailer is None:
             raise ValueError("adding a reader to confirm needs a mailer for the confirmation")
         mailer.check(now)
-    with database.session() as session:
+    with _said(fields.email, "nothing changed"), database.session() as session:
         lock_subscribers(session)
         existing = find_subscriber(session, fields.email)
         if existing is not None and existing.status in ("active", "paused"):
@@ -446,6 +447,28 @@ def add_reader(
         if done.kind != "confirm":  # became active meanwhile (its owner confirmed)
             return Added(current, "unchanged", was)
         return Added(current, "pending" if done.mailed else "waiting", was, done.outbox_id, now)
+
+
+@contextmanager
+def _said(what: str, outcome: str) -> Iterator[None]:
+    """What the store refuses to an operator's write, as one line: a sign-up from the
+    web of the same address at that moment (PostgreSQL: the web takes no lock), or a
+    SQLite store that stayed locked beyond its busy timeout (another import, a long
+    job). The transaction is rolled back: `outcome` says so."""
+    try:
+        yield
+    except IntegrityError:
+        raise ReaderError(
+            f"{what}: an address was stored by someone else at the same moment (a sign-up); "
+            f"{outcome}: run it again"
+        ) from None
+    except OperationalError as error:
+        if "locked" not in str(error.orig):
+            raise
+        raise ReaderError(
+            f"{what}: the database stayed busy (another import, or the scheduler's work); "
+            f"{outcome}: run it again"
+        ) from None
 
 
 def _add_confirmed(
@@ -709,6 +732,7 @@ def erase_reader(database: Database, email: str) -> Erasure:
 # The longest cell a reader's row can need (interests: 2,000 characters): far beyond it,
 # the file is not a list of readers (or a quote is not closed), and is refused whole.
 MAX_FIELD = 16_384
+MAX_LINE = 1 << 20
 
 
 class _Row(NamedTuple):
@@ -805,21 +829,8 @@ def import_readers(
         mailer = mailer or Mailer.from_settings(settings)
         mailer.check(now)  # a setting every email needs: said before reading 10 MB
     accepted = _check_rows(settings, _read_rows(path), confirmed, report)
-    try:
+    with _said(path.name, "nothing was imported"):
         _store(database, accepted, report, now=now, mailer=mailer)
-    except IntegrityError:
-        raise ReaderError(
-            f"{path.name}: an address in the file was stored by someone else meanwhile (a "
-            "sign-up); nothing was imported: run the import again, those rows are then "
-            "refused as already readers"
-        ) from None
-    except OperationalError as error:
-        if "locked" not in str(error.orig):
-            raise
-        raise ReaderError(
-            f"{path.name}: the database stayed busy (another import, or the scheduler's "
-            "work); nothing was imported: run the import again"
-        ) from None
     return report
 
 
@@ -852,9 +863,14 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def _decoded_lines(handle: Any, name: str) -> Iterator[str]:
-    """The file's lines as text: UTF-8, a byte-order mark at the start allowed."""
+    """The file's lines as text: UTF-8, a byte-order mark at the start allowed, each at
+    most `MAX_LINE` bytes (a file of one endless line is not read into memory whole)."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
-    for number, raw in enumerate(handle, start=1):
+    number = 0
+    while raw := handle.readline(MAX_LINE + 1):
+        number += 1
+        if len(raw) > MAX_LINE:
+            raise ReaderError(f"{name}: line {number} is longer than {MAX_LINE:,} bytes")
         try:
             yield decoder.decode(raw)
         except UnicodeDecodeError as error:
@@ -863,6 +879,10 @@ def _decoded_lines(handle: Any, name: str) -> Iterator[str]:
                 f"{name}: line {number} is not UTF-8 (byte 0x{byte} at column "
                 f"{error.start + 1}); save the file as UTF-8"
             ) from None
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise ReaderError(f"{name}: line {number} ends inside a UTF-8 character") from None
 
 
 def _csv_problem(error: csv.Error) -> str:
