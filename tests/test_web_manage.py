@@ -671,6 +671,8 @@ def test_deleting_takes_a_button_press_and_then_every_link_is_dead(
     assert body.count("<button") == 1 and ">Delete everything</button>" in body
     assert "ada@example.org" in body and "cannot be undone" in body
     assert site.client.head(_delete(site, ada)).status_code == 200
+    for method in (site.client.put, site.client.delete, site.client.patch):
+        assert method(_delete(site, ada)).status_code == 405
     # Without its CSRF token the button does nothing.
     assert site.client.post(_delete(site, ada), data={"csrf_token": "forged"}).status_code == 400
     assert _reload(site, ada).status == "active"
@@ -717,3 +719,66 @@ def test_the_unsubscribed_page_links_to_deleting_everything(site: Site, ada: Sub
     site.submit(found.group(1))
     with site.database.session() as session:
         assert get_subscriber(session, ada.id) is None
+
+
+def test_in_a_browser_the_data_downloads_and_the_delete_button_deletes(tmp_path: Any) -> None:
+    """Headless Chromium on the app served by waitress: the manage page's links, the
+    download, the delete page's one button, at phone width; no CSP violation."""
+    import threading
+    from pathlib import Path
+
+    from waitress import create_server
+
+    from digest.config import load_settings
+    from digest.store import open_database
+    from tests.browser import headless_chromium
+
+    holder: dict[str, Any] = {}
+    server = create_server(
+        lambda environ, start: holder["app"](environ, start), host="127.0.0.1", port=0
+    )
+    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    settings = load_settings(
+        environ={},
+        overrides={
+            "service": {"data_dir": str(tmp_path / "data"), "base_url": url},
+            "web": {"secret_key": SECRET},
+        },
+    )
+    database = open_database(settings)
+    holder["app"] = app = create_app(settings, database=database, clock=Clock())
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    site = Site(app, settings, database, Clock())
+    try:
+        ada = _add(site)
+        with headless_chromium() as chromium:
+            context = chromium.new_context(viewport={"width": 375, "height": 740})
+            context.add_init_script(
+                "window.__violations = []; document.addEventListener("
+                "'securitypolicyviolation', e => window.__violations.push(e.violatedDirective));"
+            )
+            page = context.new_page()
+            page.goto(url + _manage(site, ada))
+            with page.expect_download() as download:
+                page.click("text=Download my data")
+            saved = Path(download.value.path())
+            assert json.loads(saved.read_text())["email"] == "ada@example.org"
+            assert download.value.suggested_filename.startswith("digest-data-")
+            page.click("text=Delete my subscription entirely")
+            assert page.locator("h1").inner_text() == "Delete your subscription"
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375
+            page.click("button[type=submit]")
+            assert page.locator("h1").inner_text() == "Everything is deleted"
+            assert page.evaluate("window.__violations") == []
+            page.goto(url + _manage(site, ada))
+            assert page.locator("h1").inner_text() == "This link does not work"
+            context.close()
+        with database.session() as session:
+            assert get_subscriber(session, ada.id) is None
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+        thread.join(timeout=5)
+        site.stop()
