@@ -150,14 +150,30 @@ def digest_batch(
     except DBAPIError as error:
         _retry_later(self, error, f"digest batch after id {after}")
     if report.queued:
-        chunks = min(
-            MAX_CHUNKS_PER_BATCH, math.ceil(report.queued / here.settings.queue.send_chunk)
-        )
-        for _ in range(chunks):
-            send_chunk.apply_async()
+        _ask_delivery(here.settings, report.queued, after)
     run_progress.batch_done(here.settings, run, report)
     log.info("batch after id %d: %s", after, report.summary())
     return {"due": report.due, "queued": report.queued}
+
+
+def _ask_delivery(settings: Settings, queued: int, after: int) -> None:
+    """Ask for the send chunks that a batch's `queued` digests need. Best effort: the
+    digests are committed, and while their rows are due the scheduler's next digest
+    check asks for chunks itself; a broker out of reach now must not make the batch a
+    failed task (it is done, and made again it would change nothing)."""
+    chunks = min(MAX_CHUNKS_PER_BATCH, math.ceil(queued / settings.queue.send_chunk))
+    try:
+        for _ in range(chunks):
+            send_chunk.apply_async()
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
+        log.warning(
+            "batch after id %d: cannot ask for the delivery of %d digests (%s); "
+            "the next digest check will",
+            after,
+            queued,
+            reason,
+        )
 
 
 @app.task(name=SEND_TASK, bind=True)
