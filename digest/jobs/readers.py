@@ -384,7 +384,6 @@ class Added:
     outcome: str
     was: str | None
     outbox_id: int | None = None
-    now: datetime | None = None
 
     def summary(self) -> str:
         """One line for the operator."""
@@ -446,7 +445,7 @@ def add_reader(
         current = get_subscriber(session, done.subscriber.id) or done.subscriber
         if done.kind != "confirm":  # became active meanwhile (its owner confirmed)
             return Added(current, "unchanged", was)
-        return Added(current, "pending" if done.mailed else "waiting", was, done.outbox_id, now)
+        return Added(current, "pending" if done.mailed else "waiting", was, done.outbox_id)
 
 
 @contextmanager
@@ -665,10 +664,11 @@ def export_readers(database: Database, *, status: str | None = None) -> Iterator
         yield from iter_subscribers(session, status=status)
 
 
-# A cell a spreadsheet would run as a formula (CSV injection): = + - @, tab, CR. Export
-# writes such a cell with a ' before it, which spreadsheets show as text; import takes
-# exactly one ' off a cell that starts with one or more ' and then one of these, so
-# every value goes through export and import unchanged (those starting with ' too).
+# A cell a spreadsheet would run as a formula (CSV injection: anyone can sign up with
+# interests of their choosing): = + - @, tab, CR. Export writes such a cell with a '
+# before it, which makes it text to a spreadsheet (shown with the '); import takes exactly
+# one ' off a cell that starts with one or more ' and then one of these, so every value
+# goes through export and import unchanged (those starting with ' too).
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 
 
