@@ -231,47 +231,45 @@ def running_redis(folder: Path) -> Iterator[RedisServer]:
 
 class TcpProxy:
     """A TCP proxy on a free loopback port to `host:port`, one thread per direction of
-    each connection. `cut()` resets every connection and refuses new ones (the port is
-    closed); `restore()` listens again on the same port."""
+    each connection. `cut()` resets every connection, and every new one as soon as it
+    is accepted, until `restore()`: clients find the server gone, as when it is out of
+    reach. (The port stays bound meanwhile: closed, it could be taken as the local port
+    of some outgoing connection, and could not be listened on again.)"""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = free_port()
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
+        self._cut = threading.Event()
         self._listener: socket.socket | None = None
         self.connections = 0  # accepted and forwarded, over the proxy's life
 
     def start(self) -> TcpProxy:
         """Listen and forward."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        self._listener = socket.create_server(("127.0.0.1", self.port), backlog=64)
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
         return self
 
     def _accept(self, listener: socket.socket) -> None:
-        listener.settimeout(0.05)  # a closed listener is noticed at once
-        while self._listener is listener:
+        while True:
             try:
                 client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:  # closed by cut()
+            except OSError:  # closed by stop()
                 return
-            client.settimeout(None)
+            if self._cut.is_set():
+                self._reset(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
-                client.close()
+                self._reset(client)
                 continue
             upstream.settimeout(None)
             with self._lock:
-                if self._listener is not listener:  # cut meanwhile
-                    client.close()
-                    upstream.close()
+                if self._cut.is_set():  # cut meanwhile
+                    self._reset(client)
+                    self._reset(upstream)
                     continue
                 self._sockets.update((client, upstream))
                 self.connections += 1
@@ -295,25 +293,37 @@ class TcpProxy:
         with self._lock:
             self._sockets.discard(end)
 
-    def cut(self) -> None:
-        """The database becomes unreachable: connections reset, the port closed."""
+    def _reset(self, end: socket.socket) -> None:
+        """Close with a reset (RST), not a polite FIN. Shut for reading first: that
+        wakes a pump blocked in recv() on it, which would hold the socket open."""
+        with contextlib.suppress(OSError):
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RD)
+        with contextlib.suppress(OSError):
+            end.close()
         with self._lock:
-            listener, self._listener = self._listener, None
+            self._sockets.discard(end)
+
+    def cut(self) -> None:
+        """The database becomes unreachable: every connection reset, now and new."""
+        self._cut.set()
+        with self._lock:
             ends = list(self._sockets)
-        if listener is not None:
-            listener.close()
         for end in ends:
-            with contextlib.suppress(OSError):  # a reset (RST), not a polite close
-                end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self._close(end)
+            self._reset(end)
 
     def restore(self) -> None:
-        """The database is reachable again, on the same port."""
-        self.start()
+        """The database is reachable again."""
+        self._cut.clear()
 
     def stop(self) -> None:
-        """Cut for good."""
+        """Cut for good and stop listening."""
         self.cut()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() under way
+            self._listener.close()
 
     def url(self, database_url: str) -> str:
         """`database_url` (of the proxied server) with the proxy as its host and port."""

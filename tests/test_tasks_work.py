@@ -23,6 +23,7 @@ from digest.cli import cli
 from digest.config import load_settings
 from digest.jobs.digests import queue_due_digests
 from digest.store import Database
+from digest.tasks import work
 from digest.tasks.dispatch import DispatchReport, dispatch_due
 from digest.tasks.work import configure, send_chunk
 from tests.conftest import _fresh_postgres_database
@@ -31,6 +32,7 @@ from tests.tasks_support import (
     DAY,
     NOW,
     SHARED,
+    SIGNUP,
     SMTP_CONNECTIONS,
     RedisServer,
     Worker,
@@ -205,6 +207,31 @@ def assert_delivered(
     extra = sum(len(got) - 1 for got in arrived.values())
     assert extra <= twice_at_most, f"{extra} digests arrived twice"
     return arrived
+
+
+def test_a_batch_made_while_the_broker_is_away_is_not_a_failure(
+    make_settings: Any,
+    database: Database,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch committed its digests, then cannot ask for their delivery (the broker
+    is away): a warning line, not a failed task; the next tick asks for the chunks."""
+    settings = make_settings(queue={"broker": redis_server.url, "batch": 50}, **SHARED)
+    stock(database, 20)
+    monkeypatch.setattr(work, "_worker", None)  # this process's worker state: these settings
+    configure(settings)
+    redis_server.stop()
+    result = work.digest_batch.apply(args=["run", NOW.isoformat(), SIGNUP.isoformat(), 0, None])
+    assert result.successful(), result.traceback
+    assert result.get() == {"due": 20, "queued": 20}
+    assert digest_count(database, "queued") == 20
+    [line] = [r.getMessage() for r in caplog.records if "delivery" in r.getMessage()]
+    assert line.startswith("batch after id 0: cannot ask for the delivery of 20 digests (")
+    assert line.endswith("); the next digest check will")
+    redis_server.start()
+    assert dispatch_due(settings, database, now=NOW + timedelta(minutes=1)).send_chunks == 1
 
 
 @pytest.mark.timeout(180)
