@@ -395,7 +395,7 @@ def test_a_weekly_sign_up_is_confirmed_weekly_on_its_day(site: Site) -> None:
     text = " ".join(message.get_body(("plain",)).get_content().split())
     assert "asked to get a weekly email (Fridays) from" in text
     link = link_path(message, "confirm")
-    assert "One email a week, on Fridays to" in " ".join(
+    assert "One email every Friday to" in " ".join(
         site.get(link).get_data(as_text=True).split()
     )
     assert site.submit(link).status_code == 200
@@ -432,7 +432,7 @@ def test_switching_cadence_on_the_manage_page_reschedules_the_next_digest(site: 
     assert digest_day(weekly.next_digest_at, "Europe/Paris").weekday() == 2
     page = site.get(path).get_data(as_text=True)
     assert '<option selected value="weekly:wed">' in page
-    assert "One email a week, on Wednesdays." in " ".join(page.split())
+    assert "One email every Wednesday." in " ".join(page.split())
     # The watermark is the reader's, whatever the cadence: only the due time moved.
     assert weekly.last_digest_at == ada.last_digest_at
     assert site.submit(path, {**fields, "cadence": "daily"}).status_code == 303

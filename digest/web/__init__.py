@@ -257,9 +257,9 @@ def local_time(instant: datetime | None, zone: str) -> str:
 
 
 def often(cadence: str) -> str:
-    """How often a cadence sends, to follow "one email": "a day", "a week, on Mondays"."""
+    """How often a cadence sends, to follow "one email": "a day", "every Monday"."""
     weekday = cadence_weekday(cadence)
-    return "a day" if weekday is None else f"a week, on {WEEKDAYS[weekday].capitalize()}s"
+    return "a day" if weekday is None else f"every {WEEKDAYS[weekday].capitalize()}"
 
 
 def _register_handlers(app: Flask) -> None:
