@@ -1,17 +1,18 @@
 """Real parts for the task worker tests (tests/test_tasks_*.py).
 
 - `RedisServer`: the Debian package's `redis-server` on a free loopback port, with its
-  own folder (append-only file, so a restart keeps the queues as a broker's Redis does),
-  started, stopped, killed and restarted by the test.
+  own folder (an append-only file, fsynced at every write, so that a restart keeps the
+  queues as a broker's Redis does), started, stopped and restarted by the test.
 - `Worker`: `python -m digest --config FILE worker` in a process group of its own, its
-  output in a log file; the test finds its pool children, SIGKILLs one of them or the
-  whole group, or asks it to stop (SIGTERM). `show_logs` prints every log at teardown,
-  which pytest shows for a failed test only.
+  output in a log file; the test follows its tasks in that log (`at_work`, `finished`),
+  SIGKILLs its pool process or the whole group, or asks it to stop (SIGTERM).
+  `worker_pool` stops them all after the test and prints their logs, which pytest
+  shows for a failed test only.
 - `TcpProxy`: a threaded TCP proxy in front of PostgreSQL that the test cuts (every
-  connection reset, new ones refused) and restores, for a database briefly unreachable.
+  connection reset, old and new) and restores, for a database briefly unreachable.
 - The store: `stock` makes readers due and papers in their window directly in the
-  store (as tests/test_jobs_digests.py does), `digest_rows` and `arxiv_ids` read back
-  what was queued and what arrived.
+  store (as tests/test_jobs_digests.py does); `digest_rows`, `received_by` and
+  `arxiv_ids` read back what was queued and what arrived.
 
 Without redis-server (or PostgreSQL: DIGEST_TEST_POSTGRES_URL), the tests skip; under
 CI=true they fail instead, as the other PostgreSQL tests do.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import email
 import os
+import random
 import re
 import shutil
 import signal
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
 from digest.paper import Paper
 from digest.sources import hf
@@ -102,9 +104,7 @@ def _required(what: str, hint: str) -> None:
 
 def require_redis() -> str:
     """The path of redis-server (skip, or fail under CI, without it)."""
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
+    found = shutil.which("redis-server")
     if found is None:
         _required("redis-server", "apt-get install redis-server")
     assert found is not None
@@ -138,13 +138,33 @@ def wait_for(
 # --- redis-server -----------------------------------------------------------------
 
 
+def stable_port() -> int:
+    """A loopback port free now and outside the range the system hands out to outgoing
+    connections, so that none can take it while a server restarts on it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 class RedisServer:
-    """redis-server on 127.0.0.1 at a free port, its files in `folder`."""
+    """redis-server on 127.0.0.1 at a free port (the same across restarts), its files
+    in `folder`."""
 
     def __init__(self, folder: Path, executable: str) -> None:
         self.folder = folder
         self.executable = executable
-        self.port = free_port()
+        self.port = stable_port()
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -370,15 +390,6 @@ def stock(database: Database, readers: int) -> list[str]:
         ).all()
     assert len(due) == readers and all(when is not None and when <= NOW for when in due)
     return emails
-
-
-def make_due_again(database: Database, emails: list[str]) -> None:
-    """Force `emails` due at NOW (tests that need readers due without their papers)."""
-    with database.session() as session:
-        session.execute(
-            update(SubscriberRow).where(SubscriberRow.email.in_(emails)).values(next_digest_at=NOW)
-        )
-        session.commit()
 
 
 @dataclass(frozen=True)

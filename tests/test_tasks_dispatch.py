@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from digest.config import Settings
 from digest.jobs.digests import QueueReport
 from digest.store import Database
+from digest.store.outbox import claim_due
 from digest.tasks import dispatch, progress
 from digest.tasks.dispatch import DispatchReport, dispatch_due
 from tests.messages import queue_digests
@@ -180,3 +181,22 @@ def test_a_broker_failing_mid_dispatch_leaves_no_run_in_flight(
     assert waiting(redis_server)["digests"] == 2  # the two sent before the failure
     report = dispatch_due(queue_settings, database, now=NOW + timedelta(minutes=1))
     assert report.batches == 4 and report.busy_with is None
+
+
+def test_rows_held_by_a_sender_that_may_be_dead_get_a_chunk(
+    queue_settings: Settings, database: Database, redis_server: RedisServer
+) -> None:
+    """A worker killed whole while it sends: its chunk is held by the broker for the
+    visibility timeout (an hour by default), and its rows are "sending", not due. The
+    next tick asks for one chunk all the same, which takes over the claims of a sender
+    that is gone (at once on its host, after the lease elsewhere)."""
+    queue_digests(database, 30, now=NOW, papers=1)
+    with database.session() as session:
+        claimed = claim_due(session, now=NOW, limit=30, claimer="host:4242:dead:run")
+        session.commit()
+    assert len(claimed) == 30
+    report = dispatch_due(queue_settings, database, now=NOW)
+    assert (report.due_to_send, report.held_by_senders, report.send_chunks) == (0, 30, 1)
+    assert report.summary().endswith("1 send chunks for 0 messages due, 30 held by senders")
+    # One chunk waiting is enough: the next tick asks for none more.
+    assert dispatch_due(queue_settings, database, now=NOW).send_chunks == 0

@@ -316,7 +316,7 @@ def test_a_worker_killed_whole_mid_batch_loses_and_doubles_nothing(rig: Rig) -> 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kill", ["pool-process", "whole-worker"])
 def test_a_worker_killed_mid_send_chunk_sends_each_digest_once(rig: Rig, kill: str) -> None:
-    """Killed while a chunk of 100 is half sent: the rows it had claimed are taken over
+    """Killed while a chunk of 100 is about half sent: the rows it had claimed are taken over
     at once by the next chunk on this host (their owner is gone) and sent; only those
     in flight on its connections may arrive twice, with the same Message-ID."""
     emails = stock(rig.database, 300)
@@ -325,10 +325,12 @@ def test_a_worker_killed_mid_send_chunk_sends_each_digest_once(rig: Rig, kill: s
     config = rig.config(send_chunk=100, rate=200.0, visibility_timeout=5)
     [worker] = rig.start(config, "a", queues="send")
     assert rig.tick(config).send_chunks == 3
-    rig.wait(
-        lambda: bool(worker.at_work("digest.send")) and 110 <= len(rig.smtp.received) <= 190,
-        "the second send chunk half sent",
-    )
+
+    def half_sent() -> bool:  # in the second or third chunk, neither at its start nor end
+        sent = len(rig.smtp.received)
+        return bool(worker.at_work("digest.send")) and 100 < sent < 300 and 10 <= sent % 100 <= 90
+
+    rig.wait(half_sent, "the second or third send chunk half sent")
     if kill == "pool-process":
         worker.kill_child()
         rig.wait(rig.all_sent(300), "every digest sent after the pool process was replaced")
@@ -409,7 +411,7 @@ def test_sigterm_finishes_the_batch_in_hand_then_stops(rig: Rig) -> None:
     assert worker.terminate() == 0
     assert f"Task digest.batch[{in_hand}] succeeded" in worker.log()
     made = worker.finished("digest.batch")
-    assert 1 <= made < 3
+    assert 1 <= made <= 3
     assert digest_count(rig.database) == 100 * made  # whole batches only
     assert still_due(rig.database) == 300 - 100 * made
     assert open_transactions(rig.database) == 0
