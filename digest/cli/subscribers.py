@@ -36,7 +36,8 @@ def _format(as_json: bool, as_csv: bool) -> str:
 
 def _write(readers: Any, form: str) -> int:
     """Write readers as CSV or JSON lines to stdout, as they are read; how many."""
-    from digest.jobs.readers import csv_rows, reader_fields
+    from digest.jobs.reader_files import csv_rows
+    from digest.jobs.readers import reader_fields
 
     out = click.get_text_stream("stdout")
     count = 0
@@ -224,7 +225,7 @@ def import_command(
     `export` adds (status is read: unsubscribed, bounced, and pending with --confirmed,
     are refused; the others are ignored). UTF-8, with or without a byte-order mark.
     """
-    from digest.jobs.readers import import_readers
+    from digest.jobs.reader_files import import_readers
 
     report = import_readers(
         app.settings,
