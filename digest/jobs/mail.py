@@ -184,7 +184,6 @@ class Courier:
         elif report.due:
             log.info("courier: %s", report.summary())
 
-
     def _ask_a_worker(self) -> None:
         try:
             from digest.tasks.work import configure, send_chunk
