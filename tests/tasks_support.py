@@ -272,6 +272,7 @@ class TcpProxy:
         return self
 
     def _accept(self, listener: socket.socket) -> None:
+        """Take connections, each forwarded to the target (or reset while cut)."""
         while True:
             try:
                 client, _ = listener.accept()
@@ -297,6 +298,7 @@ class TcpProxy:
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        """Copy one direction of a connection until either end closes."""
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
@@ -306,6 +308,7 @@ class TcpProxy:
             self._close(end)
 
     def _close(self, end: socket.socket) -> None:
+        """Close one end politely and forget it."""
         with contextlib.suppress(OSError):
             end.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):

@@ -164,6 +164,7 @@ def test_a_broker_failing_mid_dispatch_leaves_no_run_in_flight(
     calls: list[int] = []
 
     def failing(*args: Any, **kwargs: Any) -> Any:
+        """The real publish, except that the third fails."""
         calls.append(1)
         if len(calls) == 3:
             if how == "publish-fails":

@@ -122,6 +122,7 @@ def test_an_unreachable_broker_is_one_line_not_an_exception(make_settings: Any) 
 
 
 def status_output(tmp_path: Path, broker: str) -> str:
+    """What `digest status` prints with [queue] broker (and a new SQLite store)."""
     config = tmp_path / "config.toml"
     config.write_text(
         f'[service]\ndata_dir = "{tmp_path / "data"}"\n[queue]\nbroker = "{broker}"\n'

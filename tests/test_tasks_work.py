@@ -150,6 +150,7 @@ class Rig:
         last = time.monotonic()
 
         def check() -> bool:
+            """The predicate, after the tick that is due, if any."""
             nonlocal last
             if ticking is not None and time.monotonic() - last >= 1.0:
                 self.tick(ticking)
@@ -232,6 +233,8 @@ def test_a_batch_made_while_the_broker_is_away_is_not_a_failure(
     assert line.endswith("); the next digest check will")
     redis_server.start()
     assert dispatch_due(settings, database, now=NOW + timedelta(minutes=1)).send_chunks == 1
+    assert work._worker is not None
+    work._worker.database.dispose()  # the state made for this test's settings
 
 
 @pytest.mark.timeout(180)
@@ -326,7 +329,8 @@ def test_a_worker_killed_mid_send_chunk_sends_each_digest_once(rig: Rig, kill: s
     [worker] = rig.start(config, "a", queues="send")
     assert rig.tick(config).send_chunks == 3
 
-    def half_sent() -> bool:  # in the second or third chunk, neither at its start nor end
+    def half_sent() -> bool:
+        """A chunk at work, the second or third, neither at its start nor its end."""
         sent = len(rig.smtp.received)
         return bool(worker.at_work("digest.send")) and 100 < sent < 300 and 10 <= sent % 100 <= 90
 
@@ -483,6 +487,7 @@ def test_tasks_that_never_run_are_found_by_the_next_ticks(rig: Rig) -> None:
     ticks: list[DispatchReport] = []
 
     def planned_again() -> bool:
+        """Tick; whether that tick planned a run."""
         ticks.append(rig.tick(config))
         return ticks[-1].run is not None
 
