@@ -429,6 +429,30 @@ def test_sigterm_finishes_the_batch_in_hand_then_stops(rig: Rig) -> None:
     assert sorted(row.email for row in rows) == sorted(emails)
 
 
+@pytest.mark.timeout(120)
+def test_sigterm_finishes_the_send_chunk_in_hand_then_stops(rig: Rig) -> None:
+    """A warm stop while a chunk of 100 is being sent: the chunk is sent whole and
+    recorded, none twice; the next chunk stays queued, its rows still due."""
+    stock(rig.database, 200)
+    alone = load_settings(rig.config(), environ={})
+    assert queue_due_digests(alone, rig.database, now=NOW).queued == 200
+    config = rig.config(send_chunk=100, rate=200.0)
+    [worker] = rig.start(config, "a", queues="send")
+    assert rig.tick(config).send_chunks == 2
+    rig.wait(
+        lambda: bool(worker.at_work("digest.send")) and 10 <= len(rig.smtp.received) <= 90,
+        "the first send chunk half sent",
+    )
+    assert worker.terminate() == 0
+    assert worker.finished("digest.send") == 1
+    assert len(rig.smtp.received) == 100
+    assert max(rig.smtp.message_ids().values()) == 1
+    assert digest_count(rig.database, "sent") == 100
+    assert digest_count(rig.database, "sending") == 0  # nothing left claimed
+    assert digest_count(rig.database, "queued") == 100
+    assert rig.redis.client().llen("send") == 1
+
+
 def broker_idle_of(rig: Rig, queue: str) -> bool:
     """No task waiting in `queue` and none held unacknowledged."""
     client = rig.redis.client()
