@@ -79,6 +79,8 @@ from day_celery import (  # noqa: E402
     Workers,
     children,
     counting_claims,
+    machine_cpu,
+    machine_since,
     postgres_trackers,
     py_spy_top,
     reset_peak_rss,
@@ -351,6 +353,7 @@ def run_inprocess_day(folder: Path, database: Database, args: argparse.Namespace
         load_before = wait_quiet(args.quiet_below, args.quiet_wait, "the day in-process")
         reset_peak_rss()
         sink_cpu = sink.cpu()
+        machine = machine_cpu()
         sampler.start()
         started, cpu = time.monotonic(), time.process_time()
         with counting_claims() as claims:
@@ -359,6 +362,7 @@ def run_inprocess_day(folder: Path, database: Database, args: argparse.Namespace
             sent = send_due(settings, database, now=NOW + timedelta(minutes=1))
         cpu = time.process_time() - cpu
         sampler.stop()
+        machine = machine_since(machine)
         if not sink.accepted == sent.sent == job.queued:
             raise RuntimeError(f"queued {job.queued}, sent {sent.sent}, sink {sink.accepted}")
         wall = sink.last.value - started
@@ -366,7 +370,7 @@ def run_inprocess_day(folder: Path, database: Database, args: argparse.Namespace
             "wall": wall, "job_wall": job_wall, "send_wall": wall - job_wall, "cpu": cpu,
             "job_cpu": job_cpu, "stages": job.cpu, "queued": job.queued,
             "pg_cpu": ours.seconds, "pg_all_cpu": every.seconds, "sink_cpu": sink.cpu() - sink_cpu,
-            "claims": dict(claims), "rss_mb": vm_hwm_mb(os.getpid()),
+            "claims": dict(claims), "rss_mb": vm_hwm_mb(os.getpid()), "machine": machine,
             "load": [load_before, load()],
         }  # fmt: skip
     finally:
@@ -407,6 +411,7 @@ def run_celery_day(
         ours, every = postgres_trackers(database_name(database))
         sampler = Sampler([tracked, ours, every])
         broker, sink_cpu = redis.figures(), sink.cpu()
+        machine = machine_cpu()
         sampler.start()
         started, cpu = time.monotonic(), time.process_time()
         first = dispatch_due(settings, database, now=NOW)
@@ -426,6 +431,7 @@ def run_celery_day(
         while redis.waiting(QUEUES) and time.monotonic() < deadline:
             time.sleep(0.05)  # tasks still running or queued (a send chunk finding none)
         sampler.stop()
+        machine = machine_since(machine)
         cpu = time.process_time() - cpu
         last = dispatch_due(settings, database, now=NOW)  # the tick that finds nothing due
         if last.run or last.busy_with or last.due_to_send or sink.accepted != expected:
@@ -450,7 +456,7 @@ def run_celery_day(
         "redis_cpu": broker_after["cpu"] - broker["cpu"],
         "redis_calls": {name: n for name, n in calls.items() if n > 0},
         "sink_cpu": sink_cpu_after - sink_cpu, "rss_mb": rss,
-        "tasks": task_figures(workers.task_log), "started": started,
+        "tasks": task_figures(workers.task_log), "started": started, "machine": machine,
         "load": [load_before, load()],
     }  # fmt: skip
     if spy is not None:
@@ -526,6 +532,7 @@ def print_celery_table(rows: list[dict]) -> None:
             "\n  (peak RSS of a worker: its Celery process + its pool process; in-process: "
             "the bench process over the day)"
         )
+        print_machine(home, runs)
         print_overhead(home, runs)
         print_goals(runs, home)
         print_extrapolation(row, runs)
@@ -535,6 +542,26 @@ def print_celery_table(rows: list[dict]) -> None:
 
 
 BROKER_KEYS = ("enqueue", "batch_done", "latency")
+
+
+def print_machine(home: dict, runs: dict[int, dict]) -> None:
+    """How busy the machine's cores were over each run (/proc/stat), and how much of
+    that was this bench's processes (the rest: other people's work on the machine)."""
+    print("\nthe machine's cores over each run (from /proc/stat; ours: the processes above)")
+    print("| run | s | cores busy (of 2) | ours | others | idle | steal |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ours = {"in-process": home["cpu"] + home["pg_cpu"] + home["sink_cpu"]}
+    for count, run in runs.items():
+        ours[f"{count} worker(s)"] = (run["worker_cpu"] + run["pg_cpu"] + run["sink_cpu"]
+                                      + run["redis_cpu"] + run["bench_cpu"])  # fmt: skip
+    for (name, mine), record in zip(ours.items(), [home, *runs.values()], strict=True):
+        machine = record.get("machine")
+        if not machine:
+            continue
+        span = machine["at"]
+        print(f"| {name} | {span:.1f} | {machine['busy'] / span:.2f} | {mine / span:.2f} "
+              f"| {max(0.0, machine['busy'] - mine) / span:.2f} | {machine['idle'] / span:.2f} "
+              f"| {machine['steal'] / span:.2f} |")  # fmt: skip
 
 
 def overhead(run: dict, home: dict) -> dict[str, float]:

@@ -100,6 +100,25 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def machine_cpu() -> dict[str, float]:
+    """This machine's CPU seconds so far, all cores (/proc/stat): `busy` (user, nice,
+    system, irq, softirq), `idle` (idle, iowait), `steal` (taken by the hypervisor) and
+    `at` (the monotonic time)."""
+    ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
+    return {
+        "busy": (user + nice + system + irq + softirq) / CLOCK_TICKS,
+        "idle": (idle + iowait) / CLOCK_TICKS,
+        "steal": steal / CLOCK_TICKS,
+        "at": time.monotonic(),
+    }
+
+
+def machine_since(before: dict[str, float]) -> dict[str, float]:
+    """`machine_cpu` since `before`."""
+    return {key: value - before[key] for key, value in machine_cpu().items()}
+
+
 def vm_hwm_mb(pid: int) -> float:
     """VmHWM of a live process, in MB (0 if gone)."""
     with contextlib.suppress(OSError):
@@ -495,8 +514,10 @@ def py_spy_top(path: Path, lines: int = 15) -> dict[str, list[tuple[str, float]]
 
 
 def _ours(frame: str) -> bool:
-    """A frame of the project's code (py-spy names files from their sys.path entry)."""
-    return "(digest/" in frame or "/digest/" in frame
+    """A frame of the project's code under a task (py-spy names files from their sys.path
+    entry); not the command line's and worker's frames, under every task alike."""
+    ours = "(digest/" in frame or "/digest/" in frame
+    return ours and "digest/cli/" not in frame and not frame.startswith("run_worker ")
 
 
 def _short(frame: str) -> str:
