@@ -167,14 +167,30 @@ class Rig:
             and broker_idle(self.redis)
         )
 
-    def mid_batch(self, worker: Worker, readers: int) -> Callable[[], bool]:
-        """`worker` (one pool process) inside a digest batch's transaction, after a
-        first batch was made and before the last."""
-        return lambda: bool(
-            worker.at_work("digest.batch")
-            and open_transactions(self.database) > 0
-            and 0 < digest_count(self.database) < readers
-        )
+    def wait_mid_batch(self, worker: Worker, readers: int, *, first: bool = False) -> str:
+        """Wait until `worker` (one pool process) is inside a digest batch's
+        transaction, after a first batch was made (or any batch, with `first`) and
+        before the last: the same batch at work and the same digests queued before and
+        after its transaction is seen open. The id of that batch's task."""
+        seen: list[str] = []
+
+        def inside() -> bool:
+            """Whether it is so now."""
+            at_work = worker.at_work("digest.batch")
+            queued = digest_count(self.database)
+            seen[:] = at_work
+            return bool(
+                at_work
+                and (first or queued > 0)
+                and queued < readers
+                and open_transactions(self.database) > 0
+                and digest_count(self.database) == queued
+                and worker.at_work("digest.batch") == at_work
+            )
+
+        self.wait(inside, "the worker inside its second or third batch")
+        [batch] = seen
+        return batch
 
 
 @pytest.fixture
@@ -272,10 +288,11 @@ def test_a_pool_process_killed_mid_batch_is_replaced_and_the_batch_made_again(
     config = rig.config(batch=100, send_chunk=100)
     [worker] = rig.start(config, "a")
     assert rig.tick(config).batches == 3
-    rig.wait(rig.mid_batch(worker, 300), "the worker in its second or third batch")
-    [lost] = worker.at_work("digest.batch")
+    lost = rig.wait_mid_batch(worker, 300)
     worker.kill_child()
-    rig.wait(rig.all_sent(300), "every digest sent after the pool process was replaced")
+    rig.wait(
+        rig.all_sent(300), "every digest sent after the pool process was replaced", ticking=config
+    )
     log = worker.log()
     assert "exited with 'signal 9 (SIGKILL)'" in log
     assert log.count(f"Task digest.batch[{lost}] received") == 2  # given back, made again
@@ -293,8 +310,7 @@ def test_a_worker_killed_whole_mid_batch_loses_and_doubles_nothing(rig: Rig) -> 
     config = rig.config(batch=100, send_chunk=100, visibility_timeout=5, run_timeout_minutes=0.05)
     [worker] = rig.start(config, "a")
     assert rig.tick(config).batches == 3
-    rig.wait(rig.mid_batch(worker, 300), "the worker in its second or third batch")
-    [lost] = worker.at_work("digest.batch")
+    lost = rig.wait_mid_batch(worker, 300)
     worker.kill()
     killed = time.monotonic()
     assert 0 < still_due(rig.database) < 300
@@ -303,7 +319,11 @@ def test_a_worker_killed_whole_mid_batch_loses_and_doubles_nothing(rig: Rig) -> 
     rig.wait(lambda: digest_count(rig.database, "sent") == 300, "every digest sent", ticking=config)
     assert_delivered(rig, emails)
     assert f"Task digest.batch[{lost}] succeeded" not in worker.log()
-    assert rig.redis.client().hlen("unacked") == 1
+    client = rig.redis.client()
+    rig.wait(  # the other tasks done, the lost one still held for the worker that died
+        lambda: not (client.llen("digests") or client.llen("send")) and client.hlen("unacked") == 1,
+        "only the lost task left in the broker",
+    )
     # The lost task is visible again 5 s after it was taken: a worker that starts then
     # finds it, and making it again queues nothing.
     time.sleep(max(0.0, killed + 5.5 - time.monotonic()))
@@ -407,11 +427,7 @@ def test_sigterm_finishes_the_batch_in_hand_then_stops(rig: Rig) -> None:
     config = rig.config(batch=100)
     [worker] = rig.start(config, "a", queues="digests")
     assert rig.tick(config).batches == 3
-    rig.wait(
-        lambda: bool(worker.at_work("digest.batch")) and open_transactions(rig.database) > 0,
-        "the worker inside a batch",
-    )
-    [in_hand] = worker.at_work("digest.batch")
+    in_hand = rig.wait_mid_batch(worker, 300, first=True)
     assert worker.terminate() == 0
     assert f"Task digest.batch[{in_hand}] succeeded" in worker.log()
     made = worker.finished("digest.batch")
