@@ -395,9 +395,7 @@ def test_a_weekly_sign_up_is_confirmed_weekly_on_its_day(site: Site) -> None:
     text = " ".join(message.get_body(("plain",)).get_content().split())
     assert "asked to get a weekly email (Fridays) from" in text
     link = link_path(message, "confirm")
-    assert "One email every Friday to" in " ".join(
-        site.get(link).get_data(as_text=True).split()
-    )
+    assert "One email every Friday to" in " ".join(site.get(link).get_data(as_text=True).split())
     assert site.submit(link).status_code == 200
     active = site.subscriber()
     assert active is not None and (active.status, active.consent) == ("active", "link")
