@@ -331,17 +331,22 @@ def claim_due(
     the rows still due. (SQLite ignores `FOR UPDATE`; its writers take turns, so the
     update's re-check is what keeps two senders' claims apart there.)
     """
+    # Materialised on PostgreSQL: as a plain subquery of the UPDATE, the planner may run
+    # it more than once, and with SKIP LOCKED each run can pick other rows, so a claim
+    # of `limit` once came back with twice as many (seen with task workers' chunks).
     due = (
         select(_outbox.c.id)
         .where(*due_filter(now, day))
         .order_by(_outbox.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("due")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     # One statement picks and claims them, and says which it claimed.
     ids = session.scalars(
         update(_outbox)
-        .where(_outbox.c.id.in_(due), _outbox.c.state.in_(DUE_STATES))
+        .where(_outbox.c.id.in_(select(due.c.id)), _outbox.c.state.in_(DUE_STATES))
         .values(
             state="sending",
             claimed_by=claimer,
