@@ -130,6 +130,7 @@ for _kind in KINDS:
 # Where a task worker's pool process sends its observations instead (`digest.tasks.work`
 # keeps them in Redis, which /metrics reads: nobody scrapes a worker).
 latency_sink: Callable[[list[tuple[str, float]]], None] | None = None
+_sink_failing = False
 
 
 def record_sent(now: datetime, jobs: Sequence[OutboxJob], results: Sequence[Result]) -> None:
@@ -143,10 +144,15 @@ def record_sent(now: datetime, jobs: Sequence[OutboxJob], results: Sequence[Resu
     ]
     sink = latency_sink
     if sink is not None and observed:
+        global _sink_failing
         try:
             sink(observed)
         except Exception as error:  # figures must never stop a delivery
-            log.warning("cannot record send latencies: %s", error)
+            if not _sink_failing:  # once per outage, not at every group commit
+                log.warning("cannot record send latencies (until it works again): %s", error)
+            _sink_failing = True
+        else:
+            _sink_failing = False
         return
     for kind, seconds in observed:
         SEND_LATENCY.labels(kind).observe(seconds)

@@ -177,9 +177,17 @@ class Scheduler:
     def _digests(self) -> None:
         now = self.clock()
         if self.settings.queue.broker:
+            from kombu.exceptions import OperationalError as BrokerError
+            from redis.exceptions import RedisError
+
             from digest.tasks.dispatch import dispatch_due
 
-            dispatched = dispatch_due(self.settings, self.database, now=now)
+            try:
+                dispatched = dispatch_due(self.settings, self.database, now=now)
+            except (BrokerError, RedisError, OSError) as error:  # the next check tries again
+                reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else error
+                log.warning("tasks: broker out of reach (%s); trying at the next check", reason)
+                return
             log.info("%s", dispatched.summary())
             return
         if self._renderer is None:

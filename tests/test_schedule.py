@@ -23,6 +23,7 @@ from digest.store.outbox import Result, claim_due, queue_message, record_results
 from digest.store.papers import count_papers, last_fetches
 from digest.store.subscribers import count_by_status, create_subscriber
 from tests.messages import build_digest
+from tests.smtp_server import free_port
 
 DATA = Path(__file__).parent / "data" / "sources"
 FRIDAY = datetime(2026, 6, 12, 5, 0, tzinfo=UTC)
@@ -272,3 +273,26 @@ def test_cleanup_compresses_the_messages_sent_since_and_keeps_those_waiting(
         kept = {row_id: data for row_id, data in rows}
     waiting = next(row_id for row_id in ids if row_id != job.id)
     assert kept[job.id][:1] == b"Z" and kept[waiting][:1] == b"W"
+
+
+def test_with_task_workers_a_broker_out_of_reach_is_one_line_per_check(
+    make_settings: Any, caplog
+) -> None:
+    """With [queue] broker, the digest check only hands work to the task workers; a
+    broker that does not answer is one warning line, and the next check tries again."""
+    settings = make_settings(queue={"broker": f"redis://127.0.0.1:{free_port()}/0"})
+    database = open_database(settings)
+    with database.session() as session:
+        create_subscriber(
+            session, "ada@example.org", "agents", send_time="08:00", timezone="UTC",
+            now=datetime(2026, 6, 10, tzinfo=UTC), status="active",
+        )  # fmt: skip
+    caplog.set_level("INFO")
+    scheduler = Scheduler(settings, database, lambda: datetime(2026, 6, 12, 9, tzinfo=UTC))
+    scheduler.digests()
+    problems = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert [r.getMessage().split(" (")[0] for r in problems] == ["tasks: broker out of reach"]
+    assert problems[0].exc_info is None
+    with database.session() as session:  # no digest made here: the workers make them
+        assert session.scalars(select(OutboxMessageRow)).all() == []
+    database.dispose()
