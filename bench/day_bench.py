@@ -73,6 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from day_celery import (  # noqa: E402
+    ActivitySampler,
     RedisServer,
     Sampler,
     StampedSink,
@@ -341,6 +342,21 @@ def sink_sections(port: int) -> dict[str, dict[str, Any]]:
     }
 
 
+def vacuum_analyze(database: Database) -> None:
+    """VACUUM ANALYZE the filled store before it is copied: every copy starts as a store
+    that autovacuum keeps up with would be (filling it updated every reader twice, and
+    a copy made before autovacuum came by had twice the rows dead and no statistics: the
+    first run on it spent 2.6x the PostgreSQL CPU of the later ones at 100k readers)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database.url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+
+
 def run_inprocess_day(folder: Path, database: Database, args: argparse.Namespace) -> dict:
     """The day in this process, on PostgreSQL: `queue_due_digests` (1 process), then
     `send_due` to the stamped sink; wall from the job's start to the last message the
@@ -348,7 +364,8 @@ def run_inprocess_day(folder: Path, database: Database, args: argparse.Namespace
     sink = StampedSink()
     settings = bench_settings(folder, database.url, **sink_sections(sink.port))
     ours, every = postgres_trackers(database_name(database))
-    sampler = Sampler([ours, every])
+    activity = ActivitySampler(database.url) if args.pg_activity else None
+    sampler = Sampler([ours, every, *([activity] if activity else [])])
     try:
         load_before = wait_quiet(args.quiet_below, args.quiet_wait, "the day in-process")
         reset_peak_rss()
@@ -371,6 +388,7 @@ def run_inprocess_day(folder: Path, database: Database, args: argparse.Namespace
             "job_cpu": job_cpu, "stages": job.cpu, "queued": job.queued,
             "pg_cpu": ours.seconds, "pg_all_cpu": every.seconds, "sink_cpu": sink.cpu() - sink_cpu,
             "claims": dict(claims), "rss_mb": vm_hwm_mb(os.getpid()), "machine": machine,
+            "pg_activity": activity.top() if activity else [],
             "load": [load_before, load()],
         }  # fmt: skip
     finally:
@@ -409,7 +427,8 @@ def run_celery_day(
         load_before = wait_quiet(args.quiet_below, args.quiet_wait, f"the day on {count} workers")
         tracked = worker_tracker(workers.pids)
         ours, every = postgres_trackers(database_name(database))
-        sampler = Sampler([tracked, ours, every])
+        activity = ActivitySampler(database.url) if args.pg_activity else None
+        sampler = Sampler([tracked, ours, every, *([activity] if activity else [])])
         broker, sink_cpu = redis.figures(), sink.cpu()
         machine = machine_cpu()
         sampler.start()
@@ -457,6 +476,7 @@ def run_celery_day(
         "redis_calls": {name: n for name, n in calls.items() if n > 0},
         "sink_cpu": sink_cpu_after - sink_cpu, "rss_mb": rss,
         "tasks": task_figures(workers.task_log), "started": started, "machine": machine,
+        "pg_activity": activity.top() if activity else [],
         "load": [load_before, load()],
     }  # fmt: skip
     if spy is not None:
@@ -480,6 +500,7 @@ def run_size_celery(size: int, args: argparse.Namespace) -> dict:
             started = time.perf_counter()
             row["papers"] = store_papers(database, rng)
             store_readers(database, size, rng)
+            vacuum_analyze(database)
             row["setup_s"] = time.perf_counter() - started
             say(f"  {size:,} readers stored in {row['setup_s']:.0f} s")
             with copy_store("postgresql", database, settings, top / "inprocess") as (_, copy):
@@ -535,6 +556,15 @@ def print_celery_table(rows: list[dict]) -> None:
         print_machine(home, runs)
         print_overhead(home, runs)
         print_goals(runs, home)
+        for name, record in [
+            ("in-process", home),
+            *((f"{k} worker(s)", r) for k, r in runs.items()),
+        ]:
+            if record.get("pg_activity"):
+                print(f"\nPostgreSQL, {name}: statements most often active (busy backends on "
+                      "average, from pg_stat_activity every 0.5 s)")  # fmt: skip
+                for statement, busy in record["pg_activity"]:
+                    print(f"  {busy:5.2f} {statement}")
         print_extrapolation(row, runs)
         for run in row["celery"]:
             if "py_spy" in run:
@@ -755,6 +785,11 @@ def main() -> None:
         type=float,
         default=1800.0,
         help="s to wait for that at most, then measure anyway",
+    )
+    celery.add_argument(
+        "--pg-activity",
+        action="store_true",
+        help="sample pg_stat_activity: which statements PostgreSQL runs",
     )
     celery.add_argument("--py-spy", type=int, default=0, metavar="S",
                         help="py-spy record S s of a pool process in the largest K's run "

@@ -216,10 +216,46 @@ def postgres_trackers(database: str) -> tuple[CpuTracker, CpuTracker]:
     return CpuTracker(ours, lambda: []), CpuTracker(every, lambda: masters)
 
 
+class ActivitySampler:
+    """What PostgreSQL's backends for one database are doing, sampled (pg_stat_activity):
+    per sample, each active backend's statement (its first words) and what it waits on,
+    counted; so the statements where PostgreSQL's time goes show as the most samples."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        self.database = make_url(url).database
+        self.engine = create_engine(make_url(url).set(database="postgres"), pool_size=1)
+        self.seen: Counter[str] = Counter()
+        self.samples = 0
+
+    def sample(self) -> None:
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 110), wait_event_type "
+            "FROM pg_stat_activity WHERE datname = :name AND state = 'active' "
+            "AND pid <> pg_backend_pid()"
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query, {"name": self.database}).all()
+        self.samples += 1
+        for statement, waiting in rows:
+            self.seen[f"{statement} [{waiting or 'CPU'}]"] += 1
+
+    def top(self, count: int = 8) -> list[tuple[str, float]]:
+        """The statements most often active: (statement [wait], busy backends on average)."""
+        return [(name, n / max(1, self.samples)) for name, n in self.seen.most_common(count)]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
 class Sampler:
     """Samples trackers every `interval` s in a thread, from `start` until `stop`."""
 
-    def __init__(self, trackers: list[CpuTracker], interval: float = 0.5) -> None:
+    def __init__(self, trackers: list[Any], interval: float = 0.5) -> None:
         self.trackers = trackers
         self.interval = interval
         self.done = threading.Event()
