@@ -23,7 +23,7 @@ from digest.cli import cli
 from digest.config import load_settings
 from digest.jobs.digests import queue_due_digests
 from digest.store import Database
-from digest.tasks import work
+from digest.tasks import progress, work
 from digest.tasks.dispatch import DispatchReport, dispatch_due
 from digest.tasks.work import configure, send_chunk
 from tests.conftest import _fresh_postgres_database
@@ -269,6 +269,9 @@ def test_a_day_of_2000_readers_over_two_workers_equals_the_run_in_one_process(
     made = [worker.finished("digest.batch") for worker in workers]
     assert sum(made) == 40 and min(made) > 0, made  # both workers made batches
     arrived = assert_delivered(rig, emails)
+    # Their send latencies are in Redis for /metrics, one round trip a send chunk.
+    sent = progress.latencies(load_settings(config, environ={}), ("digest",))["digest"]
+    assert sent["count"] == 2000 and sent["le:86400"] == 2000
 
     # The same readers and papers in a second store, made by the job in one process.
     with contextlib.contextmanager(_fresh_postgres_database)() as other:

@@ -199,15 +199,24 @@ def record_latencies(
 ) -> None:
     """Add worker sends to a histogram kept in Redis (`digest:latency:KIND`: a count per
     bucket bound, `count` and `sum`), which /metrics exports for the task workers; the
-    process-local histogram would be seen by nobody in a worker."""
-    pipe = redis_for(settings).pipeline(transaction=False)
+    process-local histogram would be seen by nobody in a worker. Counted here first, so
+    a whole send chunk is one round trip of a few commands per kind."""
+    fields: dict[tuple[str, str], int] = {}
+    sums: dict[str, float] = {}
     for kind, seconds in observations:
-        key = f"{LATENCY_KEY}{kind}"
         for bound in buckets:
             if seconds <= bound:
-                pipe.hincrby(key, f"le:{bound:g}", 1)
-        pipe.hincrby(key, "count", 1)
-        pipe.hincrbyfloat(key, "sum", seconds)
+                key = (kind, f"le:{bound:g}")
+                fields[key] = fields.get(key, 0) + 1
+        fields[(kind, "count")] = fields.get((kind, "count"), 0) + 1
+        sums[kind] = sums.get(kind, 0.0) + seconds
+    if not sums:
+        return
+    pipe = redis_for(settings).pipeline(transaction=False)
+    for (kind, name), count in fields.items():
+        pipe.hincrby(f"{LATENCY_KEY}{kind}", name, count)
+    for kind, total in sums.items():
+        pipe.hincrbyfloat(f"{LATENCY_KEY}{kind}", "sum", total)
     pipe.execute()
 
 

@@ -190,6 +190,8 @@ def send_chunk(self: Any) -> dict[str, int]:
         )
     except DBAPIError as error:
         _retry_later(self, error, "send chunk")
+    finally:
+        _flush_latencies(here.settings)  # what was sent counts, whatever came after
     if report.error:
         log.warning("send chunk: %s", report.error)
     if report.due or report.error:
@@ -279,13 +281,33 @@ def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
             run_progress.worker_gone(_settings, sender.hostname)
 
 
+# A pool process's send latencies, kept until its send chunk ends (`_flush_latencies`):
+# one round trip to Redis a chunk, not one at every group commit (that was 7 % of the
+# workers' day at 100,000 readers).
+_latencies: list[tuple[str, float]] = []
+_latencies_failing = False
+
+
 @signals.worker_process_init.connect
 def _count_sends_in_redis(**_: Any) -> None:
     """In each pool process: send latencies go to Redis, where /metrics reads them."""
     from digest import metrics
 
-    if _settings is not None:
-        settings = _settings
-        metrics.latency_sink = lambda observed: run_progress.record_latencies(
-            settings, observed, metrics.LATENCY_BUCKETS
-        )
+    metrics.latency_sink = _latencies.extend
+
+
+def _flush_latencies(settings: Settings) -> None:
+    """Add this chunk's send latencies to Redis (best effort: figures, never a failure)."""
+    global _latencies_failing
+    from digest.metrics import LATENCY_BUCKETS
+
+    observed = _latencies[:]
+    _latencies.clear()
+    try:
+        run_progress.record_latencies(settings, observed, LATENCY_BUCKETS)
+    except Exception as error:
+        if not _latencies_failing:  # once per outage
+            log.warning("cannot record send latencies (until it works again): %s", error)
+        _latencies_failing = True
+    else:
+        _latencies_failing = False
