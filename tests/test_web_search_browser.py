@@ -89,7 +89,7 @@ def test_a_person_searches_and_corrects_a_mistake(
         assert 'Entry 2 (“"world model”): a quote is not closed' in error.inner_text()
         assert page.locator("#q").get_attribute("aria-invalid") == "true"
         assert page.get_attribute("#q", "aria-describedby") == "q-help q-error"
-        assert page.evaluate("document.activeElement.id") == "q"
+        page.wait_for_function("document.activeElement.id === 'q'", timeout=10_000)
         assert page.locator("[role=alert]").is_visible()
         visit.check("search-error")
 
