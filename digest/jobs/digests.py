@@ -338,8 +338,8 @@ def queue_digest_batch(
         renderer = renderer or DigestRenderer(settings, tokens.secret_key(settings))
         cutoff = now - SETTLE
         with database.session() as session:
-            papers = papers_first_seen_between(session, start, cutoff)
-        shared = _Window(start, Matcher(papers, trending_until=cutoff, since=start))
+            # The plan's start is already within `SHARED_WINDOW`: the window starts there.
+            shared = _index_window(session, start, cutoff, SHARED_WINDOW)
         run = _Run(settings, database, renderer, shared, now, cutoff, batch)
         while len(_worker_runs) >= _KEPT_RUNS:
             _worker_runs.pop(next(iter(_worker_runs)))
