@@ -21,6 +21,9 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 # How a subscriber came to be active: they followed the emailed link, or an operator
 # added them, holding their consent already (`digest subscribers add --confirmed`).
 CONSENTS = ("link", "operator")
+DEFAULT_SUGGESTIONS = 5
+"""How many "Suggested for you" papers a digest holds unless the reader chooses."""
+MAX_SUGGESTIONS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Subscriber:
     next_digest_at: datetime | None = None
     cadence: str = DAILY
     consent: str | None = None
+    suggestions: int = DEFAULT_SUGGESTIONS
 
 
 def weekly(weekday: int) -> str:

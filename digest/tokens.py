@@ -1,4 +1,4 @@
-"""Signed link tokens: confirm, manage and unsubscribe links in emails.
+"""Signed link tokens: confirm, manage, unsubscribe and feedback links in emails.
 
 A token is signed with the service's secret (itsdangerous), bound to one purpose (a
 confirm token cannot unsubscribe, and the other way round) and to one subscriber: its
@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -35,7 +36,7 @@ from digest.errors import ConfigError, TokenError
 from digest.paths import private_folder
 from digest.subscriber import DAILY
 
-PURPOSES = ("confirm", "manage", "unsubscribe", "undo")
+PURPOSES = ("confirm", "manage", "unsubscribe", "undo", "feedback")
 MAX_AGE = {"confirm": timedelta(days=7)}
 SECRET_FILE = "secret_key"
 # Subscriber ids are positive and fit the id column on every backend (PostgreSQL's
@@ -226,3 +227,21 @@ def read_undo_token(secret: str, token: str, now: datetime) -> Undo:
     if not timedelta(0) <= now - unsubscribed_at <= UNDO_MAX_AGE:
         raise TokenError("this undo button has expired")
     return Undo(payload[0], payload[1], unsubscribed_at, payload[3], payload[4])
+
+
+FEEDBACK_VOTES = ("more", "less")
+
+
+def feedback_base(settings: Settings, secret: str, subscriber_id: int, email: str) -> str:
+    """The start of a reader's "more / less like this" links: one token per digest, bound
+    to the purpose "feedback" and to the reader; `feedback_url` adds the vote and paper."""
+    token = make_token(secret, "feedback", subscriber_id, email)
+    return f"{settings.service.base_url.rstrip('/')}/feedback/{token}"
+
+
+def feedback_url(base: str, vote: str, paper_id: str) -> str:
+    """A "more like this" / "less like this" link: `BASE/more/PAPER_ID` (the page it
+    opens has the one button that records the vote, so a mail scanner records nothing)."""
+    if vote not in FEEDBACK_VOTES:
+        raise ValueError(f"unknown vote {vote!r}")
+    return f"{base}/{vote}/{quote(paper_id, safe='/')}"

@@ -61,6 +61,7 @@ from digest.match import Trending, parse_interests
 from digest.message import Message
 from digest.render import DigestRenderer
 from digest.store import Database
+from digest.store.feedback import votes_of
 from digest.store.outbox_admin import reactivate_subscriber, subscriber_messages
 from digest.store.subscribers import (
     change_status,
@@ -637,6 +638,16 @@ def reader_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                 "message_id": entry.message_id,
             }
             for entry in subscriber_messages(session, subscriber.id)
+        ],
+        "suggestions": subscriber.suggestions,
+        "feedback": [
+            {
+                "paper": vote.paper_id,
+                "vote": "more" if vote.vote > 0 else "less",
+                "source": vote.source,
+                "at": _iso(vote.created_at),
+            }
+            for vote in votes_of(session, subscriber.id)
         ],
     }
 

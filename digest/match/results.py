@@ -12,6 +12,8 @@ TRENDING = "trending"
 """The section of the trending papers (`Selection.sections`)."""
 MATCHING = "matching"
 """The section of the papers matching the reader's interests."""
+SUGGESTED = "suggested"
+"""The section of the papers no keyword matched that the reader's model ranks high."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ class Selection:
     """
 
     __slots__ = ("_matches", "_shown", "_source", "_token", "_trending", "matching", "more")
-    __slots__ += ("rule", "trending_first")
+    __slots__ += ("rule", "suggested", "trending_first")
 
     def __init__(
         self,
@@ -90,13 +92,15 @@ class Selection:
         rule: Trending | None = None,
         trending_first: bool = False,
         matching: bool = True,  # whether the reader has keyword interests (a section of their own)
+        suggested: tuple[Match, ...] = (),
     ) -> None:
         self._matches = matches
         self._trending = trending
         self._source: Explainer | None = None
         self._token: Any = None
-        self._shown = len(matches) + len(trending)
+        self._shown = len(matches) + len(trending) + len(suggested)
         self.more = more
+        self.suggested = suggested
         self.rule = rule
         self.trending_first = trending_first
         self.matching = matching
@@ -123,13 +127,15 @@ class Selection:
 
     @property
     def sections(self) -> tuple[tuple[str, tuple[Match, ...]], ...]:
-        """(TRENDING or MATCHING, matches) for each section the reader asked for, in order."""
+        """(TRENDING or MATCHING, matches) for each section the reader asked for, in order,
+        then (SUGGESTED, matches) when the reader's model suggests any."""
+        learned = ((SUGGESTED, self.suggested),) if self.suggested else ()
         if self.rule is None:
-            return ((MATCHING, self.matches),)
+            return ((MATCHING, self.matches), *learned)
         if not self.matching:
-            return ((TRENDING, self.trending),)
+            return ((TRENDING, self.trending), *learned)
         both = ((TRENDING, self.trending), (MATCHING, self.matches))
-        return both if self.trending_first else both[::-1]
+        return (*(both if self.trending_first else both[::-1]), *learned)
 
     @property
     def papers(self) -> int:
@@ -137,7 +143,9 @@ class Selection:
         return self._shown
 
     def _fields(self) -> tuple[Any, ...]:
-        return (self.matches, self.more, self.trending, self.rule, self.trending_first)
+        return (
+            self.matches, self.more, self.trending, self.rule, self.trending_first, self.suggested
+        )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not Selection:
@@ -152,11 +160,13 @@ class Selection:
         return (
             f"Selection(matches={self.matches!r}, more={self.more!r}, "
             f"trending={self.trending!r}, rule={self.rule!r}, "
-            f"trending_first={self.trending_first!r}, matching={self.matching!r})"
+            f"trending_first={self.trending_first!r}, matching={self.matching!r}, "
+            f"suggested={self.suggested!r})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Selection, (*self._fields(), self.matching))
+        matches, more, trending, rule, first, suggested = self._fields()
+        return (Selection, (matches, more, trending, rule, first, self.matching, suggested))
 
 
 _new_selection = object.__new__
@@ -181,4 +191,5 @@ def explained_later(
     selection.rule = rule
     selection.trending_first = trending_first
     selection.matching = matching
+    selection.suggested = ()
     return selection

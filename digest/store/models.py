@@ -19,9 +19,11 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     func,
     text,
 )
@@ -137,6 +139,8 @@ class SubscriberRow(Base):
     # How they became active: "link" (the emailed confirmation) or "operator" (added with
     # consent already held); None while never confirmed.
     consent: Mapped[str | None] = mapped_column(String(16))
+    # How many "Suggested for you" papers a digest may hold (0: none); digest.learn.
+    suggestions: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
 
 
 class OutboxRow(Base):
@@ -201,4 +205,54 @@ class OutboxMessageRow(Base):
     outbox_id: Mapped[int] = mapped_column(
         ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True
     )
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FeedbackRow(Base):
+    """One reader's verdict on one paper: +1 (more like this) or -1 (less like this).
+
+    `source` says where it came from: "email" (a digest's link), "manage" (the manage
+    page) or "seed" (a `like:ID` entry of their interests). One row per reader and paper:
+    a later verdict replaces an earlier one. The paper need not be stored yet (a seed
+    fetched later), so `paper_id` is no foreign key. Models are derived from these rows.
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id", name="ux_feedback_paper"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    paper_id: Mapped[str] = mapped_column(String(64))
+    vote: Mapped[int] = mapped_column(SmallInteger)
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReaderModelRow(Base):
+    """A reader's model (`digest.learn.taste`), derived from their feedback rows over the
+    text model of `text_version`; rebuilt from the rows whenever needed."""
+
+    __tablename__ = "reader_models"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    text_version: Mapped[int] = mapped_column(Integer)
+    labelled: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TextModelRow(Base):
+    """The shared text representation of papers (`digest.learn.text`): a tf-idf
+    vectoriser fitted on the store's papers, refitted on a schedule. The newest row is
+    the one in use."""
+
+    __tablename__ = "text_models"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    papers: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)

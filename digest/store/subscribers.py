@@ -15,10 +15,12 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, delete, false, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from digest.store.feedback import erase_learning
 from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow, UTCDateTime
 from digest.subscriber import (
     CONSENTS,
     DAILY,
+    MAX_SUGGESTIONS,
     STATUSES,
     Subscriber,
     cadence_weekday,
@@ -52,6 +54,7 @@ def subscriber_from_row(row: SubscriberRow) -> Subscriber:
         next_digest_at=row.next_digest_at,
         cadence=row.cadence,
         consent=row.consent,
+        suggestions=row.suggestions,
     )
 
 
@@ -273,6 +276,7 @@ def update_preferences(
     send_time: str | None = None,
     timezone: str | None = None,
     cadence: str | None = None,
+    suggestions: int | None = None,
     now: datetime | None = None,
 ) -> None:
     """Change what a subscriber gets and when (None leaves a field as it is).
@@ -287,6 +291,10 @@ def update_preferences(
         raise LookupError(f"no subscriber {subscriber_id}")
     if interests is not None:
         row.interests = interests
+    if suggestions is not None:
+        if not 0 <= suggestions <= MAX_SUGGESTIONS:
+            raise ValueError(f"suggestions must be 0 to {MAX_SUGGESTIONS}, not {suggestions}")
+        row.suggestions = suggestions
     if cadence is not None:
         cadence_weekday(cadence)  # fail on a cadence the calendar cannot read
     old = (row.send_time, row.timezone, row.cadence)
@@ -585,6 +593,7 @@ def erase_subscriber(session: Session, subscriber_id: int) -> Erased | None:
         delete(messages).where(messages.c.outbox_id.in_(theirs)),
         execution_options={"synchronize_session": False},
     ).rowcount
+    erase_learning(session, subscriber_id)
     dropped_rows = session.execute(
         delete(outbox).where(outbox.c.subscriber_id == subscriber_id),
         execution_options={"synchronize_session": False},
