@@ -178,6 +178,22 @@ def list_papers(session: Session, since: date | datetime | None = None) -> list[
     return [paper_from_row(row) for row in session.scalars(query)]
 
 
+def newest_papers(session: Session, limit: int) -> list[Paper]:
+    """The `limit` papers first seen most recently, newest first."""
+    query = select(PaperRow).order_by(PaperRow.first_seen_at.desc(), PaperRow.id).limit(limit)
+    return [paper_from_row(row) for row in session.scalars(query)]
+
+
+def papers_by_id(session: Session, ids: Iterable[str]) -> dict[str, Paper]:
+    """The stored papers among these ids, by id."""
+    wanted = sorted(set(ids))
+    found: dict[str, Paper] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.scalars(select(PaperRow).where(PaperRow.id.in_(wanted[start : start + 500])))
+        found.update({row.id: paper_from_row(row) for row in rows})
+    return found
+
+
 def papers_first_seen_between(
     session: Session, start: datetime | None, end: datetime
 ) -> list[Paper]:

@@ -1,0 +1,196 @@
+"""A reader's taste: a linear model over the text model's vectors, from their feedback.
+
+Labelled papers are the reader's feedback rows whose papers are stored: "more like this"
+and seed papers (`like:ID`) are positives, "less like this" negatives. Two regimes:
+
+- **Cold start** (fewer than `MIN_LABELLED` labelled papers): no classifier, similarity
+  instead. The weights are the mean of the positives' vectors minus half the mean of the
+  negatives' (Rocchio), so a paper's score is its mean cosine similarity to what the
+  reader liked, less some for what they did not.
+- **Linear** (`MIN_LABELLED` or more, at least one positive): logistic regression, as
+  Scholar Inbox trains one per reader (arxiv-sanity uses a linear SVM; the same family),
+  positives against the negatives and the text model's background papers as weak
+  negatives, classes balanced. The score is the decision function (log-odds).
+
+Either way a taste is one sparse weight vector and a bias: scoring many readers is one
+sparse matrix product (`digest.learn.rank`). A taste also keeps the vectors and titles of
+the most recent positives, to say why a paper is suggested ("close to X, which you
+liked"). Fitting is deterministic: the same rows give the same taste, byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+from digest.learn.text import TextModel
+from digest.store.feedback import Vote
+
+MIN_LABELLED = 5
+"""Labelled papers below which a reader gets similarity to their positives, no classifier."""
+LINEAR, SIMILAR = "linear", "similar"
+# How much a suggestion must score: above even odds for the classifier; for similarity,
+# a mean cosine that, on real abstracts, means a shared topic rather than shared words.
+THRESHOLDS = {LINEAR: 0.0, SIMILAR: 0.08}
+BACKGROUND_WEIGHT = 0.3  # a background paper counts this much of an explicit "less"
+NEGATIVE_PULL = 0.5  # cold start: how much the "less" papers pull the weights away
+MAX_WEIGHTS = 4_000  # weights a linear model keeps (its strongest): ~32 KB stored
+EXPLAINERS = 20  # the most recent positives kept to explain suggestions
+_C = 1.0
+
+
+@dataclass(frozen=True)
+class Taste:
+    """A reader's model: `score(x) = weights · x + bias` for a paper's vector `x`."""
+
+    mode: str
+    weights: sp.csr_matrix  # 1 x features, float32
+    bias: float
+    labelled: int
+    liked: tuple[str, ...]  # titles of the positives kept to explain, newest first
+    liked_vectors: sp.csr_matrix  # their vectors, one row each
+
+    @property
+    def threshold(self) -> float:
+        """What a paper no keyword matched must score to be suggested."""
+        return THRESHOLDS[self.mode]
+
+    def scores(self, vectors: sp.csr_matrix) -> np.ndarray:
+        """The scores of papers given as rows."""
+        product = vectors @ self.weights.T
+        return np.asarray(product.todense()).ravel() + self.bias
+
+    def closest_liked(self, vector: sp.csr_matrix) -> str:
+        """The title of the liked paper most similar to `vector` (one row)."""
+        if not self.liked:
+            return ""
+        similarity = np.asarray((self.liked_vectors @ vector.T).todense()).ravel()
+        return self.liked[int(np.argmax(similarity))]
+
+
+def fit_taste(
+    votes: Sequence[Vote],
+    vectors: Mapping[str, sp.csr_matrix],
+    titles: Mapping[str, str],
+    text: TextModel,
+) -> Taste | None:
+    """The taste of a reader with these feedback rows (oldest first); `vectors` and
+    `titles` hold the stored papers among them. None when nothing stored is labelled."""
+    labelled = [vote for vote in votes if vote.paper_id in vectors]
+    if not labelled:
+        return None
+    positives = [vote for vote in labelled if vote.vote > 0]
+    negatives = [vote for vote in labelled if vote.vote < 0]
+    pos = _rows([vectors[v.paper_id] for v in positives], text.features)
+    neg = _rows([vectors[v.paper_id] for v in negatives], text.features)
+    if len(labelled) >= MIN_LABELLED and positives:
+        mode, weights, bias = LINEAR, *_logistic(pos, neg, text.background)
+    else:
+        mode, weights, bias = SIMILAR, _rocchio(pos, neg), 0.0
+    recent = positives[::-1][:EXPLAINERS]
+    return Taste(
+        mode=mode,
+        weights=weights,
+        bias=bias,
+        labelled=len(labelled),
+        liked=tuple(titles[v.paper_id] for v in recent),
+        liked_vectors=_rows([vectors[v.paper_id] for v in recent], text.features),
+    )
+
+
+def _rows(rows: Sequence[sp.csr_matrix], features: int) -> sp.csr_matrix:
+    if not rows:
+        return sp.csr_matrix((0, features), dtype=np.float32)
+    return sp.csr_matrix(sp.vstack(rows), dtype=np.float32)
+
+
+def _rocchio(pos: sp.csr_matrix, neg: sp.csr_matrix) -> sp.csr_matrix:
+    weights = sp.csr_matrix((1, pos.shape[1]), dtype=np.float32)
+    if pos.shape[0]:
+        weights = weights + sp.csr_matrix(pos.mean(axis=0), dtype=np.float32)
+    if neg.shape[0]:
+        weights = weights - NEGATIVE_PULL * sp.csr_matrix(neg.mean(axis=0), dtype=np.float32)
+    weights = sp.csr_matrix(weights, dtype=np.float32)
+    weights.eliminate_zeros()
+    return weights
+
+
+def _logistic(
+    pos: sp.csr_matrix, neg: sp.csr_matrix, background: sp.csr_matrix
+) -> tuple[sp.csr_matrix, float]:
+    x = sp.vstack([pos, neg, background]).tocsr()
+    y = np.concatenate([np.ones(pos.shape[0]), np.zeros(neg.shape[0] + background.shape[0])])
+    weight = np.concatenate(
+        [np.ones(pos.shape[0] + neg.shape[0]), np.full(background.shape[0], BACKGROUND_WEIGHT)]
+    )
+    # liblinear with a fixed seed: deterministic, so a rebuilt model equals the stored one.
+    model = LogisticRegression(
+        C=_C, class_weight="balanced", solver="liblinear", random_state=0, max_iter=200
+    )
+    model.fit(x, y, sample_weight=weight)
+    return _strongest(model.coef_.ravel().astype(np.float32)), float(model.intercept_[0])
+
+
+def _strongest(coef: np.ndarray) -> sp.csr_matrix:
+    """The `MAX_WEIGHTS` weights largest in size (ties by feature), the rest dropped:
+    the background papers give every word of the vocabulary a small weight, and a model
+    of 60,000 floats per reader would not scale to many readers."""
+    keep = np.flatnonzero(coef)
+    if len(keep) > MAX_WEIGHTS:
+        order = np.lexsort((keep, -np.abs(coef[keep])))
+        keep = np.sort(keep[order[:MAX_WEIGHTS]])
+    return sp.csr_matrix(
+        (coef[keep], keep, np.array([0, len(keep)])), shape=(1, len(coef)), dtype=np.float32
+    )
+
+
+# --- storing --------------------------------------------------------------------------
+
+
+def dump_taste(taste: Taste) -> bytes:
+    """A taste as bytes for the store (NumPy arrays, no pickle)."""
+    buffer = io.BytesIO()
+    header = {"mode": taste.mode, "bias": taste.bias, "labelled": taste.labelled,
+              "liked": list(taste.liked)}  # fmt: skip
+    w, lv = taste.weights, taste.liked_vectors
+    np.savez(
+        buffer,
+        header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+        shape=np.array([w.shape[1], lv.shape[0]], dtype=np.int64),
+        w_indices=w.indices.astype(np.int32),
+        w_data=w.data.astype(np.float32),
+        lv_indptr=lv.indptr.astype(np.int32),
+        lv_indices=lv.indices.astype(np.int32),
+        lv_data=lv.data.astype(np.float32),
+    )
+    return buffer.getvalue()
+
+
+def load_taste(data: bytes) -> Taste:
+    """A stored taste (`dump_taste`)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        header = json.loads(arrays["header"].tobytes())
+        features, liked = (int(value) for value in arrays["shape"])
+        indices = arrays["w_indices"]
+        weights = sp.csr_matrix(
+            (arrays["w_data"], indices, np.array([0, len(indices)])),
+            shape=(1, features), dtype=np.float32,
+        )  # fmt: skip
+        liked_vectors = sp.csr_matrix(
+            (arrays["lv_data"], arrays["lv_indices"], arrays["lv_indptr"]),
+            shape=(liked, features), dtype=np.float32,
+        )  # fmt: skip
+    return Taste(
+        mode=header["mode"],
+        weights=weights,
+        bias=float(header["bias"]),
+        labelled=int(header["labelled"]),
+        liked=tuple(header["liked"]),
+        liked_vectors=liked_vectors,
+    )
