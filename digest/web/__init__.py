@@ -1,8 +1,9 @@
 """The web entry point: signup, confirm, manage and unsubscribe pages, and the papers (Flask).
 
 `create_app(settings)` builds an app; nothing exists at import time, so tests build as
-many apps as they like. Four blueprints: `subscribe` (the signup form and confirmation),
-`manage` (the manage and unsubscribe pages reached from links in emails), `papers` (the
+many apps as they like. Five blueprints: `subscribe` (the signup form and confirmation),
+`manage` (the manage and unsubscribe pages reached from links in emails), `feedback`
+(the "more / less like this" links of digests), `papers` (the
 day's papers, public and cached, and their feed) and `search` (stored papers searched
 with the interest syntax). The app
 holds one `WebContext` (settings, database, signing secret, clock, mailer) in
@@ -223,6 +224,7 @@ def _protect(app: Flask, settings: Settings) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from digest.web.feedback import blueprint as feedback
     from digest.web.manage import blueprint as manage
     from digest.web.papers import blueprint as papers
     from digest.web.search import blueprint as search
@@ -230,6 +232,7 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(subscribe)
     app.register_blueprint(manage)
+    app.register_blueprint(feedback)
     app.register_blueprint(papers)
     app.register_blueprint(search)
     app.add_url_rule("/healthz", "healthz", healthz)

@@ -1,0 +1,199 @@
+"""The "more like this" / "less like this" links of every digest, and what the manage
+page shows of them.
+
+`/feedback/TOKEN/more/PAPER_ID` (or `less`) answers a GET with the paper's title and one
+button: mail scanners and link previews fetch every link of an email, so only the POST of
+that button records the verdict (source "email"), refits the reader's model in the same
+transaction (`digest.learn.refresh_reader`) and says in one line what changed. TOKEN is a
+reader's "feedback" token (`digest.tokens.feedback_base`): a token of another purpose,
+one whose address is no longer the reader's, or an erased reader's gets the invalid-link
+page, as the manage and unsubscribe links do. Any stored reader may teach it, paused or
+not: a verdict changes what they will get, never whether they get it.
+
+`taught(session, subscriber_id)` lists a reader's verdicts for the manage page, whose
+Undo buttons (`digest.web.manage.undo_feedback`) call `forget` below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Blueprint, abort, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from digest.paper import arxiv_abs_url
+from digest.render.view import web_url
+from digest.store.feedback import MORE, VOTES, Vote, record_vote, remove_vote, votes_of
+from digest.store.models import PaperRow
+from digest.store.subscribers import get_subscriber
+from digest.subscriber import Subscriber
+from digest.tokens import make_token
+from digest.web import context
+from digest.web.forms import ButtonForm
+from digest.web.subscribe import invalid_link, subscriber_for
+
+blueprint = Blueprint("feedback", __name__)
+
+# A stored paper id is at most this long (PaperRow.id): anything longer names no paper,
+# and is not worth a query.
+MAX_PAPER_ID = 64
+# What each kind of row means, as the manage page lists it.
+KINDS = {"more": "more like this", "less": "less like this", "seed": "seed paper"}
+
+
+@dataclass(frozen=True, slots=True)
+class Taught:
+    """One of a reader's verdicts as the manage page shows it."""
+
+    id: int
+    paper_id: str
+    title: str  # the stored title, or the id while the paper is not stored yet
+    url: str
+    kind: str  # "more", "less" or "seed" (a `like:` entry of the interests)
+    at: datetime
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.kind]
+
+    @property
+    def can_undo(self) -> bool:
+        """Seeds come from the interests: removing the `like:` line is their undo."""
+        return self.kind != "seed"
+
+
+def refresh_model(session: Session, subscriber_id: int, now: datetime) -> None:
+    """Refit the reader's model from their rows, in the transaction that changed them."""
+    # Imported here: digest.learn loads the model libraries, which no other page needs.
+    from digest.learn import refresh_reader
+
+    refresh_reader(session, subscriber_id, now)
+
+
+def paper_titles(session: Session, paper_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+    """(title, link) of each of these papers the store holds, by id."""
+    wanted = sorted({paper_id for paper_id in paper_ids if len(paper_id) <= MAX_PAPER_ID})
+    found: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(PaperRow.id, PaperRow.title, PaperRow.url_abs).where(
+                PaperRow.id.in_(wanted[start : start + 500])
+            )
+        )
+        for paper_id, title, url_abs in rows:
+            found[paper_id] = (title, web_url(url_abs) or arxiv_abs_url(paper_id))
+    return found
+
+
+def paper_title(session: Session, paper_id: str) -> str | None:
+    """The stored title of a paper, None if the store does not hold it."""
+    found = paper_titles(session, [paper_id]).get(paper_id)
+    return found[0] if found else None
+
+
+def taught(session: Session, subscriber_id: int) -> list[Taught]:
+    """A reader's verdicts, newest first, with the papers' titles and links."""
+    votes = votes_of(session, subscriber_id)
+    papers = paper_titles(session, [vote.paper_id for vote in votes])
+    shown = []
+    for vote in reversed(votes):  # votes_of is oldest first
+        title, url = papers.get(vote.paper_id, (vote.paper_id, arxiv_abs_url(vote.paper_id)))
+        kind = "seed" if vote.source == "seed" else ("more" if vote.vote == MORE else "less")
+        shown.append(Taught(vote.id, vote.paper_id, title, url, kind, vote.created_at))
+    return shown
+
+
+def forget(session: Session, subscriber_id: int, vote_id: int, now: datetime) -> Vote | None:
+    """Undo one of a reader's verdicts from a link or the manage page, and refit their
+    model; None (nothing changed) if they have no such row, or it is a seed (a `like:`
+    entry, which the interests keep)."""
+    row = next((vote for vote in votes_of(session, subscriber_id) if vote.id == vote_id), None)
+    if row is None or row.source == "seed":
+        return None
+    removed = remove_vote(session, subscriber_id, vote_id)
+    if removed is not None:
+        refresh_model(session, subscriber_id, now)
+    return removed
+
+
+def _shown_paper(paper_id: str) -> str:
+    """The paper's stored title, or the not-found page (404)."""
+    title = None
+    if len(paper_id) <= MAX_PAPER_ID:
+        with context().database.session() as session:
+            title = paper_title(session, paper_id)
+    if title is None:
+        abort(
+            Response(
+                render_template(
+                    "error.html",
+                    title="Paper not found",
+                    message="We do not know the paper this link names, so there is nothing "
+                    "to learn from it. Nothing was recorded.",
+                ),
+                status=404,
+                mimetype="text/html",
+            )
+        )
+    return title
+
+
+FEEDBACK_PATH = "/feedback/<token>/<any(more, less):vote>/<path:paper_id>"
+
+
+@blueprint.route(FEEDBACK_PATH, methods=["GET", "POST"])
+def feedback(token: str, vote: str, paper_id: str) -> tuple[str, int] | Response:
+    """GET (HEAD, OPTIONS): the paper and one button, recording nothing. POST, that
+    button: record the verdict for the reader the token names, refit their model, and
+    say what changed."""
+    subscriber = subscriber_for("feedback", token)
+    title = _shown_paper(paper_id)
+    form = ButtonForm()
+    if request.method != "POST":  # a scanner's fetch, or the reader's click: no vote yet
+        return _render_ask(subscriber, token, vote, paper_id, title, form)
+    if not form.validate():  # CSRFProtect refuses a POST without a token before this
+        return _render_ask(
+            subscriber, token, vote, paper_id, title, ButtonForm(), 400,
+            notice="That button had expired; press it once more.",
+        )  # fmt: skip
+    ctx = context()
+    now = ctx.clock()
+    with ctx.database.session() as session:
+        # The reader may have been erased since the link was read: record nothing then.
+        if get_subscriber(session, subscriber.id) is None:
+            return invalid_link("this feedback link is not valid")
+        record_vote(session, subscriber.id, paper_id, VOTES[vote], "email", now)
+        refresh_model(session, subscriber.id, now)
+    manage_token = make_token(ctx.secret, "manage", subscriber.id, subscriber.email)
+    return render_template(
+        "feedback_done.html",
+        vote=vote,
+        title=title,
+        manage_url=url_for("manage.manage", token=manage_token, _anchor="taught-heading"),
+        manageable=subscriber.status not in ("pending", "unsubscribed"),
+    ), 200
+
+
+def _render_ask(
+    subscriber: Subscriber,
+    token: str,
+    vote: str,
+    paper_id: str,
+    title: str,
+    form: ButtonForm,
+    status: int = 200,
+    notice: str = "",
+) -> tuple[str, int]:
+    return render_template(
+        "feedback.html",
+        subscriber=subscriber,
+        vote=vote,
+        title=title,
+        action=url_for("feedback.feedback", token=token, vote=vote, paper_id=paper_id),
+        form=form,
+        notice=notice,
+    ), status
