@@ -94,6 +94,12 @@ class Scheduler:
             next_run_time=datetime.now(UTC) + timedelta(seconds=1),
         )
         add(
+            self.learn,
+            IntervalTrigger(hours=1),
+            id="learn",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=10),
+        )
+        add(
             self.cleanup,
             IntervalTrigger(hours=1),
             id="cleanup",
@@ -206,6 +212,20 @@ class Scheduler:
             log.info("send %s", report.summary())
         # One line per complete round, even an idle one: what tests and operators wait for.
         log.info("digests job finished: %d queued, %d sent", queued.queued, report.sent)
+
+    def learn(self) -> None:
+        """Fit the shared text model when there is none yet or it is `[learn] refit_days`
+        old, then rebuild every reader's model over it (`digest.learn.models`)."""
+        self._guarded("learn", self._learn)
+
+    def _learn(self) -> None:
+        from digest.learn.models import refit_text_model, text_model_due
+
+        now = self.clock()
+        if text_model_due(self.database, now, timedelta(days=self.settings.learn.refit_days)):
+            report = refit_text_model(self.database, now)
+            if report.text_version is not None:
+                log.info("learn: %s", report.summary())
 
     def cleanup(self) -> None:
         """Forget stale sign-ups and the bytes of old delivered messages; compress the

@@ -182,7 +182,7 @@ def test_started_scheduler_fetches_at_once_and_stops_cleanly(
     jobs = Scheduler(settings, database, Clock(FRIDAY))
     jobs.start()
     try:
-        assert set(jobs.next_runs()) == {"fetch", "fetch-arxiv", "digests", "cleanup"}
+        assert set(jobs.next_runs()) == {"fetch", "fetch-arxiv", "digests", "learn", "cleanup"}
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with database.session() as session:

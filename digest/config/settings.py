@@ -311,6 +311,15 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class LearnSettings:
+    """[learn]: learning from readers' "more / less like this" (digest.learn)."""
+
+    # How often the shared text model (tf-idf vocabulary) is fitted again on the newest
+    # papers; every reader's model is rebuilt after it.
+    refit_days: float = checked(7.0, at_least(0.01))
+
+
+@dataclass(frozen=True)
 class ScheduleSettings:
     """[schedule]: when things happen."""
 
@@ -354,6 +363,7 @@ class Settings:
     dkim: DkimSettings = field(default_factory=DkimSettings)
     web: WebSettings = field(default_factory=WebSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    learn: LearnSettings = field(default_factory=LearnSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     source: Path | None = field(default=None, compare=False)
 

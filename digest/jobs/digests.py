@@ -64,6 +64,7 @@ from sqlalchemy.orm import Session
 from digest import tokens
 from digest.config import Settings
 from digest.errors import DigestError, InterestSyntaxError
+from digest.learn.rank import BatchLearning, Learning, learning_for_batch, learning_for_run
 from digest.match import Interests, Matcher, Selection, parse_interests
 from digest.render import DigestRenderer
 from digest.store import Database
@@ -158,7 +159,8 @@ def queue_due_digests(
             return report
         with report.timing("index"):
             shared = _shared_window(session, now, cutoff)
-    run = _Run(settings, database, renderer, shared, now, cutoff, batch)
+            learning = learning_for_run(session)
+    run = _Run(settings, database, renderer, shared, now, cutoff, batch, learning=learning)
     workers = min(workers, len(ranges)) if _can_fork() else 1
     # The papers' index and the renderer's caches live for the whole run: frozen out of
     # the cyclic garbage collector's sight, they are not walked again at every full
@@ -254,9 +256,11 @@ def queue_digest_now(
                     f"{subscriber.email}: their interests no longer parse ({error}); no digest made"
                 ) from None
             window = _batch_window(session, [subscriber], cutoff)
+        learned = learning_for_batch(session, learning_for_run(session), [subscriber])
         outgoing, moves = _compose(
-            settings, renderer, [subscriber], window.matcher, days, taken, {}, report, now, cutoff
-        )
+            settings, renderer, [subscriber], window.matcher, days, taken, {}, report, now,
+            cutoff, learned,
+        )  # fmt: skip
         if report.invalid:  # rendering failed: raise, so the session changes nothing
             problem = report.problems.get(subscriber.id, "see the log")
             raise DigestError(f"cannot make the digest of {subscriber.email}: {problem}")
@@ -340,7 +344,8 @@ def queue_digest_batch(
         with database.session() as session:
             # The plan's start is already within `SHARED_WINDOW`: the window starts there.
             shared = _index_window(session, start, cutoff, SHARED_WINDOW)
-        run = _Run(settings, database, renderer, shared, now, cutoff, batch)
+            learning = learning_for_run(session)
+        run = _Run(settings, database, renderer, shared, now, cutoff, batch, learning=learning)
         while len(_worker_runs) >= _KEPT_RUNS:
             _worker_runs.pop(next(iter(_worker_runs)))
         _worker_runs[key] = run
@@ -374,6 +379,8 @@ class _Run:
     cutoff: datetime
     batch: int
     parsed: dict[str, Interests | None] = field(default_factory=dict)
+    # Readers' models (digest.learn): None before the first text model is fitted.
+    learning: Learning | None = None
     # Wider windows, by where they start: batches whose oldest watermark is the same (or
     # reaches back as far as allowed, as one never sent does) share one index.
     wider: dict[datetime, _Window] = field(default_factory=dict)
@@ -400,9 +407,10 @@ class _Run:
         with report.timing("read"):
             days = {s.id: _digest_date(s, now) for s in due}  # once each: time zone maths
             taken = _taken_days(session, days)
+            learned = learning_for_batch(session, self.learning, due)
         outgoing, moves = _compose(
             self.settings, self.renderer, due, window.matcher, days, taken, self.parsed,
-            report, now, cutoff,
+            report, now, cutoff, learned,
         )  # fmt: skip
         with report.timing("queue"):
             report.queued += _record(session, outgoing, moves, now)
@@ -593,10 +601,12 @@ def _compose(
     report: QueueReport,
     now: datetime,
     cutoff: datetime,
+    learned: BatchLearning | None = None,
 ) -> tuple[list[Outgoing], list[ScheduleMove]]:
     """Match and render a batch: the messages to queue and the schedules to move.
 
-    `days` holds each subscriber's digest date."""
+    `days` holds each subscriber's digest date; `learned` the models of those who have
+    one (their keyword matches re-ordered, their suggestions added)."""
     report.due += len(due)
     outgoing: list[Outgoing] = []
     moves: dict[int, ScheduleMove] = {}
@@ -617,6 +627,13 @@ def _compose(
             mark = subscriber.last_digest_at
             moves[subscriber.id] = ScheduleMove(subscriber.id, cutoff, was, following, mark)
     selections = _selections(matcher, matchable, settings.match.max_papers)
+    if learned is not None:
+        selections = learned.refine(
+            matcher,
+            selections,
+            lambda who: _interests(who.interests, parsed),  # type: ignore[arg-type,return-value]
+            settings.match.max_papers,
+        )
     while True:
         with report.timing("match"):  # the matcher works a block at a time, on demand
             chosen = next(selections, None)

@@ -196,3 +196,23 @@ def refit_text_model(database: Database, now: datetime) -> RebuildReport:
         version, len(papers), len(vectorizer.vocabulary_), fitted, report.summary(),
     )  # fmt: skip
     return report
+
+
+def learning_status(session: Session) -> str:
+    """What is learned, in a few lines: the text model, feedback rows, models."""
+    from sqlalchemy import func, select
+
+    from digest.store.models import FeedbackRow
+
+    version = text_model_version(session)
+    stored = None if version is None else load_stored_text_model(session, version)
+    rows = session.scalar(select(func.count()).select_from(FeedbackRow)) or 0
+    readers = len(readers_with_votes(session))
+    models = session.scalar(select(func.count()).select_from(ReaderModelRow)) or 0
+    text = (
+        "text model: none yet (fitted once enough papers are stored)"
+        if stored is None
+        else f"text model {stored.version}: fitted {stored.fitted_at:%Y-%m-%d %H:%M} UTC "
+        f"on {stored.papers} papers"
+    )
+    return f"{text}\nfeedback: {rows} rows from {readers} readers\nmodels: {models}"

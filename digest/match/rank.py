@@ -346,6 +346,22 @@ class Matcher:
             return chosen.papers[selection._token, : selection.papers].tolist()
         return [self._trending.column[m.paper.id] for m in selection.matches]
 
+    @property
+    def columns(self) -> dict[str, int]:
+        """The column of each paper, by id."""
+        return self._trending.column
+
+    def masks(self, interests: Interests) -> tuple[np.ndarray, np.ndarray]:
+        """Per paper (in `self.papers` order): whether a wanted entry of the list matches
+        it, and whether an exclusion does (bool arrays)."""
+        plan = self._plan(interests)
+        n = self.count
+        wanted = self._weights[list(plan.rows), :n].any(axis=0)
+        excluded = np.zeros(n, dtype=bool)
+        if plan.excluded:
+            excluded = self._weights[list(plan.excluded), :n].any(axis=0)
+        return wanted, excluded
+
     def _plan(self, interests: Interests) -> _Plan:
         """A list's entries (found on first use), split into wanted and excluded.
 
