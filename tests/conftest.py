@@ -210,3 +210,21 @@ def make_site(make_settings: Any, start_smtp_server: Any) -> Iterator[Any]:
 def site(make_site: Any) -> Any:
     """The web app with default settings; its mail lands in the maildir."""
     return make_site()
+
+
+def _real_papers() -> tuple[Any, ...]:
+    import json
+
+    from digest.paper import Paper
+
+    lines = (DATA / "papers.jsonl").read_text(encoding="utf-8").splitlines()
+    return tuple(
+        Paper(id=f"2606.{number:05d}", title=row["title"], abstract=row["abstract"])
+        for number, row in enumerate(json.loads(line) for line in lines)
+    )
+
+
+@pytest.fixture(scope="session")
+def real_papers() -> tuple[Any, ...]:
+    """The 188 real papers of tests/data/papers.jsonl as `Paper`s, ids 2606.00000 on."""
+    return _real_papers()

@@ -20,6 +20,7 @@ liked"). Fitting is deterministic: the same rows give the same taste, byte for b
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -35,9 +36,12 @@ from digest.store.feedback import Vote
 MIN_LABELLED = 5
 """Labelled papers below which a reader gets similarity to their positives, no classifier."""
 LINEAR, SIMILAR = "linear", "similar"
-# How much a suggestion must score: above even odds for the classifier; for similarity,
-# a mean cosine that, on real abstracts, means a shared topic rather than shared words.
-THRESHOLDS = {LINEAR: 0.0, SIMILAR: 0.08}
+# What a suggestion must score: more than this share of the background papers (papers
+# at large) score, and, for similarity, at least a mean cosine that on real abstracts
+# means a shared topic rather than a few shared words. Log-odds of a classifier trained
+# on a handful of positives sit far below even odds, so a fixed level would not do.
+SUGGEST_QUANTILE = 0.95
+SIMILARITY_FLOOR = 0.05
 BACKGROUND_WEIGHT = 0.3  # a background paper counts this much of an explicit "less"
 NEGATIVE_PULL = 0.5  # cold start: how much the "less" papers pull the weights away
 MAX_WEIGHTS = 4_000  # weights a linear model keeps (its strongest): ~32 KB stored
@@ -55,11 +59,7 @@ class Taste:
     labelled: int
     liked: tuple[str, ...]  # titles of the positives kept to explain, newest first
     liked_vectors: sp.csr_matrix  # their vectors, one row each
-
-    @property
-    def threshold(self) -> float:
-        """What a paper no keyword matched must score to be suggested."""
-        return THRESHOLDS[self.mode]
+    threshold: float  # what a paper no keyword matched must score to be suggested
 
     def scores(self, vectors: sp.csr_matrix) -> np.ndarray:
         """The scores of papers given as rows."""
@@ -94,14 +94,24 @@ def fit_taste(
     else:
         mode, weights, bias = SIMILAR, _rocchio(pos, neg), 0.0
     recent = positives[::-1][:EXPLAINERS]
-    return Taste(
+    taste = Taste(
         mode=mode,
         weights=weights,
         bias=bias,
         labelled=len(labelled),
         liked=tuple(titles[v.paper_id] for v in recent),
         liked_vectors=_rows([vectors[v.paper_id] for v in recent], text.features),
+        threshold=0.0,
     )
+    return dataclasses.replace(taste, threshold=_threshold(taste, text, bool(positives)))
+
+
+def _threshold(taste: Taste, text: TextModel, liked: bool) -> float:
+    """The score a suggestion needs (`SUGGEST_QUANTILE`); infinite without a positive."""
+    if not liked:
+        return float("inf")
+    level = float(np.quantile(taste.scores(text.background), SUGGEST_QUANTILE))
+    return max(level, SIMILARITY_FLOOR) if taste.mode == SIMILAR else level
 
 
 def _rows(rows: Sequence[sp.csr_matrix], features: int) -> sp.csr_matrix:
@@ -157,7 +167,7 @@ def dump_taste(taste: Taste) -> bytes:
     """A taste as bytes for the store (NumPy arrays, no pickle)."""
     buffer = io.BytesIO()
     header = {"mode": taste.mode, "bias": taste.bias, "labelled": taste.labelled,
-              "liked": list(taste.liked)}  # fmt: skip
+              "liked": list(taste.liked), "threshold": taste.threshold}  # fmt: skip
     w, lv = taste.weights, taste.liked_vectors
     np.savez(
         buffer,
@@ -193,4 +203,5 @@ def load_taste(data: bytes) -> Taste:
         labelled=int(header["labelled"]),
         liked=tuple(header["liked"]),
         liked_vectors=liked_vectors,
+        threshold=float(header["threshold"]),
     )
