@@ -100,6 +100,8 @@ def _pages(site: Site) -> dict[str, Any]:
         f"/manage/{site.token('manage', ada)}": 200,
         f"/manage/{site.token('manage', ada)}?sample=1": 200,
         f"/unsubscribe/{site.token('unsubscribe', ada)}": 200,
+        # The paper is not stored: a page saying so (test_web_feedback shows the others).
+        f"/feedback/{site.token('feedback', ada)}/more/2606.00467": 404,
         "/confirm/not-a-token": 400,
         "/no-such-page": 404,
         f"/resubscribe/{site.token('unsubscribe', ada)}": 405,
@@ -316,6 +318,7 @@ def _route_paths(site: Site) -> list[str]:
         "subscribe.confirm": site.token("confirm", bob),
         "manage.unsubscribe": site.token("unsubscribe", ada),
         "manage.resubscribe": site.token("unsubscribe", ada),
+        "feedback.feedback": site.token("feedback", ada),
     }
     paths = []
     for rule in site.app.url_map.iter_rules():
@@ -324,6 +327,9 @@ def _route_paths(site: Site) -> list[str]:
             "action": "pause",
             "filename": "style.css",
             "day": "2026-06-12",
+            "vote": "more",
+            "paper_id": "2606.00467",
+            "vote_id": 1,
         }
         unknown = rule.arguments - values.keys()
         assert not unknown, f"{rule.rule}: give this test a value for {unknown}"
@@ -383,6 +389,7 @@ def test_a_signed_link_naming_an_impossible_id_is_an_invalid_link(
         f"/manage/{link('manage')}",
         f"/manage/{link('manage')}/sample",
         f"/unsubscribe/{link('unsubscribe')}",
+        f"/feedback/{link('feedback')}/more/2606.00467",
     ):
         response = backend_site.get(path)
         assert response.status_code == 400, path

@@ -22,8 +22,10 @@ from sqlalchemy import select as select_rows
 
 from digest.match import parse_interests
 from digest.message import Message
+from digest.paper import Paper
 from digest.render import DigestRenderer
 from digest.store import Database
+from digest.store.feedback import LESS, MORE, Vote, record_vote, sync_seeds, votes_of
 from digest.store.models import OutboxMessageRow, OutboxRow, SubscriberRow
 from digest.store.outbox import queue_message
 from digest.store.papers import save_papers
@@ -782,3 +784,173 @@ def test_in_a_browser_the_data_downloads_and_the_delete_button_deletes(tmp_path:
         server.task_dispatcher.shutdown()  # type: ignore[union-attr]
         thread.join(timeout=5)
         site.stop()
+
+
+# --- what the reader taught it, and how many suggestions -------------------------------
+
+TAUGHT_PAPERS = [
+    Paper(id="2606.00467", title="Diffusion & “friends”", abstract="About diffusion.",
+          url_abs="https://arxiv.org/abs/2606.00467"),
+    Paper(id="2606.00468", title="Agents that plan", abstract="About agents."),
+]  # fmt: skip
+
+
+def _taught(site: Site, ada: Subscriber) -> dict[str, Vote]:
+    """Ada's papers voted on the way a digest's links and her interests do, by paper id:
+    more (oldest), less, and a seed not stored yet (newest)."""
+    with site.database.session() as session:
+        save_papers(session, TAUGHT_PAPERS, NOW)
+        record_vote(session, ada.id, "2606.00467", MORE, "email", NOW - timedelta(days=2))
+        record_vote(session, ada.id, "2606.00468", LESS, "email", NOW - timedelta(days=1))
+        sync_seeds(session, ada.id, ["2509.24002"], NOW)
+        return {vote.paper_id: vote for vote in votes_of(session, ada.id)}
+
+
+def _section(page: str) -> str:
+    start = page.index('id="taught-heading"')
+    return page[start : page.index("</section>", start)]
+
+
+def test_the_manage_page_lists_what_the_reader_taught_newest_first(
+    site: Site, ada: Subscriber
+) -> None:
+    votes = _taught(site, ada)
+    section = _section(site.get(_manage(site, ada)).get_data(as_text=True))
+    words = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", section)).split())
+    assert words.index("2509.24002") < words.index("Agents that plan")
+    assert words.index("Agents that plan") < words.index("Diffusion & “friends”")
+    assert "Diffusion & “friends” · more like this · Wednesday 10 June at 10:00" in words
+    assert "Agents that plan · less like this · Thursday 11 June at 10:00" in words
+    assert "2509.24002 · seed paper · Friday 12 June at 10:00" in words
+    # Each title links to the paper: its stored page, or arXiv's for a paper not stored.
+    assert '<a href="https://arxiv.org/abs/2606.00467">Diffusion &amp; “friends”</a>' in section
+    assert '<a href="https://arxiv.org/abs/2509.24002">2509.24002</a>' in section
+    # Undo for the links' votes; a seed is undone by removing its like: line.
+    token = site.token("manage", ada)
+    for paper_id in ("2606.00467", "2606.00468"):
+        assert f'action="/manage/{token}/feedback/{votes[paper_id].id}/undo"' in section
+    assert f"/feedback/{votes['2509.24002'].id}/undo" not in section
+    assert "like:2509.24002" in words and "remove that line" in words
+
+
+def test_the_manage_page_says_when_nothing_was_taught(site: Site, ada: Subscriber) -> None:
+    section = _section(site.get(_manage(site, ada)).get_data(as_text=True))
+    assert "Nothing yet" in section and "/undo" not in section
+
+
+def test_undo_removes_the_vote_and_says_so(site: Site, ada: Subscriber) -> None:
+    votes = _taught(site, ada)
+    manage = _manage(site, ada)
+    undone = site.submit(f"{manage}/feedback/{votes['2606.00467'].id}/undo", page=manage)
+    assert undone.status_code == 303
+    assert undone.headers["Location"] == f"{manage}?done=removed&vote=more&paper=2606.00467"
+    page = site.get(undone.headers["Location"]).get_data(as_text=True)
+    assert "Removed: more like “Diffusion &amp; “friends””." in page
+    assert "Diffusion &amp; “friends”</a>" not in _section(page)
+    with site.database.session() as session:
+        assert {vote.paper_id for vote in votes_of(session, ada.id)} == {
+            "2606.00468",
+            "2509.24002",
+        }
+    # Pressed again (another tab): nothing left to remove, no notice.
+    again = site.submit(f"{manage}/feedback/{votes['2606.00467'].id}/undo", page=manage)
+    assert again.status_code == 303 and again.headers["Location"] == manage
+
+
+def test_undo_of_a_less_vote(site: Site, ada: Subscriber) -> None:
+    votes = _taught(site, ada)
+    manage = _manage(site, ada)
+    undone = site.submit(f"{manage}/feedback/{votes['2606.00468'].id}/undo", page=manage)
+    page = site.get(undone.headers["Location"]).get_data(as_text=True)
+    assert "Removed: less like “Agents that plan”." in page
+
+
+def test_undo_cannot_touch_another_readers_vote_or_a_seed(site: Site, ada: Subscriber) -> None:
+    votes = _taught(site, ada)
+    bob = _add(site, email="bob@example.org")
+    bobs = _manage(site, bob)
+    for vote in votes.values():  # Bob's link, Ada's vote ids: nothing happens
+        answer = site.submit(f"{bobs}/feedback/{vote.id}/undo", page=bobs)
+        assert answer.status_code == 303 and answer.headers["Location"] == bobs
+    manage = _manage(site, ada)
+    seed = site.submit(f"{manage}/feedback/{votes['2509.24002'].id}/undo", page=manage)
+    assert seed.headers["Location"] == manage
+    huge = site.submit(f"{manage}/feedback/{2**70}/undo", page=manage)
+    assert huge.status_code == 303
+    with site.database.session() as session:
+        assert len(votes_of(session, ada.id)) == 3
+
+
+def test_undo_needs_its_csrf_token_and_a_post(site: Site, ada: Subscriber) -> None:
+    votes = _taught(site, ada)
+    path = f"{_manage(site, ada)}/feedback/{votes['2606.00467'].id}/undo"
+    site.get(_manage(site, ada))
+    assert site.client.post(path, data={}).status_code == 400
+    assert site.get(path).status_code == 405
+    forged = f"/manage/{site.token('feedback', ada)}/feedback/{votes['2606.00467'].id}/undo"
+    assert site.submit(forged, page=_manage(site, ada)).status_code == 400
+    with site.database.session() as session:
+        assert len(votes_of(session, ada.id)) == 3
+
+
+def _save_suggestions(site: Site, ada: Subscriber, value: str) -> Any:
+    fields = _form_fields(site.get(_manage(site, ada)).get_data(as_text=True))
+    return site.submit(_manage(site, ada), {**fields, "suggestions": value})
+
+
+def test_the_manage_form_shows_and_saves_the_suggestions(site: Site, ada: Subscriber) -> None:
+    page = site.get(_manage(site, ada)).get_data(as_text=True)
+    assert _form_fields(page)["suggestions"] == "5"
+    assert "Suggested for you" in page and "0 turns them off" in page
+    for value, saved in (("0", 0), ("20", 20), (" 7 ", 7)):
+        answer = _save_suggestions(site, ada, value)
+        assert answer.status_code == 303, value
+        assert _reload(site, ada).suggestions == saved
+    page = site.get(_manage(site, ada)).get_data(as_text=True)
+    assert _form_fields(page)["suggestions"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("21", "Choose from 0 to 20 papers (0 turns them off)."),
+        ("-1", "Choose from 0 to 20 papers (0 turns them off)."),
+        ("", "Choose from 0 to 20 papers (0 turns them off)."),
+        ("abc", "Enter a whole number, such as 5."),
+        ("2.5", "Enter a whole number, such as 5."),
+    ],
+)
+def test_a_wrong_number_of_suggestions_saves_nothing(
+    site: Site, ada: Subscriber, value: str, error: str
+) -> None:
+    answer = _save_suggestions(site, ada, value)
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 400
+    assert f'<p class="error" id="suggestions-error">{error}</p>' in page
+    assert 'aria-invalid="true"' in page and "autofocus" in page
+    assert _reload(site, ada).suggestions == 5
+
+
+def test_a_form_without_the_suggestions_field_keeps_them(site: Site, ada: Subscriber) -> None:
+    data = {"interests": "agents", "send_time": "09:00", "timezone": "UTC"}
+    assert site.submit(_manage(site, ada), data).status_code == 303
+    assert _reload(site, ada).suggestions == 5
+
+
+def test_saving_like_entries_makes_them_seed_papers(site: Site, ada: Subscriber) -> None:
+    fields = _form_fields(site.get(_manage(site, ada)).get_data(as_text=True))
+    saved = site.submit(_manage(site, ada), {**fields, "interests": "diffusion\nlike:2509.24002"})
+    assert saved.status_code == 303
+    with site.database.session() as session:
+        assert [(v.paper_id, v.source) for v in votes_of(session, ada.id)] == [
+            ("2509.24002", "seed")
+        ]
+    saved = site.submit(_manage(site, ada), {**fields, "interests": "diffusion"})
+    with site.database.session() as session:
+        assert votes_of(session, ada.id) == []
+
+
+def test_the_interests_help_explains_like(site: Site, ada: Subscriber) -> None:
+    for path in (_manage(site, ada), "/"):
+        page = site.get(path).get_data(as_text=True)
+        assert "<code>like:2509.24002</code> — papers like this one." in page, path

@@ -49,7 +49,7 @@ from digest.match.query import (
     parse_trending,
     split_entries,
 )
-from digest.subscriber import DAILY, WEEKDAYS, weekly
+from digest.subscriber import DAILY, MAX_SUGGESTIONS, WEEKDAYS, weekly
 
 MAX_EMAIL = 254
 # One digest a day, or one a week on a chosen day (digest.subscriber.parse_cadence).
@@ -60,6 +60,11 @@ CADENCE_CHOICES = [
 MAX_INTERESTS = MAX_CHARS
 
 INTERESTS_HELP = f"One per line, or separated by commas; up to {MAX_ENTRIES}. Case does not matter."
+SUGGESTIONS_HELP = (
+    "Up to this many papers per digest, like those you marked “more like this”, in a "
+    f"section of their own: from 0 to {MAX_SUGGESTIONS}; 0 turns them off."
+)
+SUGGESTIONS_RANGE = f"Choose from 0 to {MAX_SUGGESTIONS} papers (0 turns them off)."
 TRENDING_HELP = (
     "The most upvoted papers on Hugging Face Daily Papers since your last digest, in a "
     "section of their own. arXiv papers have no upvotes, so trending covers the papers "
@@ -401,7 +406,23 @@ class SignupForm(PreferencesForm):
 
 
 class ManageForm(PreferencesForm):
-    """The manage form: interests, time and time zone."""
+    """The manage form: interests, time and time zone, and how many suggestions."""
+
+    suggestions = WholeNumberField(
+        "Suggested for you: papers per digest",
+        description=SUGGESTIONS_HELP,
+        render_kw={"min": 0, "max": MAX_SUGGESTIONS},
+    )
+
+    def validate_suggestions(self, field: WholeNumberField) -> None:
+        """0 to MAX_SUGGESTIONS; left out of the form (an older page), it stays as saved,
+        but a box emptied on purpose is a mistake to point at (WTForms calls this)."""
+        if field.data is None:
+            if field.raw_data:  # sent, and blank
+                raise ValidationError(SUGGESTIONS_RANGE)
+            return
+        if not 0 <= field.data <= MAX_SUGGESTIONS:
+            raise ValidationError(SUGGESTIONS_RANGE)
 
 
 class ButtonForm(FormOnly):

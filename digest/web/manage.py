@@ -1,16 +1,19 @@
 """The pages behind the links in every email: manage and unsubscribe.
 
-`/manage/TOKEN` changes interests, time and time zone, pauses and resumes, brings a
-bounced address back, and shows a sample digest. `/manage/TOKEN/data.json` downloads
-everything the store holds about the reader, and `/manage/TOKEN/delete` deletes it all
-(a page with one button; the POST deletes): both for any status the token names, so a
-reader who unsubscribed can still have their data, or have it erased (the page that
-confirms an unsubscribe links to it). `/unsubscribe/TOKEN` answers a GET
-with one button (a link scanner fetching the page unsubscribes nobody) and unsubscribes
-on POST at once, with no login and no further step; a POST whose body is
-`List-Unsubscribe=One-Click` is RFC 8058's one-click unsubscribe from the mail client,
-which comes with no cookie and no CSRF token and is answered 200, also for a reader
-erased since (the address is not subscribed: mail clients retry until they hear so).
+`/manage/TOKEN` changes interests, time and time zone and how many suggestions a digest
+holds, pauses and resumes, brings a bounced address back, shows a sample digest, and
+lists what the reader taught it ("more / less like this", `like:` seed papers), each
+verdict with a button that undoes it (`/manage/TOKEN/feedback/ID/undo`).
+`/manage/TOKEN/data.json` downloads everything the store holds about the reader, and
+`/manage/TOKEN/delete` deletes it all (a page with one button; the POST deletes): both
+for any status the token names, so a reader who unsubscribed can still have their data,
+or have it erased (the page that confirms an unsubscribe links to it).
+`/unsubscribe/TOKEN` answers a GET with one button (a link scanner fetching the page
+unsubscribes nobody) and unsubscribes on POST at once, with no login and no further
+step; a POST whose body is `List-Unsubscribe=One-Click` is RFC 8058's one-click
+unsubscribe from the mail client, which comes with no cookie and no CSRF token and is
+answered 200, also for a reader erased since (the address is not subscribed: mail
+clients retry until they hear so).
 
 Coming back needs the mailbox owner's consent. The page that confirms an unsubscribe
 holds a "Resubscribe" button that undoes it for `UNDO_MAX_AGE` (15 minutes), in that
@@ -53,6 +56,7 @@ from digest.tokens import (
     token_matches,
 )
 from digest.web import ACCEPTED, FRAMED_PAGE_HEADERS, context
+from digest.web.feedback import forget, paper_title, refresh_model, taught
 from digest.web.forms import ButtonForm, ManageForm
 from digest.web.subscribe import invalid_link, subscriber_for
 
@@ -67,6 +71,9 @@ NOTICES = {
     "resumed": "Your digests are on again.",
     "reactivated": "We will send to this address again, starting with your next digest.",
 }
+# An undone verdict: `done=removed`, with the vote and the paper in the query (the row is
+# gone by the time the page shows, so its title is looked up again).
+REMOVED = "removed"
 # The sample runs in a sandboxed frame: the email's own inline styles, no script, and its
 # links open in a new tab (the <base> below) rather than inside the frame.
 SAMPLE_POLICY = (
@@ -101,12 +108,15 @@ def _manage_form(subscriber: Subscriber) -> ManageForm:
         form.send_time.data = time.fromisoformat(subscriber.send_time)
         form.timezone.data = subscriber.timezone
         form.cadence.data = subscriber.cadence
+        form.suggestions.data = subscriber.suggestions
     return form
 
 
 def _render_manage(
     subscriber: Subscriber, form: ManageForm, token: str, notice: str = "", status: int = 200
 ) -> tuple[str, int]:
+    with context().database.session() as session:
+        verdicts = taught(session, subscriber.id)
     return render_template(
         "manage.html",
         subscriber=subscriber,
@@ -116,12 +126,42 @@ def _render_manage(
         examples=INTEREST_EXAMPLES,
         notice=notice,
         sample=request.args.get("sample") == "1",
+        taught=verdicts,
     ), status
 
 
-def _back_to_manage(token: str, done: str = "") -> Response:
-    target = url_for("manage.manage", token=token, done=done or None)
+def _back_to_manage(token: str, done: str = "", **query: str) -> Response:
+    target = url_for("manage.manage", token=token, done=done or None, **query)
     return redirect(target, code=ACCEPTED)
+
+
+def _notice() -> str:
+    """What the last button did, from the query of the redirect that followed it."""
+    done = request.args.get("done", "")
+    if done != REMOVED:
+        return NOTICES.get(done, "")
+    vote, paper_id = request.args.get("vote", ""), request.args.get("paper", "")
+    if vote not in ("more", "less") or not paper_id:
+        return ""
+    with context().database.session() as session:
+        title = paper_title(session, paper_id) or paper_id[:64]
+    return f"Removed: {vote} like “{title}”."
+
+
+def _save(subscriber: Subscriber, form: ManageForm) -> None:
+    """Store the form, and make the reader's seed papers those its `like:` entries name."""
+    ctx = context()
+    now = ctx.clock()
+    interests = form.preferences()
+    with ctx.database.session() as session:
+        update_preferences(
+            session, subscriber.id, now=now, suggestions=form.suggestions.data, **interests
+        )
+        # Imported here, as digest.web.feedback does digest.learn: only saving needs it.
+        from digest.learn.seeds import sync_reader_seeds
+
+        if sync_reader_seeds(session, subscriber.id, interests["interests"], now):
+            refresh_model(session, subscriber.id, now)  # seeds are verdicts too
 
 
 @blueprint.route("/manage/<token>", methods=["GET", "POST"])
@@ -130,14 +170,28 @@ def manage(token: str) -> tuple[str, int] | Response:
     subscriber = _manageable(token)
     form = _manage_form(subscriber)
     if request.method != "POST":  # GET, or HEAD (GET without body): change nothing
-        notice = NOTICES.get(request.args.get("done", ""), "")
-        return _render_manage(subscriber, form, token, notice)
+        return _render_manage(subscriber, form, token, _notice())
     if not form.validate():
         return _render_manage(subscriber, form, token, status=400)
+    _save(subscriber, form)
+    return _back_to_manage(token, "saved")
+
+
+@blueprint.route("/manage/<token>/feedback/<int:vote_id>/undo", methods=["POST"])
+def undo_feedback(token: str, vote_id: int) -> Response:
+    """Undo one verdict the reader gave (a digest's link or this page), and refit their
+    model. Another reader's row, a seed (its `like:` line is its undo) or one already
+    gone changes nothing: back to the page, with no notice."""
+    subscriber = _manageable(token)
+    if not ButtonForm().validate():
+        return invalid_link("that button did not work: reload the page and try again")
     ctx = context()
     with ctx.database.session() as session:
-        update_preferences(session, subscriber.id, now=ctx.clock(), **form.preferences())
-    return _back_to_manage(token, "saved")
+        removed = forget(session, subscriber.id, vote_id, ctx.clock())
+    if removed is None:
+        return _back_to_manage(token)
+    vote = "more" if removed.vote > 0 else "less"
+    return _back_to_manage(token, REMOVED, vote=vote, paper=removed.paper_id)
 
 
 @blueprint.route("/manage/<token>/<action>", methods=["POST"])
