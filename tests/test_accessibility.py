@@ -19,8 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from render_samples import load_papers
 from test_render_browser import emails, open_email
 from test_web_browser import Served, browser, served
+
+from digest.tokens import feedback_base, feedback_url
+from tests.web_support import SECRET
 
 # The fixtures of those modules, used here too (exported: the linter sees them used).
 __all__ = ["browser", "emails", "served"]
@@ -182,6 +186,26 @@ def manage_with_sample(page: Any, app: Served, address: str) -> None:
     page.frame_locator("iframe").locator("body").wait_for()
 
 
+def feedback(vote: str) -> Reach:
+    """Open a reader's "more / less like this" link for a stored paper."""
+
+    def reach(page: Any, app: Served, address: str) -> None:
+        reader = app.site.add_reader(address, "diffusion")
+        base = feedback_base(app.site.settings, SECRET, reader.id, reader.email)
+        page.goto(feedback_url(base, vote, load_papers()[0].id))
+
+    return reach
+
+
+def manage_suggestions_mistake(page: Any, app: Served, address: str) -> None:
+    link("manage")(page, app, address)
+    page.fill("#suggestions", "21")
+    page.click("text=Save changes")
+    page.locator("#suggestions-error").wait_for()
+
+
+TAUGHT = (feedback("more"), "main button[type=submit]", "text=Undo it on your settings page")
+
 PAGES: list[tuple[str, Reach]] = [
     ("signup", path("/")),
     ("signup-mistakes", signup_with_mistakes),
@@ -196,6 +220,11 @@ PAGES: list[tuple[str, Reach]] = [
     ("manage-paused", link("manage", status="paused")),
     ("manage-bounced", link("manage", status="bounced")),
     ("manage-sample", manage_with_sample),
+    ("manage-suggestions-mistake", manage_suggestions_mistake),
+    ("manage-taught", then(*TAUGHT)),
+    ("manage-undone", then(*TAUGHT, ".taught-list button")),
+    ("feedback", feedback("more")),
+    ("feedback-done", then(feedback("less"), "main button[type=submit]")),
     ("unsubscribe", link("unsubscribe")),
     ("unsubscribed", then(link("unsubscribe"), "button[type=submit]")),
     ("resubscribed", then(link("unsubscribe"), "button[type=submit]", "text=Resubscribe")),

@@ -819,9 +819,9 @@ def test_the_manage_page_lists_what_the_reader_taught_newest_first(
     words = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", section)).split())
     assert words.index("2509.24002") < words.index("Agents that plan")
     assert words.index("Agents that plan") < words.index("Diffusion & “friends”")
-    assert "Diffusion & “friends” · more like this · Wednesday 10 June at 10:00" in words
-    assert "Agents that plan · less like this · Thursday 11 June at 10:00" in words
-    assert "2509.24002 · seed paper · Friday 12 June at 10:00" in words
+    assert "Diffusion & “friends” more like this · Wednesday 10 June at 10:00" in words
+    assert "Agents that plan less like this · Thursday 11 June at 10:00" in words
+    assert "2509.24002 seed paper · Friday 12 June at 10:00" in words
     # Each title links to the paper: its stored page, or arXiv's for a paper not stored.
     assert '<a href="https://arxiv.org/abs/2606.00467">Diffusion &amp; “friends”</a>' in section
     assert '<a href="https://arxiv.org/abs/2509.24002">2509.24002</a>' in section
