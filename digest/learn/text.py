@@ -1,7 +1,7 @@
 """The shared text representation of papers: tf-idf over title and abstract.
 
 One vectoriser (scikit-learn's `TfidfVectorizer`) is fitted on the store's papers, the
-newest `FIT_PAPERS` of them, and kept in the store (`text_models`), so every process
+newest `FIT_PAPERS` of them (20,000), and kept in the store (`text_models`), so every process
 (scheduler, web, task workers on other hosts) uses the same vocabulary. It is refitted
 on a schedule (`[learn] refit_days`), never per digest; a refit changes the vocabulary,
 so every reader's model is rebuilt from their feedback rows after it
@@ -26,7 +26,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from digest.paper import Paper
 
-FIT_PAPERS = 50_000  # the newest papers a vectoriser is fitted on
+# The newest papers a vectoriser is fitted on: about a month of the default arXiv
+# categories, which bounds a refit to ~15 s and a few hundred MB.
+FIT_PAPERS = 20_000
 MIN_PAPERS = 20  # below this many papers stored there is nothing to learn words from
 MAX_FEATURES = 60_000
 BACKGROUND = 400  # papers kept as the weak negatives of linear models
@@ -74,6 +76,9 @@ def fit_vectorizer(papers: Sequence[Paper]) -> tuple[TfidfVectorizer, sp.csr_mat
     )
     by_id = sorted(papers, key=lambda paper: paper.id)
     vectorizer.fit([paper_text(paper) for paper in by_id])
+    # Every word cut from the vocabulary, kept only for introspection: millions of them on
+    # a large store, and they would go into every stored copy (scikit-learn's advice).
+    vectorizer.stop_words_ = None
     step = max(1, len(by_id) // BACKGROUND)
     sample = by_id[::step][:BACKGROUND]
     background = sp.csr_matrix(
