@@ -270,3 +270,138 @@ def test_an_empty_subscription_is_refused_and_exclusions_alone_still_are() -> No
     with pytest.raises(InterestSyntaxError, match="only exclusions"):
         parse_interests("-survey")
     assert parse_interests("-survey\ntrending").excluded[0].label == "-survey"
+
+
+# --- seed papers (like:ID) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seed"),
+    [
+        ("like:2509.24002", "2509.24002"),
+        ("like: 2509.24002", "2509.24002"),
+        ("Like : 2509.24002", "2509.24002"),
+        ("like:2509.24002v2", "2509.24002"),
+        ("like:arXiv:2509.24002", "2509.24002"),
+        ("like:https://arxiv.org/abs/2509.24002v3", "2509.24002"),
+        ("like:arxiv.org/pdf/2509.24002.pdf", "2509.24002"),
+        ("like:0704.0001", "0704.0001"),
+        ("like:1412.9999", "1412.9999"),
+        ("like:hep-th/9901001", "hep-th/9901001"),
+        ("like:hep-th/9901001v1", "hep-th/9901001"),
+        ("like:math.GT/0309136", "math/0309136"),  # the id arXiv answers with
+        ("like:HEP-TH/9901001", "hep-th/9901001"),
+    ],
+)
+def test_like_names_a_seed_paper_by_its_versionless_id(text: str, seed: str) -> None:
+    parsed = parse_interests(text)
+    assert parsed.seeds == (seed,)
+    assert parsed.entries == ()  # a seed is no keyword: a list of seeds alone is whole
+    assert parsed.text == f"like:{seed}"
+    assert parse_interests(parsed.text) == parsed
+
+
+def test_seeds_keep_their_order_and_place_and_drop_duplicates() -> None:
+    text = "like:2509.24002, diffusion\nlike:hep-th/9901001\n-survey, like:2509.24002v2, video"
+    parsed = parse_interests(text)
+    assert parsed.seeds == ("2509.24002", "hep-th/9901001")
+    assert [entry.label for entry in parsed.entries] == ["diffusion", "-survey", "video"]
+    assert parsed.text == "like:2509.24002\ndiffusion\nlike:hep-th/9901001\n-survey\nvideo"
+    assert parse_interests(parsed.text) == parsed
+    assert hash(parse_interests(parsed.text)) == hash(parsed)
+    # Seeds change what a list asks for; where they stand does not.
+    assert parsed != parse_interests("diffusion, -survey, video")
+    assert parsed == parse_interests(
+        "diffusion, -survey, video, like:2509.24002, like:hep-th/9901001"
+    )
+    assert parse_interests("like:2509.24002, like:2510.00001") != parse_interests(
+        "like:2510.00001, like:2509.24002"
+    )
+
+
+def test_seeds_and_trending_keep_their_sections_order() -> None:
+    parsed = parse_interests("like:2509.24002\ntrending:5\ndiffusion")
+    assert parsed.trending_first  # a seed is no keyword entry: it does not come first
+    assert parse_interests(parsed.text) == parsed
+    later = parse_interests("diffusion, like:2509.24002, trending")
+    assert not later.trending_first
+    assert later.text == "diffusion\nlike:2509.24002\ntrending"
+
+
+def test_a_seeds_only_list_is_valid_and_matches_nothing_by_keywords() -> None:
+    from datetime import date
+
+    from digest.match import match_subscriber
+    from digest.paper import Paper
+
+    paper = Paper(
+        id="2509.24002",
+        title="Like: a paper about 2509.24002",
+        abstract="like 2509 24002",
+        authors=("A. Author",),
+        categories=("cs.LG",),
+        published=date(2025, 9, 28),
+        listed=date(2025, 9, 29),
+        url_abs="https://arxiv.org/abs/2509.24002",
+        url_pdf="https://arxiv.org/pdf/2509.24002",
+        sources=("arxiv",),
+    )
+    for text in ("like:2509.24002", "like:2509.24002, -survey"):
+        parsed = parse_interests(text)
+        assert parsed.wanted == ()
+        assert match_subscriber(parsed, [paper], 10).matches == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "bad", "reason"),
+    [
+        (
+            "diffusion, like:2509.240",
+            "like:2509.240",
+            "like:2509.240 is not an arXiv id: write like:2509.24002 (or like:hep-th/9901001)",
+        ),
+        ("diffusion, like:", "like:", "like: needs the arXiv id of a paper you like: write"),
+        ("diffusion, like: diffusion models", "like: diffusion models", "not an arXiv id"),
+        ("diffusion, like:2509.24002 2510.00001", "like:2509.24002 2510.00001", "not an arXiv"),
+        ("diffusion, like:2513.00001", "like:2513.00001", "not an arXiv id"),  # no month 13
+        ("diffusion, like:2509.2400", "like:2509.2400", "not an arXiv id"),  # 5 digits now
+        ("diffusion, like:1412.12345", "like:1412.12345", "not an arXiv id"),  # 4 then
+        ("diffusion, like:0612.0001", "like:0612.0001", "not an arXiv id"),  # old ids then
+        ("diffusion, like:hep-th/1001001", "like:hep-th/1001001", "not an arXiv id"),
+        ("diffusion, -like:2509.24002", "-like:2509.24002", '"less like this", use the link'),
+        ("diffusion, - like:2509.24002", "- like:2509.24002", "cannot be excluded"),
+    ],
+)
+def test_a_malformed_seed_is_named_with_the_right_form(text: str, bad: str, reason: str) -> None:
+    with pytest.raises(InterestSyntaxError) as raised:
+        parse_interests(text)
+    assert (raised.value.entry, raised.value.text) == (2, bad)
+    assert reason in str(raised.value)
+
+
+def test_an_arxiv_id_alone_is_pointed_to_like() -> None:
+    with pytest.raises(InterestSyntaxError) as raised:
+        parse_interests("diffusion, arXiv:2509.24002")
+    assert str(raised.value).endswith("to name a paper you like, write like:arXiv:2509.24002")
+    assert parse_interests("like:arXiv:2509.24002").seeds == ("2509.24002",)
+
+
+def test_like_is_a_keyword_when_quoted_or_without_a_colon() -> None:
+    for text in ('"like:2509.24002"', "like minds", "title:like"):
+        parsed = parse_interests(text)
+        assert parsed.seeds == ()
+        assert [entry.label for entry in parsed.entries] == [text]
+
+
+def test_seeds_are_capped_apart_from_the_keyword_entries() -> None:
+    seeds = [f"like:2509.{24000 + i:05d}" for i in range(50)]
+    keywords = [f"topic{i}" for i in range(50)]
+    parsed = parse_interests("\n".join(seeds + keywords))
+    assert (len(parsed.seeds), len(parsed.entries)) == (50, 50)
+    with pytest.raises(InterestSyntaxError) as raised:
+        parse_interests("\n".join(["diffusion", *seeds, "like:2509.30000"]))
+    assert (raised.value.entry, raised.value.text) == (52, "like:2509.30000")
+    assert "too many like: entries: at most 50 seed papers" in str(raised.value)
+    with pytest.raises(InterestSyntaxError, match="too many interests: at most 50") as raised:
+        parse_interests("\n".join([*seeds, *keywords, "topic50"]))
+    assert (raised.value.entry, raised.value.text) == (101, "topic50")

@@ -16,6 +16,12 @@ the whole list; exclusions veto trending papers too. Where it stands says which 
 of the email comes first: before every keyword, trending; else the matches. To match the
 word itself, quote it ("trending") or give a field (title:trending).
 
+Nor is `like:2509.24002`: it names a seed paper (an arXiv id, any version, `arXiv:` or
+an abs link allowed; old ids as `like:hep-th/9901001`), a paper the reader likes, which
+`digest.learn` learns their taste from. Seeds (at most MAX_SEEDS) select nothing by
+keywords, so a list may be seeds alone; they are never excluded (a digest's "less like
+this" link does that).
+
 Case never matters. Plain words are light-stemmed and may be written joined, hyphenated or
 spaced (see `digest.match.text`); quoted words and names (author:, org:) are compared
 as written. The result, `Interests`, is immutable and hashable so that the matcher can
@@ -38,6 +44,7 @@ MIN_PREFIX = 3
 DEFAULT_TRENDING = 10
 MAX_TRENDING = 100  # the digest's own limit ([match] max_papers) is applied when matching
 MAX_UPVOTES = 1_000_000
+MAX_SEEDS = 50  # like: entries, counted apart from the MAX_ENTRIES keyword entries
 
 STEM = "stem"
 EXACT = "exact"
@@ -152,15 +159,23 @@ class Interests:
 
     `trending` is the trending rule, if the list has one; `trending_first` whether it
     came before every keyword entry (its section then comes first in the email).
+    `seeds` are the versionless arXiv ids of the `like:` entries, in the order written,
+    duplicates dropped; they are no entries (the matcher never sees them).
+    `seed_places` says where each seed was written (how many entries came before it),
+    for `text` alone: it is not compared, as it changes nothing the list asks for.
     """
 
     entries: tuple[Interest, ...]
     trending: Trending | None = None
     trending_first: bool = False
+    seeds: tuple[str, ...] = ()
+    seed_places: tuple[int, ...] = field(default=(), repr=False, compare=False)
     _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.entries, self.trending, self.trending_first)))
+        object.__setattr__(
+            self, "_hash", hash((self.entries, self.trending, self.trending_first, self.seeds))
+        )
 
     def __hash__(self) -> int:
         return self._hash
@@ -185,6 +200,13 @@ class Interests:
     def text(self) -> str:
         """The list in canonical form, one entry per line; parses back to an equal list."""
         labels = [entry.label for entry in self.entries]
+        # Seeds where they were written (after the entries, when that is not known);
+        # inserted from the last so that the places of the earlier ones still hold.
+        places = self.seed_places
+        if len(places) != len(self.seeds):
+            places = (len(labels),) * len(self.seeds)
+        for seed, place in reversed(list(zip(self.seeds, places, strict=True))):
+            labels.insert(min(place, len(labels)), f"{LIKE}:{seed}")
         if self.trending is not None:
             labels.insert(0 if self.trending_first else len(labels), self.trending.label)
         return "\n".join(labels)
@@ -211,23 +233,38 @@ def parse_interests(text: str, *, max_trending: int = MAX_TRENDING) -> Interests
             "the list is empty: write at least one interest, one per line or comma-separated, "
             "or trending for the day's most upvoted papers"
         )
-    if len(raw_entries) > MAX_ENTRIES:
-        raise InterestSyntaxError(
-            f"too many interests: at most {MAX_ENTRIES}; remove some from here on",
-            entry=MAX_ENTRIES + 1,
-            text=raw_entries[MAX_ENTRIES],
-        )
     entries: list[Interest] = []
     seen: set[tuple[bool, tuple[Clause, ...]]] = set()
     trending: Trending | None = None
     trending_entry = 0
     trending_first = False
+    seeds: dict[str, int] = {}  # id: how many entries came before it
+    keywords = written_seeds = 0  # entries written, duplicates too: what the caps count
     for number, raw in enumerate(raw_entries, start=1):
         try:
-            rule = parse_trending(raw, max_trending)
-            entry = None if rule else parse_entry(raw)
+            seed = parse_seed(raw)
+            rule = None if seed else parse_trending(raw, max_trending)
+            entry = None if seed or rule else parse_entry(raw)
         except _EntryError as error:
             raise InterestSyntaxError(str(error), entry=number, text=raw) from None
+        if seed is not None:
+            written_seeds += 1
+            if written_seeds > MAX_SEEDS:
+                raise InterestSyntaxError(
+                    f"too many like: entries: at most {MAX_SEEDS} seed papers; "
+                    "remove some from here on",
+                    entry=number,
+                    text=raw,
+                )
+            seeds.setdefault(seed, len(entries))
+            continue
+        keywords += 1
+        if keywords > MAX_ENTRIES:
+            raise InterestSyntaxError(
+                f"too many interests: at most {MAX_ENTRIES}; remove some from here on",
+                entry=number,
+                text=raw,
+            )
         if rule is not None:
             if trending is not None:
                 raise InterestSyntaxError(
@@ -240,14 +277,78 @@ def parse_interests(text: str, *, max_trending: int = MAX_TRENDING) -> Interests
         elif entry is not None and (entry.exclude, entry.clauses) not in seen:
             seen.add((entry.exclude, entry.clauses))
             entries.append(entry)
-    if trending is None and all(entry.exclude for entry in entries):
+    if trending is None and not seeds and all(entry.exclude for entry in entries):
         raise InterestSyntaxError(
             "the list has only exclusions (entries starting with -); "
-            "add at least one interest to match, or trending"
+            "add at least one interest to match, trending, or like: and a paper you like"
         )
     if trending is None or not any(not entry.exclude for entry in entries):
         trending_first = trending is not None  # nothing to come before
-    return Interests(tuple(entries), trending, trending_first)
+    return Interests(tuple(entries), trending, trending_first, tuple(seeds), tuple(seeds.values()))
+
+
+LIKE = "like"
+# An entry meant as a seed: "like:" (any case, spaces about the colon), excluded or not.
+# Anything else with the word in it ("like minds", "like AND diffusion") is a phrase, and
+# a quoted "like:..." too.
+_LIKE_START = re.compile(r"^(?P<exclude>-\s*)?like\s*:\s*(?P<id>.*)$", re.IGNORECASE)
+# What may come before the id: "arXiv:", or the paper's page (abs or pdf) on arXiv.
+_ID_PREFIX = re.compile(
+    r"^(?:arxiv\s*:\s*|(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)",
+    re.IGNORECASE,
+)
+# Since April 2007: YYMM.NNNN, five digits from 2015 (YYMM 1501) on. Before: the
+# archive, perhaps with a subject class, "/" and YYMMNNN. Any version (v2) is dropped.
+_NEW_ID = re.compile(r"(?P<year>\d\d)(?P<month>\d\d)\.(?P<number>\d{4,5})(?:v\d+)?(?:\.pdf)?")
+_OLD_ID = re.compile(
+    r"(?P<archive>[a-z]+(?:-[a-z]+)*)(?:\.[a-z-]+)?/(?P<year>\d\d)(?P<month>\d\d)"
+    r"(?P<number>\d{3})(?:v\d+)?(?:\.pdf)?",
+    re.IGNORECASE,
+)
+_SEED_FORM = f"write {LIKE}:2509.24002 (or {LIKE}:hep-th/9901001)"
+
+
+def parse_seed(raw: str) -> str | None:
+    """The versionless arXiv id a `like:` entry names, or None for an entry that is not one.
+
+    An old-style id is kept as arXiv keeps it: archive in lower case, no subject class
+    (`math.GT/0309136` is `math/0309136`, the id the arXiv API answers with).
+    """
+    found = _LIKE_START.match(" ".join(raw.split()))
+    if found is None:
+        return None
+    written = found.group("id")
+    if found.group("exclude"):
+        raise _EntryError(
+            'a seed paper cannot be excluded: for "less like this", use the link beside '
+            f"the paper in a digest; to drop a seed, remove its {LIKE}: entry"
+        )
+    if not written:
+        raise _EntryError(f"{LIKE}: needs the arXiv id of a paper you like: {_SEED_FORM}")
+    paper_id = _versionless_id(_ID_PREFIX.sub("", written))
+    if paper_id is None:
+        raise _EntryError(f"{LIKE}:{written} is not an arXiv id: {_SEED_FORM}")
+    return paper_id
+
+
+def _versionless_id(text: str) -> str | None:
+    """The canonical versionless id of an arXiv id as written, or None if it is none."""
+    new = _NEW_ID.fullmatch(text)
+    if new is not None:
+        year, month = int(new.group("year")), int(new.group("month"))
+        digits = 5 if (year, month) >= (15, 1) else 4
+        if not 1 <= month <= 12 or (year, month) < (7, 4) or len(new.group("number")) != digits:
+            return None
+        return f"{new.group('year')}{new.group('month')}.{new.group('number')}"
+    old = _OLD_ID.fullmatch(text)
+    if old is not None:
+        year, month = int(old.group("year")), int(old.group("month"))
+        # Old ids ran from August 1991 to March 2007.
+        if not 1 <= month <= 12 or (7 < year < 91) or (year == 7 and month > 3):
+            return None
+        archive, number = old.group("archive").lower(), old.group("number")
+        return f"{archive}/{old.group('year')}{old.group('month')}{number}"
+    return None
 
 
 TRENDING = "trending"
@@ -394,9 +495,11 @@ def _parse_clause(text: str) -> Clause:
         name = found.group(1).casefold()
         if name not in FIELDS:
             known = ", ".join(f"{known}:" for known in FIELDS)
+            # An arXiv id written alone is most likely a paper the reader likes.
+            seed = f"; to name a paper you like, write {LIKE}:{text}" if name == "arxiv" else ""
             raise _EntryError(
                 f'"{found.group(1)}:" is not a known field; the fields are {known} '
-                "(to match a colon, put the phrase in quotes)"
+                f"(to match a colon, put the phrase in quotes){seed}"
             )
         fields = FIELDS[name]
         text = found.group(2).strip()
