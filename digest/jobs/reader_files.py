@@ -37,6 +37,7 @@ from digest.jobs.readers import (
     reader_fields,
     refused_in_one_line,
 )
+from digest.learn.seeds import may_have_seeds, sync_reader_seeds
 from digest.store import Database
 from digest.store.outbox import Outgoing, queue_messages
 from digest.store.subscribers import (
@@ -396,6 +397,7 @@ def _store(
                 report.refused.append((row.line, _already(row, replace(existing, status="active"))))
                 continue
             update_preferences(session, existing.id, now=now, **row.fields.preferences())
+            sync_reader_seeds(session, existing.id, row.fields.interests, now)
             report.activated += 1
             if row.paused:
                 change_status(session, existing.id, "paused", now, only_from=("active",))
@@ -428,6 +430,10 @@ def _add_chunk(
     readers = [NewReader(**row.fields.preferences(), email=row.fields.email) for row in rows]
     ids = create_subscribers(session, readers, now=now, confirm_sent=not report.confirmed)
     report.added += len(ids)
+    for reader_id, row in zip(ids, rows, strict=True):
+        # New readers have no rows yet: only a list naming seeds has any to add.
+        if may_have_seeds(row.fields.interests):
+            sync_reader_seeds(session, reader_id, row.fields.interests, now)
     if report.confirmed:
         change_status(session, ids, "active", now, consent="operator")
         paused = [reader_id for reader_id, row in zip(ids, rows, strict=True) if row.paused]

@@ -57,6 +57,7 @@ from digest.address import AddressError, check_address, shown
 from digest.config import Settings
 from digest.errors import DigestError, InterestSyntaxError
 from digest.jobs.mail import queue_transactional
+from digest.learn.seeds import sync_reader_seeds
 from digest.match import Trending, parse_interests
 from digest.message import Message
 from digest.render import DigestRenderer
@@ -184,6 +185,7 @@ def store_sign_up(
     existing = find_subscriber(session, email)
     if existing is None:
         subscriber = create_subscriber(session, email, now=now, **preferences)
+        sync_reader_seeds(session, subscriber.id, subscriber.interests, now)
         return subscriber, "confirm"
     if existing.status in REJOINING:
         # Checked as it is written, then read back: one that became active meanwhile
@@ -473,6 +475,7 @@ def _add_confirmed(
             consent="operator",
             **fields.preferences(),
         )
+        sync_reader_seeds(session, added.id, added.interests, now)
         return Added(get_subscriber(session, added.id) or added, "active", None)
     if existing.status == "unsubscribed":
         raise ReaderError(
@@ -493,6 +496,7 @@ def _add_confirmed(
         current = get_subscriber(session, existing.id) or existing
         return Added(current, "unchanged", existing.status)
     update_preferences(session, existing.id, now=now, **fields.preferences())
+    sync_reader_seeds(session, existing.id, fields.interests, now)
     return Added(get_subscriber(session, existing.id) or existing, "active", "pending")
 
 

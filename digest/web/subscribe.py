@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 
 from digest.errors import TokenError
 from digest.jobs.readers import RESEND_AFTER, Mailer, sign_up
+from digest.learn.seeds import sync_reader_seeds
 from digest.match import INTEREST_EXAMPLES
 from digest.store.subscribers import change_status, get_subscriber, update_preferences
 from digest.subscriber import Subscriber
@@ -218,6 +219,7 @@ def confirm(token: str) -> tuple[str, int] | str:
             )
             if confirmed_now and preferences:
                 update_preferences(session, subscriber.id, now=now, **preferences)
+                sync_reader_seeds(session, subscriber.id, preferences["interests"], now)
             confirmed = get_subscriber(session, subscriber.id)
         return render_template("confirmed.html", subscriber=confirmed, already=False)
     offered = replace(subscriber, **preferences) if preferences else subscriber
