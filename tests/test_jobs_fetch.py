@@ -210,7 +210,12 @@ def server_settings(make_settings: Any, httpserver: HTTPServer) -> Any:
     return make_settings(
         sources={
             "hf": {"base_url": root},
-            "arxiv": {"feed_url": root, "categories": ["cs.LG", "cs.CL"], "min_interval": 0},
+            "arxiv": {
+                "feed_url": root,
+                "api_url": root,
+                "categories": ["cs.LG", "cs.CL"],
+                "min_interval": 0,
+            },
             "http": {"retries": 0, "timeout": 5.0},
         }
     )
@@ -347,3 +352,163 @@ def test_unknown_source_is_a_clear_error(settings: Any, database: Database) -> N
 
     with pytest.raises(DigestError, match='unknown source "rss": use hf, arxiv or all'):
         fetch_sources(settings, database, source="rss", now=NOW)
+
+
+# --- Seed papers (like:ID) --------------------------------------------------------------
+
+API = (DATA / "arxiv_api_query_2026-06-14.xml").read_bytes()  # 2606.13677 ... 2606.13501
+
+
+def name_seeds(database: Database, email: str, *paper_ids: str) -> None:
+    """A reader whose interests name these seed papers (`like:ID`)."""
+    from digest.store.feedback import sync_seeds
+    from digest.store.subscribers import create_subscriber
+
+    with database.session() as session:
+        reader = create_subscriber(
+            session, email, "agents", send_time="08:00", timezone="UTC", now=NOW
+        )
+        sync_seeds(session, reader.id, paper_ids, NOW)
+
+
+def missing_seeds(database: Database) -> list[str]:
+    from digest.store.feedback import missing_seed_papers
+
+    with database.session() as session:
+        return missing_seed_papers(session)
+
+
+def test_missing_seed_papers_are_fetched_from_the_arxiv_api_and_stored(
+    server_settings: Any,
+    server_database: Database,
+    httpserver: HTTPServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name_seeds(server_database, "ada@example.org", "2606.13677", "2609.26811", "2609.99999")
+    name_seeds(server_database, "bo@example.org", "2606.13591")
+    httpserver.expect_request("/rss/cs.LG+cs.CL").respond_with_data(RSS)  # has 2609.26811
+    httpserver.expect_request("/api/query").respond_with_data(API)
+    feed, seeds = fetch_sources(server_settings, server_database, source="arxiv", now=NOW)
+    assert feed.ok and feed.new == 2
+    assert seeds.summary() == (
+        "seeds: 2 papers, 2 new, 0 updated, 0 skipped (seed papers named with like:, "
+        "3 missing; 1 unknown to arXiv)"
+    )
+    # One request for the seeds the store lacked once the feed was in, politely made.
+    (feed_request, _), (api_request, _) = httpserver.log
+    assert api_request.path == "/api/query"
+    assert api_request.args.to_dict() == {
+        "id_list": "2606.13591,2606.13677,2609.99999",
+        "max_results": "3",
+    }
+    assert api_request.headers["User-Agent"] == feed_request.headers["User-Agent"]
+    # Only the papers asked for are kept, not the rest of the answer.
+    stored = {paper.id: paper for paper in stored_papers(server_database)}
+    assert set(stored) == {"2609.26811", "2609.26820", "2606.13677", "2606.13591"}
+    assert stored["2606.13677"].title == "Mana: Dexterous Manipulation of Articulated Tools"
+    assert stored["2606.13677"].sources == ("arxiv",)
+    assert stored["2606.13677"].first_seen_at == NOW  # submitted the day before: news
+    # The unknown id stays missing, named in one line of the log.
+    assert missing_seeds(server_database) == ["2609.99999"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "seed papers: arXiv knows no paper 2609.99999 (named with like:); they stay missing"
+    ]
+    # The next fetch asks for what is still missing only.
+    fetch_sources(server_settings, server_database, source="arxiv", now=LATER)
+    assert httpserver.log[-1][0].args["id_list"] == "2609.99999"
+
+
+def test_an_old_seed_paper_is_no_news_for_the_next_digests(
+    server_settings: Any, server_database: Database, httpserver: HTTPServer
+) -> None:
+    from digest.store.papers import papers_first_seen_between
+
+    name_seeds(server_database, "ada@example.org", "2606.13515")
+    httpserver.expect_request("/rss/cs.LG+cs.CL").respond_with_data(RSS)
+    httpserver.expect_request("/api/query").respond_with_data(API)
+    weeks_later = datetime(2026, 7, 1, 21, 0, tzinfo=UTC)
+    fetch_sources(server_settings, server_database, source="arxiv", now=weeks_later)
+    (paper,) = [p for p in stored_papers(server_database) if p.id == "2606.13515"]
+    assert paper.first_seen_at == datetime(2026, 6, 11, tzinfo=UTC)  # its submission day
+    with server_database.session() as session:
+        day_before, end = weeks_later - timedelta(days=1), weeks_later + timedelta(seconds=1)
+        window = papers_first_seen_between(session, day_before, end)
+    assert "2606.13515" not in {p.id for p in window}
+    assert {"2609.26811", "2609.26820"} <= {p.id for p in window}
+
+
+def test_seed_papers_are_asked_for_a_hundred_at_a_time_at_arxivs_pace(
+    make_settings: Any, httpserver: HTTPServer, fake_time: Any
+) -> None:
+    from digest.store import open_database
+
+    root = httpserver.url_for("/").rstrip("/")
+    settings = make_settings(
+        sources={
+            "hf": {"enabled": False},
+            "arxiv": {"enabled": False, "api_url": root, "min_interval": 3.0},
+            "http": {"retries": 0, "timeout": 5.0},
+        }
+    )
+    database = open_database(settings)
+    try:
+        seeds = [f"2606.{13400 + n:05d}" for n in range(150)] + ["2606.13677"]
+        name_seeds(database, "ada@example.org", *seeds)
+        httpserver.expect_request("/api/query").respond_with_data(API)
+        client = PoliteClient.from_settings(settings, sleep=fake_time.sleep, clock=fake_time.clock)
+        with client:
+            (report,) = fetch_sources(settings, database, now=NOW, client=client)
+        asked = [request.args["id_list"].split(",") for request, _ in httpserver.log]
+        assert [len(ids) for ids in asked] == [100, 51]
+        assert [request.args["max_results"] for request, _ in httpserver.log] == ["100", "51"]
+        assert sorted(asked[0] + asked[1]) == sorted(seeds)
+        assert fake_time.sleeps == [3.0]  # arXiv's interval between the two requests
+        assert (report.papers, report.new) == (3, 3)  # those of the 151 the answers hold
+    finally:
+        database.dispose()
+
+
+def test_a_failed_seed_request_is_logged_and_fails_nothing_else(
+    server_settings: Any,
+    server_database: Database,
+    httpserver: HTTPServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name_seeds(server_database, "ada@example.org", "2606.13677")
+    httpserver.expect_request("/rss/cs.LG+cs.CL").respond_with_data(RSS)
+    httpserver.expect_request("/api/query").respond_with_data("", status=503)
+    feed, seeds = fetch_sources(server_settings, server_database, source="arxiv", now=NOW)
+    assert feed.ok and seeds.ok
+    assert seeds.summary() == (
+        "seeds: seed papers named with like:, 1 missing; 1 not fetched (see the log)"
+    )
+    root = httpserver.url_for("/").rstrip("/")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"seed papers: arxiv: cannot fetch {root}/api/query?id_list=2606.13677&max_results=1: "
+        "HTTP 503 Service Unavailable (gave up after 1 attempt)"
+    ]
+    assert missing_seeds(server_database) == ["2606.13677"]
+    # An answer that is no arXiv feed is one line too.
+    httpserver.clear()
+    httpserver.expect_request("/rss/cs.LG+cs.CL").respond_with_data(RSS)
+    httpserver.expect_request("/api/query").respond_with_data("<html>busy</html>")
+    caplog.clear()
+    fetch_sources(server_settings, server_database, source="arxiv", now=LATER)
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert line.startswith("seed papers: arxiv: cannot read ") and "not an arXiv feed" in line
+
+
+def test_seed_papers_are_fetched_with_arxiv_only_never_with_hf_or_a_file(
+    server_settings: Any, server_database: Database, httpserver: HTTPServer
+) -> None:
+    name_seeds(server_database, "ada@example.org", "2606.13677")
+    httpserver.expect_request("/api/daily_papers").respond_with_data(HF_API)
+    (report,) = fetch_sources(
+        server_settings, server_database, source="hf", day=date(2026, 6, 12), now=NOW
+    )
+    assert report.source == "hf"
+    fetch_sources(server_settings, server_database, file=DATA / "arxiv_rss_2026-09-24_excerpt.xml")
+    assert [request.path for request, _ in httpserver.log] == ["/api/daily_papers"]
+    assert missing_seeds(server_database) == ["2606.13677"]

@@ -205,12 +205,14 @@ class HFSettings:
 
 @dataclass(frozen=True)
 class ArxivSettings:
-    """[sources.arxiv]: arXiv's daily announcements for some categories."""
+    """[sources.arxiv]: arXiv's daily announcements for some categories, and its API
+    (for the seed papers readers name with `like:`)."""
 
     enabled: bool = True
     categories: tuple[str, ...] = items("cs.LG", "cs.CL", "cs.AI", "cs.CV")
     include_cross: bool = False
     feed_url: str = checked("https://rss.arxiv.org", http_url)
+    api_url: str = checked("https://export.arxiv.org", http_url)
     min_interval: float = checked(3.0, at_least(0))
 
 

@@ -4,14 +4,19 @@
 parses the whole listing first, then stores its papers, the response's cache validators
 and a line in the fetch log in one transaction. A source that fails is logged with its
 error and does not stop the others.
+
+With arXiv's sources it then fetches the seed papers readers named (`like:ID`) that the
+store lacks, from the arXiv API (`fetch_seed_papers`): a seed counts once its paper is
+stored. Failures there are logged, and fail nothing else.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,8 +36,10 @@ from digest.sources import (
 )
 from digest.sources import read_listing_file as read_file
 from digest.store import Database
+from digest.store.feedback import missing_seed_papers
 from digest.store.papers import (
     FetchRecord,
+    SaveReport,
     get_validators,
     last_fetches,
     list_papers,
@@ -211,6 +218,9 @@ def fetch_sources(
     is). `day` is the Hugging Face day (default: today in UTC); arXiv's feed always has
     the latest announcements. A failing source is reported (and logged in the store)
     without stopping the others. `client` lets the scheduler keep one polite client.
+    With `all` or `arxiv` (not a file), the seed papers missing from the store are then
+    fetched too (`fetch_seed_papers`, whether or not the arXiv announcements are
+    enabled: readers named them), with a last report when some were missing.
 
     Papers are stamped first seen at `now`, or without it at the moment each listing is
     saved: a manual fetch that takes minutes (retries, slow servers) alongside a running
@@ -245,6 +255,10 @@ def fetch_sources(
                 )
                 continue
             reports.append(_store_listing(database, listing, now if fixed else datetime.now(UTC)))
+        if source in ("all", "arxiv"):
+            seeds = fetch_seed_papers(settings, database, client, now if fixed else None)
+            if seeds is not None:
+                reports.append(seeds)
     finally:
         if own_client:
             client.close()
@@ -271,6 +285,91 @@ def _read_into_store(
             database, source if source != "all" else "file", None, str(file), error, now
         )
     return _store_listing(database, listing, now)
+
+
+# --- Seed papers ----------------------------------------------------------------------
+
+SEEDS = "seeds"  # the report's name: no source of listings, but papers from arXiv's API
+# A seed paper submitted longer ago than this is stamped first seen on its submission
+# day, not now: an old paper one reader likes is no news for every reader's next digest
+# (digests take the papers first seen since the last one). A recent one is news anyway.
+RECENT = timedelta(days=7)
+_SHOWN_IDS = 10  # unknown ids named in the log line, at most
+
+
+def fetch_seed_papers(
+    settings: Settings, database: Database, client: PoliteClient, now: datetime | None = None
+) -> FetchReport | None:
+    """Fetch from the arXiv API the seed papers (`like:ID`) the store does not hold yet,
+    `arxiv.MAX_ID_LIST` per request through the polite client, and store them.
+
+    None when no seed paper is missing. A request that fails is logged (one line) and
+    the others still run; ids arXiv does not know stay missing (one line names them), to
+    be asked again on the next fetch. Papers are stamped first seen at `now` (None: when
+    saved), or on their submission day when older than `RECENT`.
+    """
+    with database.session() as session:
+        missing = missing_seed_papers(session)
+    if not missing:
+        return None
+    found: dict[str, Paper] = {}
+    failed: set[str] = set()
+    for start in range(0, len(missing), arxiv.MAX_ID_LIST):
+        asked = missing[start : start + arxiv.MAX_ID_LIST]
+        try:
+            listing = arxiv.fetch_papers(client, settings.sources.arxiv, asked)
+        except DigestError as error:
+            failed.update(asked)
+            log.warning("seed papers: %s", error)
+            continue
+        wanted = set(asked)
+        found.update((paper.id, paper) for paper in listing.papers if paper.id in wanted)
+    unknown = [paper_id for paper_id in missing if paper_id not in found and paper_id not in failed]
+    if unknown:
+        shown = ", ".join(unknown[:_SHOWN_IDS])
+        more = f" and {len(unknown) - _SHOWN_IDS} more" if len(unknown) > _SHOWN_IDS else ""
+        log.warning(
+            "seed papers: arXiv knows no paper %s%s (named with like:); they stay missing",
+            shown,
+            more,
+        )
+    origin = settings.sources.arxiv.api_url
+    notes = [f"seed papers named with like:, {len(missing)} missing"]
+    if unknown:
+        notes.append(f"{len(unknown)} unknown to arXiv")
+    if failed:
+        notes.append(f"{len(failed)} not fetched (see the log)")
+    report = FetchReport(source=SEEDS, day=None, origin=origin, note="; ".join(notes))
+    if not found:
+        return report
+    try:
+        saved = _save_seed_papers(database, list(found.values()), now)
+    except (SQLAlchemyError, OverflowError, ValueError) as error:
+        log.warning("seed papers: cannot store them: %s", getattr(error, "orig", None) or error)
+        return replace(report, note=report.note + "; not stored (see the log)")
+    return replace(report, papers=len(found), new=saved.new, updated=saved.updated)
+
+
+def _save_seed_papers(database: Database, papers: list[Paper], now: datetime | None) -> SaveReport:
+    """Store seed papers in one transaction, each stamped as `fetch_seed_papers` says."""
+    now = now or datetime.now(UTC)
+
+    def stamp(paper: Paper) -> datetime:
+        if paper.published is None:
+            return now
+        submitted = datetime.combine(paper.published, time(), UTC)
+        return now if submitted >= now - RECENT else submitted
+
+    new = updated = unchanged = 0
+    with database.session() as session:
+        for seen_at, group in groupby(sorted(papers, key=stamp), key=stamp):
+            saved = save_papers(session, list(group), seen_at)
+            new, updated, unchanged = (
+                new + saved.new,
+                updated + saved.updated,
+                unchanged + saved.unchanged,
+            )
+    return SaveReport(new=new, updated=updated, unchanged=unchanged)
 
 
 # --- Reading the store ---------------------------------------------------------------

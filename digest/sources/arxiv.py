@@ -1,6 +1,8 @@
 """arXiv: the day's new announcements in the configured categories.
 
-`fetch` reads the RSS feed `{feed_url}/rss/cs.LG+cs.CL` (one request for all categories).
+`fetch` reads the RSS feed `{feed_url}/rss/cs.LG+cs.CL` (one request for all categories);
+`fetch_papers` asks the arXiv API (`{api_url}/api/query?id_list=...`) for given papers,
+such as the seed papers readers name with `like:` (at most `MAX_ID_LIST` per request).
 `parse_feed` also reads the Atom variant of that feed (`rss.arxiv.org/atom/...`) and the
 Atom answers of the arXiv API (`export.arxiv.org/api/query`), so saved files of any of
 the three can be loaded.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import date
 from email.utils import parsedate_to_datetime
@@ -56,6 +58,7 @@ from digest.sources.listing import (
 
 SOURCE = "arxiv"
 MAX_ID = 64  # the store's id column
+MAX_ID_LIST = 100  # papers asked of the API in one request: one modest page
 # The largest feed read (the client's limit): a busy day of four big categories is a few
 # MB. lxml keeps a document in a few times its size, and no text node past 10 MB.
 MAX_BYTES = DEFAULT_MAX_BYTES
@@ -75,6 +78,12 @@ _ABSTRACT = re.compile(r"Abstract:\s*", re.IGNORECASE)
 _DESCRIPTION_PREFIX = re.compile(r"^\s*(arXiv:\S+\s+)?Announce Type:\s*[A-Za-z-]+\s*", re.I)
 _ABS_LINK = re.compile(r"arxiv\.org/(?:abs|pdf)/([^?#\s]+?)(?:\.pdf)?(?:[?#].*)?$", re.IGNORECASE)
 _AUTHOR_SEPARATOR = re.compile(r"\s*,\s*|\s+and\s+")
+
+
+def api_papers_url(base_url: str, paper_ids: Sequence[str]) -> str:
+    """The arXiv API query for these papers (by versionless id), all on one page."""
+    ids = ",".join(paper_ids)
+    return f"{base_url.rstrip('/')}/api/query?id_list={ids}&max_results={len(paper_ids)}"
 
 
 def feed_url(base_url: str, categories: Iterable[str]) -> str:
@@ -419,3 +428,15 @@ def fetch(
         return Listing(SOURCE, url, None, (), not_modified=True)
     listing = parse_feed(response.content, url, include_cross=settings.include_cross)
     return replace(listing, validators=response.validators())
+
+
+def fetch_papers(
+    client: PoliteClient, settings: ArxivSettings, paper_ids: Sequence[str]
+) -> Listing:
+    """Ask the arXiv API for these papers (one request, at most `MAX_ID_LIST`); the
+    Listing holds those arXiv knows. Raises FetchError or ParseError."""
+    if not 0 < len(paper_ids) <= MAX_ID_LIST:
+        raise ValueError(f"ask for 1 to {MAX_ID_LIST} papers at a time, not {len(paper_ids)}")
+    url = api_papers_url(settings.api_url, paper_ids)
+    response = client.get(url, source=SOURCE, max_bytes=MAX_BYTES)
+    return parse_feed(response.content, url)

@@ -181,6 +181,7 @@ class PoliteClient:
         gap = settings.sources.arxiv.min_interval
         intervals = {host: gap for host in ARXIV_HOSTS}
         intervals[host_of(settings.sources.arxiv.feed_url)] = gap
+        intervals[host_of(settings.sources.arxiv.api_url)] = gap
         options: dict[str, object] = {
             "user_agent": settings.user_agent,
             "timeout": http.timeout,
