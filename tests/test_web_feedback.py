@@ -9,12 +9,14 @@ import html
 from typing import Any
 
 import pytest
+from render_samples import load_papers
 from sqlalchemy import update
 
 from digest.jobs.readers import erase
+from digest.learn.models import refit_text_model
 from digest.paper import Paper
 from digest.store.feedback import LESS, MORE, Vote, record_vote, votes_of
-from digest.store.models import SubscriberRow
+from digest.store.models import ReaderModelRow, SubscriberRow
 from digest.store.papers import save_papers
 from digest.store.subscribers import update_preferences
 from digest.subscriber import Subscriber
@@ -254,3 +256,30 @@ def test_a_vote_on_a_paper_recorded_for_a_reader_leaves_their_settings(
         ("hep-th/9901001", "manage"),
         ("2606.00467", "email"),
     }
+
+
+# --- the reader's model follows their verdicts ----------------------------------------
+
+
+def test_the_readers_model_is_refitted_as_they_vote_and_undo(site: Site, ada: Subscriber) -> None:
+    with site.database.session() as session:
+        save_papers(session, load_papers(), NOW)
+    refit_text_model(site.database, NOW)  # a text model to fit readers' models over
+    paper = load_papers()[0]
+
+    def model() -> ReaderModelRow | None:
+        with site.database.session() as session:
+            row = session.get(ReaderModelRow, ada.id)
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    assert model() is None
+    _press(site, _link(site, ada, "more", paper.id))
+    fitted = model()
+    assert fitted is not None and fitted.labelled == 1 and fitted.updated_at == NOW
+    [vote] = _votes(site, ada)
+    manage = f"/manage/{site.token('manage', ada)}"
+    site.clock.advance(minutes=1)
+    assert site.submit(f"{manage}/feedback/{vote.id}/undo", page=manage).status_code == 303
+    assert _votes(site, ada) == [] and model() is None  # no verdicts left: no model

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from digest.learn import refresh_reader
 from digest.paper import arxiv_abs_url
 from digest.render.view import web_url
 from digest.store.feedback import MORE, VOTES, Vote, record_vote, remove_vote, votes_of
@@ -68,9 +69,6 @@ class Taught:
 
 def refresh_model(session: Session, subscriber_id: int, now: datetime) -> None:
     """Refit the reader's model from their rows, in the transaction that changed them."""
-    # Imported here: digest.learn loads the model libraries, which no other page needs.
-    from digest.learn import refresh_reader
-
     refresh_reader(session, subscriber_id, now)
 
 

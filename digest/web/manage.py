@@ -37,6 +37,7 @@ from digest.errors import TokenError
 from digest.jobs import sample_digest_html
 from digest.jobs.mail import SampleBusy
 from digest.jobs.readers import ACTIONS, REACTIVATE, erase, press, reader_data
+from digest.learn.seeds import sync_reader_seeds
 from digest.match import INTEREST_EXAMPLES
 from digest.store.subscribers import (
     get_subscriber,
@@ -157,9 +158,6 @@ def _save(subscriber: Subscriber, form: ManageForm) -> None:
         update_preferences(
             session, subscriber.id, now=now, suggestions=form.suggestions.data, **interests
         )
-        # Imported here, as digest.web.feedback does digest.learn: only saving needs it.
-        from digest.learn.seeds import sync_reader_seeds
-
         if sync_reader_seeds(session, subscriber.id, interests["interests"], now):
             refresh_model(session, subscriber.id, now)  # seeds are verdicts too
 
