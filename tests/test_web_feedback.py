@@ -286,3 +286,13 @@ def test_the_readers_model_is_refitted_as_they_vote_and_undo(site: Site, ada: Su
     site.clock.advance(minutes=1)
     assert site.submit(f"{manage}/feedback/{vote.id}/undo", page=manage).status_code == 303
     assert _votes(site, ada) == [] and model() is None  # no verdicts left: no model
+
+
+@pytest.mark.parametrize("paper_id", ["2606.00467%00", "%00", "2606.%0A00467", "%7F"])
+def test_control_characters_in_a_paper_id_are_not_found(
+    site: Site, ada: Subscriber, paper_id: str
+) -> None:
+    # Never sent to the store: PostgreSQL refuses a NUL in a query (a 500 otherwise).
+    token = _link(site, ada, "more", "x").split("/")[2]
+    _refused(site, f"/feedback/{token}/more/{paper_id}", status=404)
+    assert _votes(site, ada) == []

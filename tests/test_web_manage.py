@@ -954,3 +954,17 @@ def test_the_interests_help_explains_like(site: Site, ada: Subscriber) -> None:
     for path in (_manage(site, ada), "/"):
         page = site.get(path).get_data(as_text=True)
         assert "<code>like:2509.24002</code> — papers like this one." in page, path
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["vote=more&paper=%00", "vote=sideways&paper=2606.00467", f"vote=less&paper={'9' * 65}"],
+)
+def test_a_hand_made_removed_notice_says_nothing(site: Site, ada: Subscriber, query: str) -> None:
+    page = site.get(f"{_manage(site, ada)}?done=removed&{query}")
+    assert page.status_code == 200 and "Removed:" not in page.get_data(as_text=True)
+
+
+def test_the_removed_notice_names_a_paper_not_stored_by_its_id(site: Site, ada: Subscriber) -> None:
+    page = site.get(f"{_manage(site, ada)}?done=removed&vote=less&paper=2509.24002")
+    assert "Removed: less like “2509.24002”." in page.get_data(as_text=True)

@@ -72,9 +72,15 @@ def refresh_model(session: Session, subscriber_id: int, now: datetime) -> None:
     refresh_reader(session, subscriber_id, now)
 
 
+def may_be_paper_id(text: str) -> bool:
+    """Whether `text` could be a stored paper's id: short, and no control characters
+    (PostgreSQL refuses a NUL in a query's text: a 500 anyone could cause from a URL)."""
+    return len(text) <= MAX_PAPER_ID and text.isprintable()
+
+
 def paper_titles(session: Session, paper_ids: Collection[str]) -> dict[str, tuple[str, str]]:
     """(title, link) of each of these papers the store holds, by id."""
-    wanted = sorted({paper_id for paper_id in paper_ids if len(paper_id) <= MAX_PAPER_ID})
+    wanted = sorted({paper_id for paper_id in paper_ids if may_be_paper_id(paper_id)})
     found: dict[str, tuple[str, str]] = {}
     for start in range(0, len(wanted), 500):
         rows = session.execute(
@@ -120,10 +126,8 @@ def forget(session: Session, subscriber_id: int, vote_id: int, now: datetime) ->
 
 def _shown_paper(paper_id: str) -> str:
     """The paper's stored title, or the not-found page (404)."""
-    title = None
-    if len(paper_id) <= MAX_PAPER_ID:
-        with context().database.session() as session:
-            title = paper_title(session, paper_id)
+    with context().database.session() as session:
+        title = paper_title(session, paper_id)
     if title is None:
         abort(
             Response(

@@ -57,7 +57,7 @@ from digest.tokens import (
     token_matches,
 )
 from digest.web import ACCEPTED, FRAMED_PAGE_HEADERS, context
-from digest.web.feedback import forget, paper_title, refresh_model, taught
+from digest.web.feedback import forget, may_be_paper_id, paper_title, refresh_model, taught
 from digest.web.forms import ButtonForm, ManageForm
 from digest.web.subscribe import invalid_link, subscriber_for
 
@@ -142,10 +142,11 @@ def _notice() -> str:
     if done != REMOVED:
         return NOTICES.get(done, "")
     vote, paper_id = request.args.get("vote", ""), request.args.get("paper", "")
-    if vote not in ("more", "less") or not paper_id:
+    # A hand-made query names no paper we removed: say nothing rather than echo it.
+    if vote not in ("more", "less") or not paper_id or not may_be_paper_id(paper_id):
         return ""
     with context().database.session() as session:
-        title = paper_title(session, paper_id) or paper_id[:64]
+        title = paper_title(session, paper_id) or paper_id
     return f"Removed: {vote} like “{title}”."
 
 
