@@ -17,7 +17,7 @@ from digest.jobs.readers import erase
 from digest.learn.models import refit_text_model
 from digest.paper import Paper
 from digest.store.feedback import LESS, MORE, Vote, record_vote, votes_of
-from digest.store.models import ReaderModelRow, SubscriberRow
+from digest.store.models import FeedbackRow, ReaderModelRow, SubscriberRow
 from digest.store.papers import save_papers
 from digest.store.subscribers import update_preferences
 from digest.subscriber import Subscriber
@@ -296,3 +296,28 @@ def test_control_characters_in_a_paper_id_are_not_found(
     token = _link(site, ada, "more", "x").split("/")[2]
     _refused(site, f"/feedback/{token}/more/{paper_id}", status=404)
     assert _votes(site, ada) == []
+
+
+def test_a_double_click_that_races_itself_records_once(
+    site: Site, ada: Subscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two presses both find no row and both insert: the loser of the race meets
+    the store's unique constraint, and records again over the winner's row."""
+    import digest.web.feedback as feedback
+
+    calls: list[int] = []
+
+    def racing(session: Any, subscriber_id: int, paper_id: str, vote: int, *rest: Any) -> Vote:
+        calls.append(vote)
+        if len(calls) == 1:  # the other press commits first, then this one inserts too
+            with site.database.session() as other:
+                record_vote(other, subscriber_id, paper_id, MORE, "email", NOW)
+            session.add(FeedbackRow(subscriber_id=subscriber_id, paper_id=paper_id, vote=vote,
+                                    source="email", created_at=NOW))  # fmt: skip
+            session.flush()
+        return record_vote(session, subscriber_id, paper_id, vote, *rest)
+
+    monkeypatch.setattr(feedback, "record_vote", racing)
+    response = _press(site, _link(site, ada, "less", "2606.00467"))
+    assert response.status_code == 200 and len(calls) == 2
+    assert [(v.paper_id, v.vote) for v in _votes(site, ada)] == [("2606.00467", LESS)]

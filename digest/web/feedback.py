@@ -22,6 +22,7 @@ from datetime import datetime
 
 from flask import Blueprint, abort, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
@@ -163,13 +164,8 @@ def feedback(token: str, vote: str, paper_id: str) -> tuple[str, int] | Response
             notice="That button had expired; press it once more.",
         )  # fmt: skip
     ctx = context()
-    now = ctx.clock()
-    with ctx.database.session() as session:
-        # The reader may have been erased since the link was read: record nothing then.
-        if get_subscriber(session, subscriber.id) is None:
-            return invalid_link("this feedback link is not valid")
-        record_vote(session, subscriber.id, paper_id, VOTES[vote], "email", now)
-        refresh_model(session, subscriber.id, now)
+    if not _record(subscriber.id, paper_id, VOTES[vote]):
+        return invalid_link("this feedback link is not valid")
     manage_token = make_token(ctx.secret, "manage", subscriber.id, subscriber.email)
     return render_template(
         "feedback_done.html",
@@ -178,6 +174,27 @@ def feedback(token: str, vote: str, paper_id: str) -> tuple[str, int] | Response
         manage_url=url_for("manage.manage", token=manage_token, _anchor="taught-heading"),
         manageable=subscriber.status not in ("pending", "unsubscribed"),
     ), 200
+
+
+def _record(subscriber_id: int, paper_id: str, vote: int) -> bool:
+    """Record the verdict (source "email") and refit the reader's model, in one
+    transaction; False if the reader was erased since the link was read."""
+    ctx = context()
+    for attempt in range(2):
+        now = ctx.clock()
+        try:
+            with ctx.database.session() as session:
+                if get_subscriber(session, subscriber_id) is None:
+                    return False
+                record_vote(session, subscriber_id, paper_id, vote, "email", now)
+                refresh_model(session, subscriber_id, now)
+            return True
+        except IntegrityError:
+            # A double click: the other press stored this reader's row for the paper
+            # first (or an erasure went through). Once more: it now updates that row.
+            if attempt:
+                raise
+    return False  # not reached: the second attempt returns or raises
 
 
 def _render_ask(
