@@ -38,7 +38,7 @@ from digest.match import Hit, Match, Selection, Span
 from digest.message import Message
 from digest.paper import Paper
 from digest.render import DigestRenderer
-from digest.render.view import HTML_LIMIT
+from digest.render.view import HTML_LIMIT, LABELS_SHOWN
 from tests.reference.render import reference_digest
 
 DAY = date(2026, 6, 12)  # a Friday
@@ -108,12 +108,13 @@ def digest_for(
     return renderer.render_digest(reader, select(papers, interests), DAY, now=NOW, **kw)
 
 
-_TOKEN = re.compile(r"/(manage|unsubscribe)/([A-Za-z0-9_.-]+)")
+_TOKEN = re.compile(r"/(manage|unsubscribe|feedback)/([A-Za-z0-9_.-]+)")
 
 
 def check_tokens(text: str, reader: Any) -> str:
-    """`text` with each manage/unsubscribe token checked (it names `reader`) and replaced
-    by TOKEN: tokens carry their signing time, so two renders may differ there only."""
+    """`text` with each manage/unsubscribe/feedback token checked (it names `reader`) and
+    replaced by TOKEN: tokens carry their signing time, so two renders may differ there
+    only."""
 
     def check(found: re.Match[str]) -> str:
         subscriber_id, tag = tokens.read_token(SECRET, found.group(1), found.group(2))
@@ -520,7 +521,7 @@ def test_worst_case_stays_under_gmail_clipping(
     document = strictly_parsed_html(html)
     assert len(document.findall(".//table[@class='card']")) == 20
     labels = [x.text for x in document.find(".//p[@class='labels']")]
-    assert len(labels) == 5 and labels[-1] == "+4 more"
+    assert len(labels) == LABELS_SHOWN and labels[-1] == f"+{9 - LABELS_SHOWN} more"
     assert len(message.data) < 3 * HTML_LIMIT
 
 

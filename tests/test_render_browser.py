@@ -16,7 +16,7 @@ from render_samples import html_of, load_papers, nasty_selection, select, subscr
 from test_render import DAY, NOW, POSTAL, SECRET
 
 from digest.config import load_settings
-from digest.match import Selection, match_subscriber, parse_interests
+from digest.match import Hit, Match, Selection, match_subscriber, parse_interests
 from digest.render import DigestRenderer
 from tests.browser import COLOURS, contrast, headless_chromium, luminance
 
@@ -80,6 +80,9 @@ def emails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "worst": html_of(renderer.render_digest(worst_reader, worst_selection, DAY, now=NOW)),
         "escaping": html_of(renderer.render_digest(reader, nasty_selection(papers), DAY, now=NOW)),
         "empty": html_of(renderer.render_digest(reader, Selection(()), DAY, now=NOW)),
+        "suggested": html_of(
+            renderer.render_digest(reader, _with_suggestions(papers, interests), DAY, now=NOW)
+        ),
         "trending": html_of(
             renderer.render_digest(
                 subscriber("trending:5\nagent"),
@@ -99,6 +102,18 @@ def emails(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             )
         ),
     }
+
+
+def _with_suggestions(papers: list[Any], interests: list[str]) -> Selection:
+    """Five matches, then three suggested papers with long reasons."""
+    matched = select(papers, interests, max_papers=5)
+    taken = {match.paper.id for match in matched.matches}
+    reason = "close to “{}”, which you liked"
+    suggested = tuple(
+        Match(paper, 0.5, (Hit(reason.format(paper.title), ()),))
+        for paper in [paper for paper in papers if paper.id not in taken][:3]
+    )
+    return Selection(matched.matches, matched.more, suggested=suggested)
 
 
 def open_email(browser: Browser, html: str, width: int, scheme: str = "light") -> Page:
@@ -129,6 +144,8 @@ def screenshot(page: Page, name: str) -> None:
         ("escaping", 1000),
         ("empty", 375),
         ("empty", 1000),
+        ("suggested", 320),
+        ("suggested", 1000),
         ("confirmation", 375),
         ("confirmation", 1000),
         ("manage-link", 375),
@@ -171,6 +188,8 @@ def test_colours_keep_contrast_in_light_and_dark_mode(
             "span.label",
             "p.links",
             "a.link",
+            "p.feedback",
+            "p.feedback a",
             "td.footer",
         ):
             foreground, background = page.evaluate(COLOURS, selector)

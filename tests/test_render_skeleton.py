@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import binascii
+
 import css_inline
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import escape
 
 from digest.render import mime
-from digest.render.skeleton import Skeleton, html_attribute_escape, html_text_escape
+from digest.render.skeleton import (
+    LinkLines,
+    Skeleton,
+    html_attribute_escape,
+    html_text_escape,
+    plain,
+)
 from digest.render.snippet import clean_text
 
 NONCE = "0123abcd"
@@ -83,3 +92,51 @@ def test_encoding_equals_encoding_the_filled_text(
     encoded = page.encode(values, {"cards": [mime.encode_lines(card_text)] if cards else []})
     assert b"".join(encoded) == mime.encode_lines(filled)
     assert filled.endswith("<p>no newline at the end</p>\n")
+
+
+# Link lines: URLs joined in between soft line breaks, never encoded per message
+
+URL_TEXT = st.text(st.sampled_from("abcXYZ019._~:/?#@!$'()*+,;%[]-"), max_size=300)
+STATIC = st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=120).map(clean_text)
+
+
+def decoded(data: bytes) -> str:
+    assert all(len(line) <= 76 for line in data.split(b"\r\n"))
+    assert data.endswith(b"\r\n") and b"\n" not in data.replace(b"\r\n", b"")
+    return binascii.a2b_qp(data.replace(b"\r\n", b"\n")).decode()
+
+
+@given(STATIC, STATIC, STATIC, URL_TEXT, URL_TEXT, URL_TEXT)
+def test_link_lines_decode_to_the_filled_text(
+    before: str, between: str, after: str, base: str, first: str, second: str
+) -> None:
+    rendered = f"{before}{hole('a')}{between}\n  {hole('b')}{after}\n"
+    lines = LinkLines(rendered, NONCE, False, ("a", "b"))
+    expected = f"{before}{base}{first}{between}\n  {base}{second}{after}\n"
+    start, ends = plain(base), (plain(first), plain(second))
+    assert start is not None and ends[0] is not None and ends[1] is not None
+    frame = lines.frame((start, start))
+    assert decoded(LinkLines.fill(frame, ends)) == expected  # type: ignore[arg-type]
+    assert decoded(lines.encode((base + first, base + second))) == expected
+
+
+def test_link_lines_take_only_plain_values_as_they_are() -> None:
+    html = LinkLines(f'<a href="{hole("url")}">x · y</a>\n', NONCE, True, ("url",))
+    assert plain("https://example.org/a b") is None  # a space: encoded the ordinary way
+    assert plain("https://example.org/?a=1&b=2") is None  # "=" and "&"
+    assert plain("é") is None
+    odd = 'https://example.org/?a=1&b="2"'
+    assert decoded(html.encode((odd,))) == (
+        '<a href="https://example.org/?a=1&amp;b=&quot;2&quot;">x · y</a>\n'
+    )
+    url = "https://example.org/" + "x" * 200
+    end = plain(url)
+    assert end is not None
+    joined = LinkLines.fill(html.frame((b"",)), (end,))
+    assert decoded(joined) == f'<a href="{url}">x · y</a>\n'
+    assert url.encode()[:75] + b"=\r\n" in joined  # cut every 75 characters
+
+
+def test_link_lines_holes_must_be_the_ones_named() -> None:
+    with pytest.raises(ValueError, match="holes"):
+        LinkLines(f"{hole('b')} {hole('a')}\n", NONCE, False, ("a", "b"))

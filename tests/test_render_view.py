@@ -12,6 +12,7 @@ from render_samples import load_papers
 
 from digest.match import Hit, Match, Span
 from digest.render.view import (
+    EXPLANATION_CHARS,
     LABEL_CHARS,
     TEXT_WIDTH,
     URL_CHARS,
@@ -21,6 +22,7 @@ from digest.render.view import (
     matched_interests,
     paper_view,
     short_date,
+    text_fields,
     wrap,
 )
 
@@ -82,9 +84,23 @@ def test_links_only_to_web_pages_of_sane_length() -> None:
 def test_labels_are_cleaned_deduplicated_cut_and_counted() -> None:
     hits = [Hit(name, ()) for name in ("a\r\nb", "a b", "c", "d", "e", "f", "g", "h" * 80)]
     labels = match_view(paper_view(PAPER), hits).labels
-    assert labels == ("a b", "c", "d", "e", "+3 more")  # 7 distinct, 4 shown
+    assert labels == ("a b", "c", "d", "+4 more")  # 7 distinct, 3 shown and a count
     long_one = match_view(paper_view(PAPER), [Hit("word " * 20, ())]).labels[0]
     assert len(long_one) <= LABEL_CHARS + 1 and long_one.endswith("…")
+
+
+def test_a_suggested_papers_reason_is_its_label_in_full() -> None:
+    reason = "close to “Denoising Diffusion Probabilistic Models”, which you liked"
+    view = paper_view(PAPER)
+    suggested = match_view(view, [Hit(reason, ())], suggested=True)
+    assert suggested.labels == (reason,)
+    assert text_fields(view, suggested)["labels"] == wrap("Why: " + reason)
+    # The same hit as an interest label is cut like any other.
+    plain = match_view(view, [Hit(reason, ())])
+    assert len(plain.labels[0]) <= LABEL_CHARS + 1
+    assert text_fields(view, plain)["labels"].startswith("    Matched: ")
+    long_reason = match_view(view, [Hit("word " * 60, ())], suggested=True).labels[0]
+    assert len(long_reason) <= EXPLANATION_CHARS + 1 and long_reason.endswith("…")
 
 
 def test_highlights_follow_the_spans_of_each_field() -> None:

@@ -19,6 +19,10 @@ hundred a second. So the renderer does the expensive work once and reuses it:
 - A paper's card is rendered and inlined once per paper, and kept filled and
   quoted-printable encoded per (paper, matched interests), so subscribers with the same
   matches share it: `digest.render.cards`.
+- Each card has the reader's own "more / less like this" links: one feedback token per
+  message (`digest.tokens.feedback_base`), and a small line prebuilt and encoded once,
+  joined per card with the token and the paper's id between the shared card's two
+  halves, with no encoding per message (`Cards.feedback`, `skeleton.LinkLines`).
 - The message is written as bytes by `digest.render.mime` instead of through
   `EmailMessage`.
 
@@ -47,11 +51,11 @@ from digest.config import Settings
 from digest.config.mail import mail_identity
 from digest.errors import DigestError
 from digest.match import Match, Selection
-from digest.match.results import MATCHING, TRENDING
+from digest.match.results import MATCHING, SUGGESTED, TRENDING
 from digest.message import Message
 from digest.paths import templates_dir
 from digest.render import mime
-from digest.render.cards import Cards, bounded_put
+from digest.render.cards import Cards, FeedbackBase, bounded_put
 from digest.render.skeleton import Skeleton
 from digest.render.view import (
     INTERESTS_CHARS,
@@ -62,9 +66,15 @@ from digest.render.view import (
     short_date,
     wrap,
 )
-from digest.subscriber import WEEKDAYS, Subscriber, cadence_weekday
+from digest.subscriber import MAX_SUGGESTIONS, WEEKDAYS, Subscriber, cadence_weekday
 
 SUBJECT_CACHE_SIZE = 5_000  # encoded Subject headers kept per renderer
+_SUGGESTED_TITLE = "Suggested for you"
+_SUGGESTED_NOTE = (
+    "Papers none of your keywords matched, chosen by what you marked “more like this”. "
+    "Each says why."
+)
+_SUGGESTED_NOTE_WRAPPED = wrap(_SUGGESTED_NOTE, "")  # the same for everyone: wrapped once
 _UNSUBSCRIBE_POST = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 _AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"
 
@@ -101,16 +111,23 @@ class _DigestPage:
     two: bool = False
     has_second: bool = False
     more_first: bool = False
+    # Papers the reader's feedback suggests, none matched by their keywords: a last
+    # section of its own (`cards3`) in either layout, shown only when it has any.
+    third_title: str = ""
+    third_note: str = ""
+    cards3: str = ""
+    has_third: bool = False
     # What the digest covers, for "nothing new matched ...": "today" or "this week".
     period: str = "today"
 
 
+_CARD_BLOCKS = ("cards", "cards2", "cards3")  # the sections' cards, in order
 # The page's text values, each a hole in the prebuilt page (the cards are a block, the
 # flags choose the layout variant).
 _PAGE_VALUES = tuple(
     field.name
     for field in fields(_DigestPage)
-    if field.type == "str" and field.name not in ("cards", "cards2")
+    if field.type == "str" and field.name not in _CARD_BLOCKS
 )
 _LAYOUT = tuple(field.name for field in fields(_DigestPage) if field.type == "bool")
 
@@ -124,6 +141,8 @@ class _Digest:
     boundary: str
     shown: tuple[Match, ...]
     second: tuple[Match, ...]  # the second section's cards, when there are two
+    third: tuple[Match, ...]  # the suggested papers' cards
+    feedback_base: str  # the reader's feedback links start with this (one token)
     html_page: _DigestPage
     text_page: _DigestPage
 
@@ -150,9 +169,11 @@ class DigestRenderer:
         self._list_name, self._list_address = identity.list_name, identity.list_address
         self._postal_address = identity.postal_address
         self._max_papers = settings.match.max_papers
-        # Two sections (trending and matching) hold up to max_papers each.
-        self._number_width = max(2, len(str(2 * self._max_papers)))
-        self._numbers = [self._number(i).encode("ascii") for i in range(2 * self._max_papers + 1)]
+        # Two sections (trending and matching) hold up to max_papers each, then up to
+        # MAX_SUGGESTIONS suggested papers.
+        most = 2 * self._max_papers + MAX_SUGGESTIONS
+        self._number_width = max(2, len(str(most)))
+        self._numbers = [self._number(i).encode("ascii") for i in range(most + 1)]
         self._dkim = identity.dkim
         self._from_line = mime.header_line(
             "From", mime.address_tokens(self._from_name, self._from_address)
@@ -208,38 +229,49 @@ class DigestRenderer:
     ) -> Message:
         """The digest email of `selection` for `subscriber`, dated `digest_date`.
 
-        At most [match] max_papers papers are shown (the rest are counted with
-        `selection.more`). The Message-ID is the same for the same subscriber and date.
-        `now` is the Date header (default: the current time). DigestError if the
-        subscriber's address cannot be mailed.
+        At most [match] max_papers papers are shown per section (the rest are counted
+        with `selection.more`), then the suggested papers (at most MAX_SUGGESTIONS); each
+        card has "more / less like this" links for this subscriber. The Message-ID is
+        the same for the same subscriber and date. `now` is the Date header (default:
+        the current time). DigestError if the subscriber's address cannot be mailed.
         """
         digest = self._prepare(subscriber, selection, digest_date)
-        make_card = self._cards.card
-        cards = [make_card(match) for match in digest.shown]
-        second = [make_card(match) for match in digest.second]
+        html_blocks: dict[str, list[bytes]] = {}
+        text_blocks: dict[str, list[bytes]] = {}
+        number = 1  # the text numbers the cards on across the sections
+        sections = (digest.shown, digest.second, digest.third)
+        base = self._cards.feedback_base(digest.feedback_base)
+        for name, matches in zip(_CARD_BLOCKS, sections, strict=True):
+            html_blocks[name], text_blocks[name] = self._section_cards(
+                matches, number, base, suggested=name == "cards3"
+            )
+            number += len(matches)
         html = self._page_skeleton("html", digest.html_page).encode(
-            self._page_values(digest.html_page),
-            {"cards": [card.html for card in cards], "cards2": [card.html for card in second]},
+            self._page_values(digest.html_page), html_blocks
         )
         text = self._page_skeleton("txt", digest.text_page).encode(
-            self._page_values(digest.text_page),
-            {
-                "cards": self._numbered(cards, 1),
-                "cards2": self._numbered(second, len(cards) + 1),
-            },
+            self._page_values(digest.text_page), text_blocks
         )
         headers = self._digest_headers(digest, self._date_line(now))
         data = mime.assemble_alternative(headers, text, html, digest.boundary)
         return self._finish(self._from_address, digest.recipient, digest.message_id, data)
 
-    def _numbered(self, cards: list[Any], first: int) -> list[bytes]:
-        """Text cards numbered from `first`, a blank line between two."""
-        text_cards: list[bytes] = []
-        for position, card in enumerate(cards, first):
+    def _section_cards(
+        self, matches: tuple[Match, ...], first: int, base: FeedbackBase, suggested: bool
+    ) -> tuple[list[bytes], list[bytes]]:
+        """A section's (HTML, text) cards, each with the reader's feedback line between its
+        shared halves; the text cards numbered from `first`, a blank line between two."""
+        make_card, feedback, numbers = self._cards.card, self._cards.feedback, self._numbers
+        html: list[bytes] = []
+        text: list[bytes] = []
+        for position, match in enumerate(matches, first):
+            card = make_card(match, suggested)
+            html_line, text_lines = feedback(card, base)
+            html += (card.html, html_line, card.html_tail)
             if position > first:
-                text_cards.append(mime.CRLF)
-            text_cards += (self._numbers[position], card.text)
-        return text_cards
+                text.append(mime.CRLF)
+            text += (numbers[position], card.text, text_lines, card.text_tail)
+        return html, text
 
     def render_confirmation(
         self, subscriber: Subscriber, confirm_url: str, *, now: datetime | None = None
@@ -326,6 +358,7 @@ class DigestRenderer:
         matching = tuple(selection.matches[: self._max_papers])
         more = max(0, selection.more) + len(selection.matches) - len(matching)
         trending = tuple(selection.trending[: self._max_papers])
+        suggested = tuple(selection.suggested[:MAX_SUGGESTIONS])  # the store allows no more
         heading = digest_heading(selection, matching, more, trending)
         weekly = cadence_weekday(subscriber.cadence) is not None
         period = "this week" if weekly else "today"
@@ -341,9 +374,11 @@ class DigestRenderer:
             f"with these interests: {interests}"
         )
         sections = [
-            (kind, trending if kind == TRENDING else matching) for kind, _ in selection.sections
+            (kind, trending if kind == TRENDING else matching)
+            for kind, _ in selection.sections
+            if kind != SUGGESTED  # a section of its own, after the others in any layout
         ]
-        everything = [match for _, shown in sections for match in shown]
+        everything = [match for _, shown in sections for match in shown] or list(suggested)
         if everything:
             preheader = " · ".join(one_line(m.paper.title, 80) for m in everything[:2])
         elif selection.rule is not None and not selection.matching:
@@ -374,6 +409,9 @@ class DigestRenderer:
             two=len(sections) > 1,
             has_second=bool(second[1]),
             more_first=first[0] == MATCHING,
+            third_title=_SUGGESTED_TITLE,
+            third_note=_SUGGESTED_NOTE,
+            has_third=bool(suggested),
             period=period,
         )
         text_page = replace(
@@ -383,6 +421,7 @@ class DigestRenderer:
             reason=wrap(reason, ""),
             first_note=wrap(html_page.first_note, ""),
             second_note=wrap(html_page.second_note, ""),
+            third_note=_SUGGESTED_NOTE_WRAPPED,
         )
         return _Digest(
             recipient=recipient,
@@ -390,6 +429,10 @@ class DigestRenderer:
             boundary=mime.boundary_for(tag),
             shown=first[1] if selection.rule else matching,
             second=second[1] if len(sections) > 1 else (),
+            third=suggested,
+            feedback_base=tokens.feedback_base(
+                self.settings, self._secret.decode(), subscriber.id, subscriber.email
+            ),
             html_page=html_page,
             text_page=text_page,
         )
@@ -486,12 +529,8 @@ class DigestRenderer:
         skeleton = self._page_skeletons.get(key)
         if skeleton is None:
             holes = {name: self._placeholder(name) for name in _PAGE_VALUES}
-            blank = replace(
-                page,
-                cards=Markup(self._placeholder("block:cards")),
-                cards2=Markup(self._placeholder("block:cards2")),
-                **holes,
-            )
+            blocks = {name: Markup(self._placeholder(f"block:{name}")) for name in _CARD_BLOCKS}
+            blank = replace(page, **blocks, **holes)
             rendered = self._render_page(f"email/digest.{kind}", blank)
             if kind == "html":
                 rendered = self._page_inliner.inline(rendered)

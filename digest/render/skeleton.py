@@ -16,6 +16,7 @@ result against the straightforward render byte for byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -167,3 +168,87 @@ class Skeleton:
                 )
                 out.append(mime.encode_lines(text))
         return out
+
+
+# Characters that quoted-printable leaves as they are and HTML needs no escaping for, in
+# text or in an attribute: what a URL is made of (no "=", "&", quotes, spaces, non-ASCII).
+_PLAIN = re.compile(r"[A-Za-z0-9._~:/?#@!$'()*+,;%\[\]-]*")
+_SOFT_BREAK = b"=\r\n"
+_ROOM = mime.MAX_LINE - 3  # characters a quoted-printable line holds before its "="
+
+
+def plain(value: str) -> bytes | None:
+    """`value` encoded to go into `LinkLines.join`: quoted-printable lines that each end
+    with a soft break. None if a character of it needs encoding or HTML escaping."""
+    if not _PLAIN.fullmatch(value):
+        return None
+    data = value.encode("ascii")
+    return b"".join([data[i : i + _ROOM] + _SOFT_BREAK for i in range(0, len(data), _ROOM)])
+
+
+class LinkLines:
+    """A few short lines with holes for URLs, made for every card of every message (the
+    feedback links): filling them should cost no quoted-printable encoding.
+
+    Quoted-printable lets an encoder break a line anywhere with a soft break (`=` at its
+    end), which decoding removes. So the static text around the holes is encoded once,
+    each piece before a hole ending with a soft break, and values made by `plain` (URLs:
+    each character as it is, a soft break every 75 characters and at the end) are joined
+    in between. A value may be joined from plain parts: `frame` joins the starts that
+    many fillings share (a message's link base) to the static pieces once, and `fill`
+    joins each filling's ends (a paper's path) in. `encode` fills in any text and
+    encodes it the ordinary way (`Skeleton.encode`); both decode to the same text.
+    """
+
+    def __init__(
+        self, rendered: str, nonce: str, escape_by_context: bool, names: Sequence[str]
+    ) -> None:
+        self._skeleton = Skeleton(rendered, nonce, escape_by_context)
+        self._names = tuple(names)
+        found: list[str] = []
+        texts = [""]  # the static text before each hole, and after the last
+        for piece in self._skeleton._pieces:
+            if isinstance(piece, _Block):
+                raise ValueError("link lines have no blocks")
+            if isinstance(piece, _Hole):
+                found.append(piece.name)
+                texts.append("")
+            else:
+                texts[-1] += piece
+        if tuple(found) != self._names:
+            raise ValueError(f"the holes are {found}, not {list(names)}")
+        self._static = [_encode_piece(text, n == len(texts) - 1) for n, text in enumerate(texts)]
+
+    def frame(self, starts: Sequence[bytes]) -> list[bytes]:
+        """The encoded static pieces with the start of each value (by `plain`, in the
+        holes' order) joined on, for `fill`."""
+        return [*map(bytes.__add__, self._static, starts), self._static[-1]]
+
+    @staticmethod
+    def fill(frame: list[bytes], ends: Sequence[bytes]) -> bytes:
+        """The lines, quoted-printable encoded: `frame` with the end of each value (by
+        `plain`, in the holes' order) joined in."""
+        parts = [b""] * (2 * len(ends) + 1)
+        parts[0::2] = frame
+        parts[1::2] = ends
+        return b"".join(parts)
+
+    def encode(self, values: Sequence[str]) -> bytes:
+        """The lines with any `values` (in the holes' order) filled in and escaped,
+        quoted-printable encoded."""
+        filled = dict(zip(self._names, values, strict=True))
+        return b"".join(self._skeleton.encode(filled, {}))
+
+
+def _encode_piece(text: str, last: bool) -> bytes:
+    """Static text encoded to stand before a value (ending in a soft break, or in a line
+    break when it ends a line) or, `last`, to end the lines."""
+    if last or not text or text.endswith("\n"):
+        return mime.encode_lines(text) if text else b""
+    # Encoded with one more character, then that character cut off: its line had room
+    # for it, so it has room for the "=" (and a space before it stayed a space, right
+    # since the value follows it).
+    encoded = mime.encode_lines(text + "x\n")
+    assert encoded.endswith(b"x" + mime.CRLF)
+    encoded = encoded[: -1 - len(mime.CRLF)]
+    return encoded if encoded.endswith(_SOFT_BREAK) else encoded + _SOFT_BREAK

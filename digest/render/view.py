@@ -24,18 +24,23 @@ from digest.render import mime
 from digest.render.snippet import MAX_MARKS, Excerpt, clean_text, excerpt, highlight
 
 # What a card shows at most; together with [match] max_papers these keep the HTML of the
-# worst case (20 papers, longest everything) under Gmail's clipping size.
+# worst case (20 papers, longest everything, each with its reader's two feedback links)
+# under Gmail's clipping size. The feedback links made room for themselves: 4 labels
+# (was 5), links of at most 100 characters (was 120), authors cut at 120 (was 140).
 HTML_LIMIT = 100_000  # bytes; Gmail clips a message whose HTML passes about 102 KB
 SNIPPET_CHARS = 300
 TITLE_CHARS = 220
 AUTHORS_SHOWN = 3
-AUTHORS_CHARS = 140
+AUTHORS_CHARS = 120
 ORGANIZATION_CHARS = 100
-LABELS_SHOWN = 5
+LABELS_SHOWN = 4
 LABEL_CHARS = 32
+# A suggested paper's one label is the reason it was suggested ("close to “A title”,
+# which you liked"): a sentence, so it gets more room than an interest.
+EXPLANATION_CHARS = 160
 HEADING_INTERESTS = 2
 INTERESTS_CHARS = 300
-URL_CHARS = 120
+URL_CHARS = 100  # a longer link is left out (or replaced by arXiv's)
 TEXT_WIDTH = 72
 INDENT = "    "
 HTML_CARD_FIELDS = ("labels", "title", "authors", "organization", "snippet")
@@ -197,6 +202,7 @@ class MatchView:
     authors: Excerpt
     organization: Excerpt
     snippet: Excerpt
+    lead: str = "Matched: "  # what the text card says before the labels
 
 
 def web_url(url: str | None) -> str | None:
@@ -240,12 +246,18 @@ def paper_view(paper: Paper) -> PaperView:
     )
 
 
-def match_view(paper: PaperView, hits: Sequence[Hit]) -> MatchView:
+def match_view(paper: PaperView, hits: Sequence[Hit], suggested: bool = False) -> MatchView:
+    """What a card shows for these hits; a `suggested` paper's labels are the reasons it
+    was suggested (longer than interests, and introduced by "Why:" in the text card)."""
     ranges: dict[str, list[tuple[int, int]]] = {}
     for hit in hits:
         for span in hit.spans:
             ranges.setdefault(span.field, []).append((span.start, span.end))
-    labels = [label for label in dict.fromkeys(_label(hit.interest) for hit in hits) if label]
+    if suggested:
+        reasons = (one_line(hit.interest, EXPLANATION_CHARS) for hit in hits)
+    else:
+        reasons = (_label(hit.interest) for hit in hits)
+    labels = [label for label in dict.fromkeys(reasons) if label]
     if len(labels) > LABELS_SHOWN:
         labels[LABELS_SHOWN - 1 :] = [f"+{len(labels) - LABELS_SHOWN + 1} more"]
 
@@ -258,6 +270,7 @@ def match_view(paper: PaperView, hits: Sequence[Hit]) -> MatchView:
         authors=cut(paper.authors, "authors", AUTHORS_CHARS, 2),
         organization=cut(paper.organization, "organization", ORGANIZATION_CHARS, 1),
         snippet=cut(paper.abstract, "abstract", SNIPPET_CHARS, MAX_MARKS, follow=True),
+        lead="Why: " if suggested else "Matched: ",
     )
 
 
@@ -288,19 +301,25 @@ def html_fields(paper: PaperView, match: MatchView, style: HtmlStyle) -> dict[st
     }
 
 
-def card_context(paper: PaperView, fields: dict[str, str]) -> dict[str, Any]:
+def card_context(paper: PaperView, fields: dict[str, str], feedback: str = "") -> dict[str, Any]:
+    """The `email/_card.html` context; `feedback` is the HTML of the reader's "more / less
+    like this" line (`email/_feedback.html`), or the placeholder the fast path cuts at."""
     return {
         "url": paper.url,
         "date": paper.date.replace(" ", "\xa0"),  # "13 May 2024" stays on one line
         "upvotes": paper.upvotes.replace(" ", "\xa0"),
         "links": paper.links,
         "has_organization": bool(paper.organization),
+        "feedback": Markup(feedback),
         **{name: Markup(value) for name, value in fields.items()},
     }
 
 
-def text_card_context(paper: PaperView, fields: dict[str, str]) -> dict[str, Any]:
-    return {**fields, "links": paper.links}
+def text_card_context(
+    paper: PaperView, fields: dict[str, str], feedback: str = ""
+) -> dict[str, Any]:
+    """The `email/_card.txt` context; `feedback` is the text of `email/_feedback.txt`."""
+    return {**fields, "links": paper.links, "feedback": feedback}
 
 
 def text_fields(paper: PaperView, match: MatchView) -> dict[str, str]:
@@ -313,6 +332,6 @@ def text_fields(paper: PaperView, match: MatchView) -> dict[str, str]:
     return {
         "title": title,
         "meta": wrap(meta),
-        "labels": wrap("Matched: " + ", ".join(match.labels)),
+        "labels": wrap(match.lead + ", ".join(match.labels)),
         "snippet": wrap(snippet),
     }

@@ -5,6 +5,8 @@ by `EmailMessage` with the default policy. The tests check that `DigestRenderer`
 the same message (same headers, same HTML and text); `bench/render_bench.py` measures
 the difference. It reuses the renderer's own templates, settings and per-digest values
 (through its private helpers, on purpose: only how the message is built differs).
+Every card gets its reader's feedback line rendered by Jinja with the links made by
+`digest.tokens.feedback_url`, and the sections' cards are numbered on in the text.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from email.message import EmailMessage
 
 from markupsafe import Markup
 
-from digest.match import Selection
+from digest import tokens
+from digest.match import Match, Selection
 from digest.message import Message
 from digest.render import DigestRenderer
 from digest.render.view import (
@@ -44,17 +47,37 @@ def reference_digest(
     digest = r._prepare(subscriber, selection, digest_date)
     card_template = r._environment.get_template("email/_card.html")
     text_card_template = r._environment.get_template("email/_card.txt")
-    html_cards, text_cards = [], []
-    for match in digest.shown:
-        paper = paper_view(match.paper)
-        view = match_view(paper, match.hits)
-        fields = html_fields(paper, view, r._plain_style)
-        html_cards.append(card_template.render(card=card_context(paper, fields)))
-        text_context = text_card_context(paper, text_fields(paper, view))
-        text_cards.append(text_card_template.render(card=text_context))
-    numbered = (r._number(i) + card for i, card in enumerate(text_cards, 1))
-    html_page = replace(digest.html_page, cards=Markup("".join(html_cards)))
-    text_page = replace(digest.text_page, cards="\n".join(numbered))
+    feedback_template = r._environment.get_template("email/_feedback.html")
+    text_feedback_template = r._environment.get_template("email/_feedback.txt")
+
+    def cards(matches: tuple[Match, ...], suggested: bool) -> tuple[list[str], list[str]]:
+        html_cards, text_cards = [], []
+        for match in matches:
+            paper = paper_view(match.paper)
+            view = match_view(paper, match.hits, suggested)
+            links = {
+                f"{vote}_url": tokens.feedback_url(digest.feedback_base, vote, match.paper.id)
+                for vote in ("more", "less")
+            }
+            feedback = feedback_template.render(feedback=links)
+            fields = html_fields(paper, view, r._plain_style)
+            html_cards.append(card_template.render(card=card_context(paper, fields, feedback)))
+            text_feedback = text_feedback_template.render(feedback=links)
+            text_context = text_card_context(paper, text_fields(paper, view), text_feedback)
+            text_cards.append(text_card_template.render(card=text_context))
+        return html_cards, text_cards
+
+    sections = ((digest.shown, False), (digest.second, False), (digest.third, True))
+    html_blocks, text_blocks = {}, {}
+    first = 1  # the text numbers the cards on across the sections
+    for name, (matches, suggested) in zip(("cards", "cards2", "cards3"), sections, strict=True):
+        html_cards, text_cards = cards(matches, suggested)
+        numbered = (r._number(i) + card for i, card in enumerate(text_cards, first))
+        html_blocks[name] = Markup("".join(html_cards))
+        text_blocks[name] = "\n".join(numbered)
+        first += len(matches)
+    html_page = replace(digest.html_page, **html_blocks)
+    text_page = replace(digest.text_page, **text_blocks)
     html = r._page_inliner.inline(r._render_page("email/digest.html", html_page))
     text = r._render_page("email/digest.txt", text_page)
     message = EmailMessage(policy=email.policy.default)
