@@ -136,3 +136,22 @@ def test_models_rebuild_command(tmp_path: Path, real_papers: Any) -> None:
     assert "text model 1: fitted 2026-06-10 12:00 UTC on 188 papers" in result.output
     assert "feedback: 1 rows from 1 readers" in result.output
     assert "models: 1" in result.output
+
+
+def test_a_seed_counts_once_saved_or_once_its_paper_is_fetched(
+    store_database: Database, real_papers: Any
+) -> None:
+    from digest.learn.models import refresh_readers_of
+    from digest.learn.seeds import sync_reader_seeds
+
+    store_papers(store_database, real_papers[:100])
+    fit_text(store_database)
+    ada = add_reader(store_database, "ada@example.org", "diffusion")
+    stored, later = real_papers[25], real_papers[154]
+    with store_database.session() as session:
+        assert sync_reader_seeds(session, ada, f"diffusion\nlike:{stored.id}\nlike:{later.id}", T0)
+    assert _models(store_database)[ada][1] == 1  # the stored seed counts at once
+    store_papers(store_database, [later], T0 + timedelta(hours=1))  # as the seed fetch does
+    assert refresh_readers_of(store_database, [later.id], T0 + timedelta(hours=1)) == 1
+    assert _models(store_database)[ada][1] == 2
+    assert refresh_readers_of(store_database, [], T0) == 0

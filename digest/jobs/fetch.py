@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest.config import Settings
 from digest.errors import DigestError, FetchError, ParseError, StoreError
+from digest.learn.models import refresh_readers_of
 from digest.paper import Paper
 from digest.sources import (
     SOURCES,
@@ -347,6 +348,8 @@ def fetch_seed_papers(
     except (SQLAlchemyError, OverflowError, ValueError) as error:
         log.warning("seed papers: cannot store them: %s", getattr(error, "orig", None) or error)
         return replace(report, note=report.note + "; not stored (see the log)")
+    # Stored now, the seeds count: the models of the readers who named them are refitted.
+    refresh_readers_of(database, sorted(found), now or datetime.now(UTC))
     return replace(report, papers=len(found), new=saved.new, updated=saved.updated)
 
 

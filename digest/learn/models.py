@@ -216,3 +216,29 @@ def learning_status(session: Session) -> str:
         f"on {stored.papers} papers"
     )
     return f"{text}\nfeedback: {rows} rows from {readers} readers\nmodels: {models}"
+
+
+def refresh_readers_of(database: Database, paper_ids: Sequence[str], now: datetime) -> int:
+    """Fit again the models of the readers with a verdict on any of these papers (seed
+    papers just fetched: stored now, they count); returns how many were refitted."""
+    from sqlalchemy import select
+
+    from digest.store.models import FeedbackRow
+
+    if not paper_ids:
+        return 0
+    with database.session() as session:
+        text = current_text_model(session)
+        if text is None:
+            return 0
+        readers = sorted(
+            set(
+                session.execute(
+                    select(FeedbackRow.subscriber_id).where(FeedbackRow.paper_id.in_(paper_ids))
+                ).scalars()
+            )
+        )
+        tastes = _fit_many(session, text, votes_of_many(session, readers))
+        for reader in readers:
+            _save(session, reader, text, tastes.get(reader), now)
+    return len(readers)

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from digest.errors import InterestSyntaxError
+from digest.learn.models import refresh_reader
 from digest.match import parse_interests
 from digest.store.feedback import sync_seeds
 
@@ -44,5 +45,9 @@ def sync_reader_seeds(
     session: Session, subscriber_id: int, interests_text: str, now: datetime
 ) -> bool:
     """Make a reader's seed rows those of the interests just saved for them, in the
-    caller's transaction; returns whether anything changed."""
-    return sync_seeds(session, subscriber_id, seed_ids(interests_text), now)
+    caller's transaction, and fit their model again if they changed (a seed counts as a
+    "more like this" from the next digest on); returns whether anything changed."""
+    changed = sync_seeds(session, subscriber_id, seed_ids(interests_text), now)
+    if changed:
+        refresh_reader(session, subscriber_id, now)
+    return changed

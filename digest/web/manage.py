@@ -57,7 +57,7 @@ from digest.tokens import (
     token_matches,
 )
 from digest.web import ACCEPTED, FRAMED_PAGE_HEADERS, context
-from digest.web.feedback import forget, may_be_paper_id, paper_title, refresh_model, taught
+from digest.web.feedback import forget, may_be_paper_id, paper_title, taught
 from digest.web.forms import ButtonForm, ManageForm
 from digest.web.subscribe import invalid_link, subscriber_for
 
@@ -159,8 +159,7 @@ def _save(subscriber: Subscriber, form: ManageForm) -> None:
         update_preferences(
             session, subscriber.id, now=now, suggestions=form.suggestions.data, **interests
         )
-        if sync_reader_seeds(session, subscriber.id, interests["interests"], now):
-            refresh_model(session, subscriber.id, now)  # seeds are verdicts too
+        sync_reader_seeds(session, subscriber.id, interests["interests"], now)  # and refits
 
 
 @blueprint.route("/manage/<token>", methods=["GET", "POST"])
