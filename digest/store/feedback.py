@@ -133,14 +133,16 @@ def sync_seeds(
 
 
 def missing_seed_papers(session: Session, limit: int = 200) -> list[str]:
-    """Paper ids some reader named with `like:` that the store does not hold yet."""
+    """Paper ids some reader named with `like:` that the store does not hold yet, the
+    most recently named first (ids arXiv does not know stay missing: they must not keep
+    a newly named one from its turn)."""
     stored = select(PaperRow.id).where(PaperRow.id == FeedbackRow.paper_id).exists()
     return list(
         session.execute(
             select(FeedbackRow.paper_id)
             .where(FeedbackRow.source == "seed", ~stored)
-            .distinct()
-            .order_by(FeedbackRow.paper_id)
+            .group_by(FeedbackRow.paper_id)
+            .order_by(func.max(FeedbackRow.created_at).desc(), FeedbackRow.paper_id)
             .limit(limit)
         ).scalars()
     )
