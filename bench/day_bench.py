@@ -27,6 +27,17 @@ figures), the render rate inside the job (digests per CPU second of rendering, i
 core), the whole day extrapolated to 1M readers, peak RSS (the parent's, and the largest
 worker's), and the load average beside every figure: others share this machine.
 
+`--models FRACTION`: the added cost of readers' models (digest.learn). The filled store
+gets a text model (`refit_text_model`); then, on fresh copies of it, the job is timed
+without any reader model (baseline) and with FRACTION of the readers (drawn at random)
+given a model: 5 to 20 random "more"/"less" votes each on stored papers, written as
+feedback rows, fitted by `rebuild_models` before the timed part. Both with the first
+`--workers` value, alternated `--repeat` times; no send (it does not depend on models).
+Printed: baseline and with-models wall, process CPU and the CPU of each stage (the least
+of each kind's runs), their ratio, and the added seconds per 1k modelled readers.
+`--profile PATH` adds one more with-models run under `py-spy record` (untimed: py-spy
+perturbs what it measures) and prints its top lines.
+
 `--celery K...` (PostgreSQL: task workers share the database; needs redis-server and the
 celery extra): per size, the store is filled once and each run gets a fresh copy of it:
 first the day in-process on the same PostgreSQL (`queue_due_digests` in one process,
@@ -78,6 +89,7 @@ from day_celery import (  # noqa: E402
     Sampler,
     StampedSink,
     Workers,
+    _short,
     children,
     counting_claims,
     machine_cpu,
@@ -99,9 +111,10 @@ from sqlalchemy import bindparam, func, insert, select, update  # noqa: E402
 
 from digest.config import Settings, load_settings  # noqa: E402
 from digest.jobs.digests import queue_due_digests  # noqa: E402
+from digest.learn.models import rebuild_models, refit_text_model  # noqa: E402
 from digest.send import send_due  # noqa: E402
 from digest.store import Database, open_database  # noqa: E402
-from digest.store.models import SubscriberRow  # noqa: E402
+from digest.store.models import FeedbackRow, PaperRow, SubscriberRow  # noqa: E402
 from digest.store.papers import save_papers  # noqa: E402
 from digest.store.subscribers import change_status  # noqa: E402
 
@@ -251,12 +264,13 @@ def _postgres_copy(source: Database, folder: Path):  # type: ignore[no-untyped-d
 
 def run_job(settings: Settings, database: Database, workers: int) -> dict[str, Any]:
     load_before = load()
-    started = time.perf_counter()
+    started, process = time.perf_counter(), time.process_time()
     report = queue_due_digests(settings, database, now=NOW, workers=workers)
     wall = time.perf_counter() - started
     return {
         "workers": workers,
         "wall": wall,
+        "process_cpu": time.process_time() - process,  # this process's (1 worker: all)
         "cpu": report.cpu,
         "due": report.due,
         "queued": report.queued,
@@ -318,6 +332,140 @@ def run_size(size: int, backend: str, workers: list[int], maildir_max: int, seed
         shutil.rmtree(top, ignore_errors=True)
     row["rss_mb"] = peak_rss_mb()
     return row
+
+
+# --- readers' models (--models) -----------------------------------------------------------
+
+
+def store_votes(database: Database, fraction: float, rng: random.Random) -> int:
+    """Feedback rows for `fraction` of the readers (drawn at random): 5 to 20 votes each
+    on distinct stored papers, "more" or "less" at even odds. Returns how many readers."""
+    with database.session() as session:
+        readers = list(session.scalars(select(SubscriberRow.id).order_by(SubscriberRow.id)))
+        papers = list(session.scalars(select(PaperRow.id).order_by(PaperRow.id)))
+        chosen = sorted(rng.sample(readers, round(fraction * len(readers))))
+        rows = [
+            {"subscriber_id": reader, "paper_id": paper, "vote": rng.choice((1, -1)),
+             "source": "email", "created_at": SIGNUP}
+            for reader in chosen
+            for paper in rng.sample(papers, rng.randint(5, 20))
+        ]  # fmt: skip
+        for start in range(0, len(rows), 20_000):
+            session.execute(insert(FeedbackRow), rows[start : start + 20_000])
+        session.commit()
+    return len(chosen)
+
+
+def run_size_models(size: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The job without reader models and with `args.models` of the readers modelled,
+    each run on a fresh copy of its store, alternated. The filled store gets its text
+    model, is copied as the baseline's store, then gets the votes and the models (fitted
+    once: a rebuild takes a while) and is the with-models runs' store."""
+    rng = random.Random(args.seed)
+    top = Path(tempfile.mkdtemp(prefix="day-bench-models-"))
+    workers = args.workers[0]
+    row: dict[str, Any] = {"size": size, "backend": "sqlite", "workers": workers,
+                           "fraction": args.models, "baseline": [], "models": []}  # fmt: skip
+    try:
+        with contextlib.ExitStack() as stores:
+            settings, database = stores.enter_context(fresh_store("sqlite", top / "filled"))
+            started = time.perf_counter()
+            row["papers"] = store_papers(database, rng)
+            store_readers(database, size, rng)
+            row["text_model"] = refit_text_model(database, SIGNUP).text_version
+            row["setup_s"] = time.perf_counter() - started
+            plain = stores.enter_context(copy_store("sqlite", database, settings, top / "plain"))
+            row["modelled"] = store_votes(database, args.models, random.Random(args.seed + 1))
+            report = rebuild_models(database, SIGNUP + timedelta(hours=1))
+            row["rebuild_s"], row["models_built"] = report.seconds, report.models
+            sources = {"baseline": plain, "models": (settings, database)}
+            runs = [kind for _ in range(args.repeat) for kind in ("baseline", "models")]
+            for number, kind in enumerate([*runs, *(["profile"] if args.profile else [])]):
+                source_settings, source = sources["models" if kind == "profile" else kind]
+                folder = top / f"run{number}"
+                with copy_store("sqlite", source, source_settings, folder) as (s, d):
+                    profiler = None
+                    if kind == "profile":
+                        profiler = start_py_spy(os.getpid(), 3600, Path(args.profile))
+                        time.sleep(1.0)  # py-spy attaches
+                    job = run_job(s, d, workers)
+                    if profiler is not None:
+                        profiler.send_signal(2)  # SIGINT: py-spy writes its profile
+                        profiler.wait(timeout=120)
+                        row["py_spy"] = py_spy_top(Path(args.profile), 20)
+                        row["py_spy_learn"] = learn_frames(Path(args.profile))
+                        row["profile_wall"] = job["wall"]
+                    else:
+                        row[kind].append(job)
+                shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    return row
+
+
+def learn_frames(path: Path, lines: int = 12) -> list[tuple[str, float]]:
+    """The share of a py-spy raw profile's samples spent anywhere under each function of
+    `digest.learn` (and all of them together, first): what the models cost in the run."""
+    anywhere: Counter[str] = Counter()
+    total = 0
+    if path.exists():
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            total += int(count)
+            frames = {_short(f) for f in stack.split(";") if "digest/learn/" in f}
+            for frame in frames:
+                anywhere[frame] += int(count)
+            if frames:
+                anywhere["(any digest.learn function)"] += int(count)
+    return [(name, n / max(1, total)) for name, n in anywhere.most_common(lines)]
+
+
+def print_models(rows: list[dict]) -> None:
+    """Baseline against with-models, per size: wall and this process's CPU (the job runs
+    in it with 1 worker), each the best (least) of the runs of its kind."""
+    print("\nreaders' models: the job without and with models (s per 1k readers; best of runs)")
+    print(
+        "| readers | modelled | measure | baseline | with models | ratio | added s per 1k "
+        "modelled readers |"
+    )
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for row in rows:
+        size, modelled = row["size"], row["modelled"]
+        measures = [("wall", lambda job: job["wall"]), ("CPU", lambda job: job["process_cpu"])]
+        measures += [
+            (f"{stage} CPU", lambda job, stage=stage: job["cpu"].get(stage, 0.0))
+            for stage in STAGES
+        ]
+        for name, value in measures:
+            base = min(value(job) for job in row["baseline"])
+            made = min(value(job) for job in row["models"])
+            ratio = f"{made / base:.3f}" if base else "–"
+            print(
+                f"| {size:,} | {modelled:,} | {name} | {per_k(base, size)} | {per_k(made, size)} "
+                f"| {ratio} | {(made - base) / modelled * 1000:.3f} |"
+            )
+        queued = [job["queued"] for job in row["baseline"] + row["models"]]
+        print(
+            "  every run, wall / CPU s: baseline "
+            + ", ".join(f"{j['wall']:.1f} / {j['process_cpu']:.1f}" for j in row["baseline"])
+            + "; with models "
+            + ", ".join(f"{j['wall']:.1f} / {j['process_cpu']:.1f}" for j in row["models"])
+            + f"; queued {queued}; load {[j['load'] for j in row['baseline'] + row['models']]}"
+        )
+        print(
+            f"  setup (not timed): store {row['setup_s']:.1f} s; rebuild of "
+            f"{row['models_built']:,} models {row['rebuild_s']:.1f} s"
+        )
+        if "py_spy" in row:
+            print_py_spy(
+                {"py_spy": row["py_spy"], "workers": row["workers"]},
+                f"py-spy of a with-models run (untimed, wall {row['profile_wall']:.1f} s)",
+            )
+            print("  digest.learn's functions, share of samples anywhere in the stack:")
+            for name, share in row["py_spy_learn"]:
+                print(f"  {share:6.1%} {name}")
 
 
 # --- on task workers (--celery) ----------------------------------------------------------
@@ -685,13 +833,11 @@ def print_extrapolation(row: dict, runs: dict[int, dict]) -> None:
               f"| {1_000_000 * pg / ideal:.1f} |")  # fmt: skip
 
 
-def print_py_spy(run: dict) -> None:
+def print_py_spy(run: dict, title: str = "") -> None:
     profile = run["py_spy"]
     total = int(profile["samples"][0][1])
-    print(
-        f"\npy-spy of one pool process ({run['workers']} workers), {total} samples: "
-        "top functions by own time | by time anywhere in the stack"
-    )
+    title = title or f"py-spy of one pool process ({run['workers']} workers)"
+    print(f"\n{title}, {total} samples: top functions by own time | by time anywhere in the stack")
     pairs = zip_longest(profile["self"], profile["inclusive"], fillvalue=("", 0.0))
     for (own, share), (anywhere, inclusive) in pairs:
         print(f"  {share:6.1%} {own[:70]:70} | {inclusive:6.1%} {anywhere[:70]}")
@@ -752,6 +898,16 @@ def main() -> None:
     parser.add_argument("--maildir-max", type=int, default=100_000)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--seed", type=int, default=1)
+    models = parser.add_argument_group("readers' models (--models; SQLite, in-process)")
+    models.add_argument("--models", type=float, default=0.0, metavar="FRACTION",
+                        help="time the job without models and with this share of readers "
+                             "modelled (e.g. 0.1)")  # fmt: skip
+    models.add_argument("--repeat", type=int, default=1, help="baseline/models runs alternated")
+    models.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="one more with-models run under py-spy, raw profile to PATH",
+    )
     celery = parser.add_argument_group("task workers (--celery; PostgreSQL, redis-server)")
     celery.add_argument(
         "--celery",
@@ -803,10 +959,14 @@ def main() -> None:
             args.queue_batch = args.queue_batch or auto_batch(size)
             args.timeout = args.timeout or 120 + size * 0.02
             row = run_size_celery(size, args)
+        elif args.models:
+            row = run_size_models(size, args)
         else:
             row = run_size(size, backend, args.workers, args.maildir_max, args.seed)
         print(json.dumps(row))
         return
+    if args.models and backend != "sqlite":
+        raise SystemExit("--models runs on SQLite, in-process (no --postgres, no --celery)")
     if backend == "postgresql" and not os.environ.get("DIGEST_TEST_POSTGRES_URL"):
         raise SystemExit("set DIGEST_TEST_POSTGRES_URL to a PostgreSQL server to make databases on")
     print(f"day bench: {os.cpu_count()} cores, load {os.getloadavg()}", flush=True)
@@ -815,12 +975,14 @@ def main() -> None:
         command = [sys.executable, __file__, *sys.argv[1:], "--child", "--sizes", str(size)]
         output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         row = json.loads(output.strip().splitlines()[-1])
-        if not args.celery:
+        if not args.celery and not args.models:
             row["queued_share"] = row["jobs"][0]["queued"] / size
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.celery:
         print_celery_table(rows)
+    elif args.models:
+        print_models(rows)
     else:
         print_table(rows)
     print(f"\nload at the end: {os.getloadavg()}")
