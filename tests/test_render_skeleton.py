@@ -116,7 +116,7 @@ def test_link_lines_decode_to_the_filled_text(
     start, ends = plain(base), (plain(first), plain(second))
     assert start is not None and ends[0] is not None and ends[1] is not None
     frame = lines.frame((start, start))
-    assert decoded(LinkLines.fill(frame, ends)) == expected  # type: ignore[arg-type]
+    assert decoded(b"".join(LinkLines.fill(frame, ends))) == expected  # type: ignore[arg-type]
     assert decoded(lines.encode((base + first, base + second))) == expected
 
 
@@ -132,7 +132,7 @@ def test_link_lines_take_only_plain_values_as_they_are() -> None:
     url = "https://example.org/" + "x" * 200
     end = plain(url)
     assert end is not None
-    joined = LinkLines.fill(html.frame((b"",)), (end,))
+    joined = b"".join(LinkLines.fill(html.frame((b"",)), (end,)))
     assert decoded(joined) == f'<a href="{url}">x · y</a>\n'
     assert url.encode()[:75] + b"=\r\n" in joined  # cut every 75 characters
 

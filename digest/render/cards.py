@@ -186,15 +186,15 @@ class Cards:
             url, self._feedback_html.frame(starts), self._feedback_text.frame(starts)
         )
 
-    def feedback(self, card: _CardParts, base: FeedbackBase) -> tuple[bytes, bytes]:
+    def feedback(self, card: _CardParts, base: FeedbackBase) -> tuple[list[bytes], list[bytes]]:
         """The (HTML, text) of a card's "more / less like this" line for the reader whose
-        feedback links start with `base`, encoded: joined from pieces encoded once per
-        message and per paper, or (a link with characters to encode) encoded here."""
+        feedback links start with `base`, encoded, as pieces to join: pieces encoded once
+        per message and per paper, or (a link with characters to encode) encoded here."""
         ends = card.ends
         if ends is not None and base.html_frame is not None and base.text_frame is not None:
             return LinkLines.fill(base.html_frame, ends), LinkLines.fill(base.text_frame, ends)
         urls = (base.url + card.more_path, base.url + card.less_path)
-        return self._feedback_html.encode(urls), self._feedback_text.encode(urls)
+        return [self._feedback_html.encode(urls)], [self._feedback_text.encode(urls)]
 
     def _paper_card(self, paper: Paper) -> _PaperCard:
         """A paper's card, HTML (CSS inlined) and text, rendered once with holes for what

@@ -267,10 +267,14 @@ class DigestRenderer:
         for position, match in enumerate(matches, first):
             card = make_card(match, suggested)
             html_line, text_lines = feedback(card, base)
-            html += (card.html, html_line, card.html_tail)
+            html.append(card.html)
+            html += html_line
+            html.append(card.html_tail)
             if position > first:
                 text.append(mime.CRLF)
-            text += (numbers[position], card.text, text_lines, card.text_tail)
+            text += (numbers[position], card.text)
+            text += text_lines
+            text.append(card.text_tail)
         return html, text
 
     def render_confirmation(

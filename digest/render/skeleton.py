@@ -225,13 +225,14 @@ class LinkLines:
         return [*map(bytes.__add__, self._static, starts), self._static[-1]]
 
     @staticmethod
-    def fill(frame: list[bytes], ends: Sequence[bytes]) -> bytes:
-        """The lines, quoted-printable encoded: `frame` with the end of each value (by
-        `plain`, in the holes' order) joined in."""
+    def fill(frame: list[bytes], ends: Sequence[bytes]) -> list[bytes]:
+        """The lines, quoted-printable encoded, as pieces to join (the message joins them
+        with the rest): `frame` with the end of each value (by `plain`, in the holes'
+        order) in between."""
         parts = [b""] * (2 * len(ends) + 1)
         parts[0::2] = frame
         parts[1::2] = ends
-        return b"".join(parts)
+        return parts
 
     def encode(self, values: Sequence[str]) -> bytes:
         """The lines with any `values` (in the holes' order) filled in and escaped,
