@@ -144,7 +144,7 @@ def test_suggestions_zero_turns_them_off_and_readers_without_a_model_are_untouch
     assert chosen[other] == matcher.select(parse_interests("language model"), None, 20)
 
 
-def test_the_model_fills_the_room_trending_leaves(
+def test_suggestions_and_trending_share_the_digest_with_the_matches(
     database: Database, papers: Any, liked: int
 ) -> None:
     from digest.store.subscribers import update_preferences
@@ -157,7 +157,11 @@ def test_the_model_fills_the_room_trending_leaves(
         update_preferences(session, liked, interests="trending:3\nlanguage model")
         session.commit()
     selection = _choose(database, Matcher(listed), [_reader(database, liked)], max_papers=8)[liked]
-    assert len(selection.trending) == 3 and len(selection.matches) == 5
+    # Eight papers in all: the suggestions first take their room, trending (first in
+    # the list) the next, the matches what is left.
+    assert selection.suggested and len(selection.trending) == 3
+    assert len(selection.matches) == 8 - 3 - len(selection.suggested)
+    assert selection.more > 0  # the matches left out are counted
     assert not set(_ids(selection.trending)) & set(_ids(selection.matches))
     shown = set(_ids(selection.trending)) | set(_ids(selection.matches))
     assert not shown & set(_ids(selection.suggested))

@@ -124,3 +124,19 @@ def test_interests_tied_in_the_heading_keep_the_order_they_matched_in() -> None:
         names = [f"topic {n}-{k}" for k in "xyz"]
         match = Match(paper=paper, score=1.0, hits=tuple(Hit(name, ()) for name in names))
         assert matched_interests([match]) == (names[:2], 1)
+
+
+def test_the_heading_counts_the_suggested_papers() -> None:
+    from digest.match import Selection
+    from digest.render.view import digest_heading
+
+    papers = load_papers()
+    keyword = Match(papers[0], 3.0, (Hit("diffusion", ()),))
+    liked = Match(papers[1], 0.4, (Hit("close to “X”, which you liked", ()),))
+    both = Selection((keyword,), suggested=(liked,))
+    assert digest_heading(both, both.matches, 0, ()) == (
+        "1 new paper on diffusion, and 1 suggested for you"
+    )
+    alone = Selection((), suggested=(liked, liked))
+    assert digest_heading(alone, (), 0, ()) == "2 papers suggested for you"
+    assert digest_heading(Selection(()), (), 0, ()) == "No new papers matched your interests"

@@ -10,9 +10,10 @@ Then, per reader:
   bring up a match the keyword score alone would have left out of the digest. Keywords
   stay hard rules: every paper shown there matched one, and none an exclusion.
 - **Suggested for you**: up to the reader's `suggestions` papers of their window that no
-  keyword matched, no exclusion matched, not shown in another section and not already
-  rated, scoring above the model's threshold, best first; each says which liked paper it
-  is closest to.
+  keyword matched, no exclusion matched, not trending for them and not already rated,
+  scoring above the model's threshold, best first; each says which liked paper it is
+  closest to. They count in the digest's `max_papers` (the other sections get the room
+  left), so a digest is no longer than before: past ~102 KB Gmail clips an email.
 
 Readers without a model keep the matcher's selection as it is, untouched.
 """
@@ -152,26 +153,30 @@ class _Reader:
         max_papers: int,
         suggestions: int,
     ) -> Selection:
-        """The reader's selection: sections laid out as the matcher would, keyword
-        matches chosen and ordered by the model, then the suggestions."""
+        """The reader's selection: up to `suggestions` suggested papers, then the
+        sections laid out as the matcher would in the room left (the digest holds
+        `max_papers` in all: an email much longer gets clipped), keyword matches chosen
+        and ordered by the model."""
+        trending_all = _trending_by_rank(selection)
+        suggested = self.suggest(
+            interests, {m.paper.id for m in trending_all}, min(suggestions, max_papers)
+        )
+        most = max_papers - len(suggested)
         ranked = self.order(candidates.matches)
         rule, first = selection.rule, selection.trending_first
         if rule is not None and selection.matching and not first:
-            matches = tuple(_with_rank(m, _ranks(selection)) for m in ranked[:max_papers])
+            ranks = _ranks(selection)
+            matches = tuple(_with_rank(m, ranks) for m in ranked[:most])
             shown = {m.paper.id for m in matches}
-            trending = tuple(m for m in _trending_by_rank(selection) if m.paper.id not in shown)[
-                : max_papers - len(matches)
-            ]
-            more = candidates.more + len(ranked) - len(matches)
+            trending = tuple(m for m in trending_all if m.paper.id not in shown)
+            trending = trending[: most - len(matches)]
         else:
-            trending = selection.trending
+            trending = selection.trending[:most]
             taken = {m.paper.id for m in trending}
             ranked = [m for m in ranked if m.paper.id not in taken]
-            room = max_papers - len(trending) if rule is not None else max_papers
+            room = most - len(trending) if rule is not None else most
             matches = tuple(ranked[: max(room, 0)])
-            more = candidates.more + len(ranked) - len(matches)
-        shown_ids = {m.paper.id for m in (*matches, *trending)}
-        suggested = self.suggest(interests, shown_ids, suggestions)
+        more = candidates.more + len(ranked) - len(matches)
         return Selection(
             matches, more, trending, rule, first, selection.matching, suggested=suggested
         )

@@ -129,7 +129,20 @@ def heading_for(named: Sequence[str], others: int, total: int) -> str:
 def digest_heading(
     selection: Selection, matching: Sequence[Match], more: int, trending: Sequence[Match]
 ) -> str:
-    """The digest's heading (and subject): what it holds, section by section."""
+    """The digest's heading (and subject): what it holds, section by section, and the
+    papers suggested for the reader, if any."""
+    held = _sections_heading(selection, matching, more, trending)
+    if not selection.suggested:
+        return held
+    suggested = len(selection.suggested)
+    if held.startswith("No new"):
+        return f"{_plural(suggested, 'paper')} suggested for you"
+    return f"{held}, and {suggested} suggested for you"
+
+
+def _sections_heading(
+    selection: Selection, matching: Sequence[Match], more: int, trending: Sequence[Match]
+) -> str:
     about = heading_for(*matched_interests(matching), len(matching) + more)
     if selection.rule is None:
         return about
