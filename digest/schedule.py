@@ -223,9 +223,7 @@ class Scheduler:
 
         now = self.clock()
         if text_model_due(self.database, now, timedelta(days=self.settings.learn.refit_days)):
-            report = refit_text_model(self.database, now)
-            if report.text_version is not None:
-                log.info("learn: %s", report.summary())
+            refit_text_model(self.database, now)  # it logs what it did
 
     def cleanup(self) -> None:
         """Forget stale sign-ups and the bytes of old delivered messages; compress the

@@ -296,3 +296,30 @@ def test_with_task_workers_a_broker_out_of_reach_is_one_line_per_check(
     with database.session() as session:  # no digest made here: the workers make them
         assert session.scalars(select(OutboxMessageRow)).all() == []
     database.dispose()
+
+
+def test_learn_job_fits_the_text_model_when_due(
+    make_settings: Any, real_papers: Any, caplog: Any
+) -> None:
+    from digest.learn.models import current_text_model
+    from digest.store.papers import save_papers
+
+    settings = make_settings(learn={"refit_days": 7})
+    database = open_database(settings)
+    jobs = Scheduler(settings, database, Clock(FRIDAY))
+    jobs.learn()  # no papers yet: nothing to learn words from
+    with database.session() as session:
+        assert current_text_model(session) is None
+        save_papers(session, real_papers, FRIDAY)
+    with caplog.at_level("INFO"):
+        jobs.learn()
+    with database.session() as session:
+        first = current_text_model(session)
+    assert first is not None
+    assert "text model 1 fitted on 188 papers" in caplog.text
+    Scheduler(settings, database, Clock(FRIDAY + timedelta(days=6))).learn()  # not yet due
+    Scheduler(settings, database, Clock(FRIDAY + timedelta(days=7))).learn()
+    with database.session() as session:
+        again = current_text_model(session)
+    assert again is not None and again.version == first.version + 1
+    database.dispose()
