@@ -215,15 +215,31 @@ class Scheduler:
 
     def learn(self) -> None:
         """Fit the shared text model when there is none yet or it is `[learn] refit_days`
-        old, then rebuild every reader's model over it (`digest.learn.models`)."""
-        self._guarded("learn", self._learn)
+        old, then rebuild every reader's model over it; otherwise catch up on models
+        missing or made over an older text model (`digest.learn.models`).
+
+        Not one at a time with the other jobs: a rebuild of many readers' models takes
+        minutes and must not hold up fetches and digests (readers not rebuilt yet get
+        keyword-only digests meanwhile). A stop ends it between two chunks of readers;
+        the next run catches up.
+        """
+        if self.stopping.is_set():
+            return
+        try:
+            self._learn()
+        except Exception:  # a job that breaks must not stop the service
+            log.exception("learn: failed")
 
     def _learn(self) -> None:
-        from digest.learn.models import refit_text_model, text_model_due
+        from digest.learn.models import rebuild_models, refit_text_model, text_model_due
 
         now = self.clock()
         if text_model_due(self.database, now, timedelta(days=self.settings.learn.refit_days)):
-            refit_text_model(self.database, now)  # it logs what it did
+            refit_text_model(self.database, now, stop=self.stopping)  # it logs what it did
+            return
+        report = rebuild_models(self.database, now, stale_only=True, stop=self.stopping)
+        if report.readers:
+            log.info("learn: %s", report.summary())
 
     def cleanup(self) -> None:
         """Forget stale sign-ups and the bytes of old delivered messages; compress the

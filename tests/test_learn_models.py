@@ -155,3 +155,45 @@ def test_a_seed_counts_once_saved_or_once_its_paper_is_fetched(
     assert refresh_readers_of(store_database, [later.id], T0 + timedelta(hours=1)) == 1
     assert _models(store_database)[ada][1] == 2
     assert refresh_readers_of(store_database, [], T0) == 0
+
+
+def test_the_learn_job_catches_up_on_stale_models(
+    store_database: Database, real_papers: Any
+) -> None:
+    from digest.store.feedback import save_text_model
+
+    store_papers(store_database, real_papers)
+    first = fit_text(store_database)
+    ada = add_reader(store_database, "ada@example.org", "diffusion")
+    bob = add_reader(store_database, "bob@example.org", "diffusion")
+    vote(store_database, ada, real_papers[25], 1)
+    vote(store_database, bob, real_papers[40], 1)
+    # A refit stored a new text model but stopped before rebuilding anyone's model.
+    with store_database.session() as session:
+        stored = session.execute(select(ReaderModelRow)).scalars().first()
+        assert stored is not None
+        from digest.store.feedback import load_text_model as stored_text
+
+        again = stored_text(session, first)
+        assert again is not None
+        second = save_text_model(session, T0 + timedelta(days=7), again.papers, again.data)
+    report = rebuild_models(store_database, T0 + timedelta(days=7), stale_only=True)
+    assert (report.readers, report.models, report.text_version) == (2, 2, second)
+    assert {v for v, _, _ in _models(store_database).values()} == {second}
+    # Nothing stale now: the next hour's job rebuilds nobody.
+    assert rebuild_models(store_database, T0, stale_only=True).readers == 0
+
+
+def test_an_unreadable_text_model_leaves_digests_without_learning(
+    store_database: Database, real_papers: Any, caplog: Any
+) -> None:
+    from digest.store.feedback import save_text_model
+
+    store_papers(store_database, real_papers)
+    with store_database.session() as session:
+        save_text_model(session, T0, 188, b"not a model")
+    with store_database.session() as session, caplog.at_level("WARNING"):
+        assert current_text_model(session) is None
+    assert "the stored text model cannot be read" in caplog.text
+    assert text_model_due(store_database, T0, timedelta(days=7)) is True  # refit at once
+    assert fit_text(store_database) == 2

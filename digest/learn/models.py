@@ -20,8 +20,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from threading import Event
 
 import scipy.sparse as sp
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.learn.taste import Taste, dump_taste, fit_taste
@@ -46,7 +49,7 @@ from digest.store.feedback import (
 from digest.store.feedback import (
     load_text_model as load_stored_text_model,
 )
-from digest.store.models import ReaderModelRow, TextModelRow
+from digest.store.models import FeedbackRow, PaperRow, ReaderModelRow, TextModelRow
 from digest.store.papers import count_papers, newest_papers, papers_by_id
 
 log = logging.getLogger(__name__)
@@ -56,22 +59,37 @@ _loading = threading.Lock()
 
 
 def current_text_model(session: Session) -> TextModel | None:
-    """The text model in use (read from the store once per process and version)."""
+    """The text model in use (read from the store once per process and version); None
+    before the first is fitted, or when the stored one cannot be read (logged: digests
+    then go out without learning until `digest models rebuild --refit` or the next
+    refit, which `text_model_due` asks for at once)."""
+    try:
+        return _newest_text_model(session)
+    except Exception as error:  # an unreadable model must not stop digests or clicks
+        log.warning("learn: the stored text model cannot be read (%s); digests go out "
+                    "without learning until it is fitted again", error)  # fmt: skip
+        return None
+
+
+def _newest_text_model(session: Session) -> TextModel | None:
     version = text_model_version(session)
     if version is None:
         return None
-    key = (str(session.get_bind().url), version)
-    model = _loaded.get(key)
-    if model is None:
-        with _loading:
-            model = _loaded.get(key)
-            if model is None:
-                stored = load_stored_text_model(session, version)
-                if stored is None:  # replaced meanwhile by a newer refit
-                    return current_text_model(session)
-                model = load_text_model(stored.version, stored.data)
-                _loaded.clear()  # one version at a time: the old one is dead
-                _loaded[key] = model
+    model = _loaded.get((str(session.get_bind().url), version))
+    if model is not None:
+        return model
+    with _loading:
+        # The newest row, read whole: a refit that replaced the version just seen is
+        # read instead (never a retry under the lock, which a thread cannot retake).
+        stored = load_stored_text_model(session)
+        if stored is None:
+            return None
+        key = (str(session.get_bind().url), stored.version)
+        model = _loaded.get(key)
+        if model is None:
+            model = load_text_model(stored.version, stored.data)
+            _loaded.clear()  # one version at a time: the old one is dead
+            _loaded[key] = model
     return model
 
 
@@ -131,9 +149,16 @@ class RebuildReport:
         )
 
 
-def rebuild_models(database: Database, now: datetime) -> RebuildReport:
-    """Every reader's model fitted again from their rows, over the current text model;
-    models of readers without rows, or of an older text model, are dropped."""
+def rebuild_models(
+    database: Database, now: datetime, *, stale_only: bool = False, stop: Event | None = None
+) -> RebuildReport:
+    """Every reader's model fitted again from their rows, over the current text model,
+    a chunk of readers per transaction; then models of older text models are dropped.
+
+    `stale_only`: only readers whose model is missing or of an older text model (what
+    the scheduler's hourly learn job catches up on: a rebuild stopped half way, a click
+    made over the model a refit replaced). `stop` ends it between two chunks.
+    """
     started = time.perf_counter()
     report = RebuildReport()
     with database.session() as session:
@@ -141,29 +166,64 @@ def rebuild_models(database: Database, now: datetime) -> RebuildReport:
         if text is None:
             return report
         report.text_version = text.version
-        readers = readers_with_votes(session)
+        readers = (
+            stale_readers(session, text.version) if stale_only else readers_with_votes(session)
+        )
     for start in range(0, len(readers), _CHUNK):
+        if stop is not None and stop.is_set():
+            break
         chunk = readers[start : start + _CHUNK]
         with database.session() as session:
             tastes = _fit_many(session, text, votes_of_many(session, chunk))
             for reader in chunk:
-                taste = tastes.get(reader)
-                _save(session, reader, text, taste, now)
-                report.models += taste is not None
-            session.commit()
-    report.readers = len(readers)
+                report.models += _save_apart(session, reader, text, tastes.get(reader), now)
+        report.readers += len(chunk)
     with database.session() as session:
-        _drop_stale_models(session, text.version, set(readers))
-        session.commit()
+        _drop_older_models(session, text.version)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _drop_stale_models(session: Session, version: int, readers: set[int]) -> None:
-    rows = session.query(ReaderModelRow.subscriber_id, ReaderModelRow.text_version).all()
-    for reader, made_over in rows:
-        if made_over != version or reader not in readers:
-            session.query(ReaderModelRow).filter_by(subscriber_id=reader).delete()
+def _save_apart(
+    session: Session, reader: int, text: TextModel, taste: Taste | None, now: datetime
+) -> bool:
+    """Save one reader's model in a savepoint of its own: a reader erased meanwhile, or
+    whose first click saved a model meanwhile, costs that reader, not the chunk. A model
+    of a newer text model (a later refit's) is never overwritten. Whether one was saved."""
+    row = session.get(ReaderModelRow, reader)
+    if row is not None and row.text_version > text.version:
+        return False
+    try:
+        with session.begin_nested():
+            _save(session, reader, text, taste, now)
+    except IntegrityError:
+        return False
+    return taste is not None
+
+
+def _drop_older_models(session: Session, version: int) -> None:
+    session.execute(delete(ReaderModelRow).where(ReaderModelRow.text_version < version))
+
+
+def stale_readers(session: Session, version: int) -> list[int]:
+    """Readers with a verdict on a stored paper whose model is missing or was made over
+    another text model than `version`, ascending."""
+    current = (
+        select(ReaderModelRow.subscriber_id)
+        .where(
+            ReaderModelRow.subscriber_id == FeedbackRow.subscriber_id,
+            ReaderModelRow.text_version == version,
+        )
+        .exists()
+    )
+    stored = select(PaperRow.id).where(PaperRow.id == FeedbackRow.paper_id).exists()
+    query = (
+        select(FeedbackRow.subscriber_id)
+        .where(stored, ~current)
+        .distinct()
+        .order_by(FeedbackRow.subscriber_id)
+    )
+    return list(session.execute(query).scalars())
 
 
 def text_model_due(database: Database, now: datetime, refit_every: timedelta) -> bool:
@@ -171,12 +231,12 @@ def text_model_due(database: Database, now: datetime, refit_every: timedelta) ->
     the current one older than `refit_every`."""
     with database.session() as session:
         newest = session.query(TextModelRow.fitted_at).order_by(TextModelRow.version.desc()).first()
-        if newest is None:
+        if newest is None or current_text_model(session) is None:  # none, or unreadable
             return count_papers(session) >= MIN_PAPERS
     return now - newest[0] >= refit_every
 
 
-def refit_text_model(database: Database, now: datetime) -> RebuildReport:
+def refit_text_model(database: Database, now: datetime, stop: Event | None = None) -> RebuildReport:
     """Fit the vectoriser on the newest papers, store it, and rebuild every model over
     it. Nothing happens with fewer than `MIN_PAPERS` papers stored."""
     with database.session() as session:
@@ -190,7 +250,7 @@ def refit_text_model(database: Database, now: datetime) -> RebuildReport:
                                   dump_text_model(vectorizer, background))  # fmt: skip
         session.commit()
     fitted = time.perf_counter() - started
-    report = rebuild_models(database, now)
+    report = rebuild_models(database, now, stop=stop)
     log.info(
         "text model %d fitted on %d papers (%d words) in %.1f s; %s",
         version, len(papers), len(vectorizer.vocabulary_), fitted, report.summary(),
@@ -200,9 +260,7 @@ def refit_text_model(database: Database, now: datetime) -> RebuildReport:
 
 def learning_status(session: Session) -> str:
     """What is learned, in a few lines: the text model, feedback rows, models."""
-    from sqlalchemy import func, select
-
-    from digest.store.models import FeedbackRow
+    from sqlalchemy import func
 
     version = text_model_version(session)
     stored = None if version is None else load_stored_text_model(session, version)
@@ -221,10 +279,6 @@ def learning_status(session: Session) -> str:
 def refresh_readers_of(database: Database, paper_ids: Sequence[str], now: datetime) -> int:
     """Fit again the models of the readers with a verdict on any of these papers (seed
     papers just fetched: stored now, they count); returns how many were refitted."""
-    from sqlalchemy import select
-
-    from digest.store.models import FeedbackRow
-
     if not paper_ids:
         return 0
     with database.session() as session:

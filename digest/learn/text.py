@@ -99,6 +99,8 @@ def load_text_model(version: int, data: bytes) -> TextModel:
     """A stored text model; ValueError if it is of a format this version cannot read."""
     loaded = pickle.loads(data)
     if not (isinstance(loaded, tuple) and len(loaded) == 3 and loaded[0] == _FORMAT):
-        raise ValueError("the stored text model is of an unknown format; run digest models rebuild")
+        raise ValueError(
+            "the stored text model is of an unknown format; run digest models rebuild --refit"
+        )
     _, vectorizer, background = loaded
     return TextModel(version, vectorizer, background)
