@@ -202,3 +202,32 @@ def test_no_paper_twice_across_sections_or_days(
         m.paper.id for m in second.suggested
     } & day1_ids
     assert not {m.paper.id for m in second.matches} & day1_ids
+
+
+def test_suggestions_take_at_most_a_quarter_of_a_full_digest(
+    database: Database, papers: Any, liked: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.learn import taste
+    from digest.learn.models import rebuild_models
+    from digest.store.subscribers import update_preferences
+
+    # A lenient model (half the papers at large pass), so candidates are many.
+    monkeypatch.setattr(taste, "SUGGEST_QUANTILE", 0.5)
+    monkeypatch.setattr(taste, "SIMILARITY_FLOOR", 0.0)
+    rebuild_models(database, T0)
+    with database.session() as session:
+        update_preferences(session, liked, suggestions=20)
+        session.commit()
+    who = _reader(database, liked)
+    matcher = Matcher(papers)
+    full = _choose(database, matcher, [who], max_papers=20)[liked]
+    assert (len(full.matches), len(full.suggested)) == (15, 5)
+    assert full.more > 0  # the matches the suggestions displaced are counted
+    one = _choose(database, matcher, [who], max_papers=1)[liked]
+    assert (len(one.matches), one.suggested) == (1, ())  # the keyword match keeps its place
+    # A list that matches little leaves its room to the suggestions.
+    with database.session() as session:
+        update_preferences(session, liked, interests="title:hallucination")
+        session.commit()
+    few = _choose(database, matcher, [_reader(database, liked)], max_papers=20)[liked]
+    assert (len(few.matches), len(few.suggested)) == (2, 18)

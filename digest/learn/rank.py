@@ -12,8 +12,9 @@ Then, per reader:
 - **Suggested for you**: up to the reader's `suggestions` papers of their window that no
   keyword matched, no exclusion matched, not trending for them and not already rated,
   scoring above the model's threshold, best first; each says which liked paper it is
-  closest to. They count in the digest's `max_papers` (the other sections get the room
-  left), so a digest is no longer than before: past ~102 KB Gmail clips an email.
+  closest to. They count in the digest's `max_papers`, so a digest is no longer than
+  before (past ~102 KB Gmail clips an email): they take the room the other sections
+  leave, and at most a quarter of it from them.
 
 Readers without a model keep the matcher's selection as it is, untouched.
 """
@@ -107,7 +108,9 @@ class Learning:
              who.last_digest_at)
             for who, interests in zip(readers, lists, strict=True)
         ]  # fmt: skip
-        wide = matcher.select_many(keyword_only, min(WIDE, max(matcher.count, 1)))
+        # Not frozen again: the run's own select_many froze the collector's view already,
+        # and a nested one would unfreeze it for the rest of the run when it ends.
+        wide = matcher.select_many(keyword_only, min(WIDE, max(matcher.count, 1)), freeze=False)
         for k, (row, (_, candidates)) in enumerate(zip(learners, wide, strict=True)):
             who, selection = block[row]
             start = matcher.window_start(who.last_digest_at)
@@ -153,16 +156,40 @@ class _Reader:
         max_papers: int,
         suggestions: int,
     ) -> Selection:
-        """The reader's selection: up to `suggestions` suggested papers, then the
-        sections laid out as the matcher would in the room left (the digest holds
-        `max_papers` in all: an email much longer gets clipped), keyword matches chosen
-        and ordered by the model."""
+        """The reader's selection: the sections laid out as the matcher would, keyword
+        matches chosen and ordered by the model, then the suggestions.
+
+        The digest holds `max_papers` in all (an email much longer gets clipped): the
+        suggestions take the room the sections leave, and when those would fill it, up
+        to a quarter of it (`max_papers // 4`), the sections keeping the rest."""
         trending_all = _trending_by_rank(selection)
-        suggested = self.suggest(
+        wanted = self.suggest(
             interests, {m.paper.id for m in trending_all}, min(suggestions, max_papers)
         )
-        most = max_papers - len(suggested)
         ranked = self.order(candidates.matches)
+        matches, trending, more = self._layout(selection, candidates, ranked, trending_all,
+                                               max_papers)  # fmt: skip
+        unused = max_papers - len(matches) - len(trending)
+        room = max(unused, min(len(wanted), max_papers // 4))
+        suggested = wanted[:room]
+        if len(suggested) > unused:
+            matches, trending, more = self._layout(
+                selection, candidates, ranked, trending_all, max_papers - len(suggested)
+            )
+        return Selection(
+            matches, more, trending, selection.rule, selection.trending_first,
+            selection.matching, suggested=suggested,
+        )  # fmt: skip
+
+    @staticmethod
+    def _layout(
+        selection: Selection,
+        candidates: Selection,
+        ranked: list[Match],
+        trending_all: list[Match],
+        most: int,
+    ) -> tuple[tuple[Match, ...], tuple[Match, ...], int]:
+        """(matches, trending, more) in `most` places, sections as the matcher lays them."""
         rule, first = selection.rule, selection.trending_first
         if rule is not None and selection.matching and not first:
             ranks = _ranks(selection)
@@ -176,10 +203,7 @@ class _Reader:
             ranked = [m for m in ranked if m.paper.id not in taken]
             room = most - len(trending) if rule is not None else most
             matches = tuple(ranked[: max(room, 0)])
-        more = candidates.more + len(ranked) - len(matches)
-        return Selection(
-            matches, more, trending, rule, first, selection.matching, suggested=suggested
-        )
+        return matches, trending, candidates.more + len(ranked) - len(matches)
 
     def suggest(self, interests: Interests, shown: set[str], count: int) -> tuple[Match, ...]:
         """Up to `count` papers of the window no keyword or exclusion matched, not shown,

@@ -255,9 +255,18 @@ class Matcher:
         self,
         subscribers: Iterable[tuple[K, Interests, datetime | None]],
         max_papers: int,
+        *,
+        freeze: bool = True,
     ) -> Iterator[tuple[K, Selection]]:
-        """Each subscriber's selection, in the order given, computed a block at a time."""
+        """Each subscriber's selection, in the order given, computed a block at a time.
+
+        `freeze=False` for a call made while another one's selections are being read
+        (it would unfreeze the collector's view when it ends)."""
         iterator = iter(subscribers)
+        if not freeze:
+            while block := list(islice(iterator, _BLOCK)):
+                yield from self._block_with_trending(block, max_papers)
+            return
         # What exists when the run starts (the caller's parsed lists, the index) outlives
         # it: frozen, the collector's full passes skip it rather than walk those millions
         # of objects again and again (a third of the time at 1M readers). Unfrozen after.
