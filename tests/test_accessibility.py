@@ -204,7 +204,16 @@ def manage_suggestions_mistake(page: Any, app: Served, address: str) -> None:
     page.locator("#suggestions-error").wait_for()
 
 
-TAUGHT = (feedback("more"), "main button[type=submit]", "text=Undo it on your settings page")
+def taught(page: Any, app: Served, address: str) -> None:
+    """A "more like this" pressed, then the reader's manage page (from their email: the
+    feedback pages link to no settings), which lists it."""
+    then(feedback("more"), "main button[type=submit]")(page, app, address)
+    reader = app.site.subscriber(address)
+    assert reader is not None
+    page.goto(f"{app.url}/manage/{app.site.token('manage', reader)}#taught-heading")
+
+
+TAUGHT = (taught,)
 
 PAGES: list[tuple[str, Reach]] = [
     ("signup", path("/")),

@@ -403,8 +403,12 @@ def test_dark_mode_and_a_long_address_on_a_phone(browser: Any, served: Served) -
         page.click("button[type=submit]")
         assert page.locator("#email-error").is_visible()
         assert page.locator("#interests-error").is_visible()
-        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-        assert background == "rgb(21, 23, 26)"
+        # The answer page's colours once its stylesheet is applied (read at once, on a
+        # loaded machine, the body could still be transparent).
+        page.wait_for_function(
+            "getComputedStyle(document.body).backgroundColor === 'rgb(21, 23, 26)'",
+            timeout=10_000,
+        )
         page.wait_for_function("document.activeElement.id === 'email'", timeout=10_000)
         for selector in READABLE:
             assert visit.contrast(selector) >= 4.5, selector

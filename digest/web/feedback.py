@@ -33,7 +33,6 @@ from digest.store.feedback import MORE, VOTES, Vote, record_vote, remove_vote, v
 from digest.store.models import PaperRow
 from digest.store.subscribers import get_subscriber
 from digest.subscriber import Subscriber
-from digest.tokens import make_token
 from digest.web import context
 from digest.web.forms import ButtonForm
 from digest.web.subscribe import invalid_link, subscriber_for
@@ -163,15 +162,14 @@ def feedback(token: str, vote: str, paper_id: str) -> tuple[str, int] | Response
             subscriber, token, vote, paper_id, title, ButtonForm(), 400,
             notice="That button had expired; press it once more.",
         )  # fmt: skip
-    ctx = context()
     if not _record(subscriber.id, paper_id, VOTES[vote]):
         return invalid_link("this feedback link is not valid")
-    manage_token = make_token(ctx.secret, "manage", subscriber.id, subscriber.email)
+    # No link to the manage page: a feedback token (one in every card, the most copied
+    # links of a digest) must not open the settings, which can change or erase it all.
     return render_template(
         "feedback_done.html",
         vote=vote,
         title=title,
-        manage_url=url_for("manage.manage", token=manage_token, _anchor="taught-heading"),
         manageable=subscriber.status not in ("pending", "unsubscribed"),
     ), 200
 
