@@ -359,16 +359,23 @@ def test_unknown_source_is_a_clear_error(settings: Any, database: Database) -> N
 API = (DATA / "arxiv_api_query_2026-06-14.xml").read_bytes()  # 2606.13677 ... 2606.13501
 
 
-def name_seeds(database: Database, email: str, *paper_ids: str) -> None:
+def name_seeds(database: Database, email: str, *paper_ids: str, status: str = "active") -> None:
     """A reader whose interests name these seed papers (`like:ID`)."""
     from digest.store.feedback import sync_seeds
     from digest.store.subscribers import create_subscriber
 
     with database.session() as session:
         reader = create_subscriber(
-            session, email, "agents", send_time="08:00", timezone="UTC", now=NOW
+            session, email, "agents", send_time="08:00", timezone="UTC", now=NOW, status=status
         )
         sync_seeds(session, reader.id, paper_ids, NOW)
+
+
+def test_an_unconfirmed_sign_up_seeds_wait_for_its_confirmation(database: Database) -> None:
+    name_seeds(database, "stranger@example.org", "2606.99999", status="pending")
+    assert missing_seeds(database) == []
+    name_seeds(database, "paused@example.org", "2606.99998", status="paused")
+    assert missing_seeds(database) == ["2606.99998"]
 
 
 def missing_seeds(database: Database) -> list[str]:

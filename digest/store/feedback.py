@@ -15,7 +15,13 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from digest.store.models import FeedbackRow, PaperRow, ReaderModelRow, TextModelRow
+from digest.store.models import (
+    FeedbackRow,
+    PaperRow,
+    ReaderModelRow,
+    SubscriberRow,
+    TextModelRow,
+)
 
 MORE, LESS = 1, -1
 VOTES = {"more": MORE, "less": LESS}
@@ -133,14 +139,20 @@ def sync_seeds(
 
 
 def missing_seed_papers(session: Session, limit: int = 200) -> list[str]:
-    """Paper ids some reader named with `like:` that the store does not hold yet, the
-    most recently named first (ids arXiv does not know stay missing: they must not keep
-    a newly named one from its turn)."""
+    """Paper ids some active or paused reader named with `like:` that the store does
+    not hold yet, the most recently named first (ids arXiv does not know stay missing:
+    they must not keep a newly named one from its turn). An unconfirmed sign-up's seeds
+    wait for its confirmation: anyone can type an address, and the fetch would store
+    whatever they named."""
     stored = select(PaperRow.id).where(PaperRow.id == FeedbackRow.paper_id).exists()
+    readers = select(SubscriberRow.id).where(
+        SubscriberRow.id == FeedbackRow.subscriber_id,
+        SubscriberRow.status.in_(("active", "paused")),
+    )
     return list(
         session.execute(
             select(FeedbackRow.paper_id)
-            .where(FeedbackRow.source == "seed", ~stored)
+            .where(FeedbackRow.source == "seed", ~stored, readers.exists())
             .group_by(FeedbackRow.paper_id)
             .order_by(func.max(FeedbackRow.created_at).desc(), FeedbackRow.paper_id)
             .limit(limit)
