@@ -103,3 +103,17 @@ def test_only_less_like_this_suggests_nothing(
     taste = fit_taste(_votes(real_papers, [(0, -1), (1, -1)]), by_id, titles, text)
     assert taste is not None and taste.liked == ()
     assert (taste.scores(rows) <= taste.threshold).all()
+
+
+def test_only_the_newest_labels_count(
+    text: TextModel, vectors: Any, real_papers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.learn import taste as module
+
+    _, by_id, titles = vectors
+    monkeypatch.setattr(module, "MAX_LABELS", 6)
+    picks = [(i, -1) for i in range(100, 110)] + [(i, 1) for i in DIFFUSION[:6]]
+    fitted = fit_taste(_votes(real_papers, picks), by_id, titles, text)
+    newest = fit_taste(_votes(real_papers, picks[-6:]), by_id, titles, text)
+    assert fitted is not None and newest is not None and fitted.labelled == 6
+    assert dump_taste(fitted) == dump_taste(newest)

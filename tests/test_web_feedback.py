@@ -320,3 +320,16 @@ def test_a_double_click_that_races_itself_records_once(
     response = _press(site, _link(site, ada, "less", "2606.00467"))
     assert response.status_code == 200 and len(calls) == 2
     assert [(v.paper_id, v.vote) for v in _votes(site, ada)] == [("2606.00467", LESS)]
+
+
+def test_votes_are_rate_limited_per_client(make_site: Any) -> None:
+    site = make_site(web={"feedback_limit": "2 per hour"})
+    with site.database.session() as session:
+        save_papers(session, PAPERS, NOW)
+    reader = site.add_reader("ada@example.org", "diffusion")
+    path = _link(site, reader, "more", PAPERS[0].id)
+    assert _press(site, path).status_code == 200
+    assert _press(site, path).status_code == 200
+    assert _press(site, path).status_code == 429
+    assert site.get(path).status_code == 200  # opening a link is not limited
+    assert len(_votes(site, reader)) == 1

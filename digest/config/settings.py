@@ -304,6 +304,7 @@ class WebSettings:
     signup_limit: str = checked("10 per hour", rate_limit)
     address_limit: str = checked("5 per hour", rate_limit)
     sample_limit: str = checked("30 per hour", rate_limit)
+    feedback_limit: str = checked("120 per hour", rate_limit)
     trusted_proxies: int = checked(0, between(0, 10))
     threads: int = checked(8, between(1, 256))
     # /metrics (digest.metrics): off unless asked, and then on an address of its own

@@ -33,6 +33,8 @@ from sklearn.linear_model import LogisticRegression
 from digest.learn.text import TextModel
 from digest.store.feedback import Vote
 
+MAX_LABELS = 500
+"""The newest labelled papers a taste is fitted on."""
 MIN_LABELLED = 5
 """Labelled papers below which a reader gets similarity to their positives, no classifier."""
 LINEAR, SIMILAR = "linear", "similar"
@@ -82,7 +84,9 @@ def fit_taste(
 ) -> Taste | None:
     """The taste of a reader with these feedback rows (oldest first); `vectors` and
     `titles` hold the stored papers among them. None when nothing stored is labelled."""
-    labelled = [vote for vote in votes if vote.paper_id in vectors]
+    # The newest `MAX_LABELS` only: tastes drift, and a reader (or a script with their
+    # link) voting on every paper must not make each refit slower than the last.
+    labelled = [vote for vote in votes if vote.paper_id in vectors][-MAX_LABELS:]
     if not labelled:
         return None
     positives = [vote for vote in labelled if vote.vote > 0]

@@ -221,6 +221,12 @@ def _protect(app: Flask, settings: Settings) -> None:
     # A sample matches and renders a week of papers: cheap to ask for, not to make.
     sample = app.view_functions["manage.sample"]
     app.view_functions["manage.sample"] = limiter.limit(settings.web.sample_limit)(sample)
+    # A vote or its undo fits the reader's model again: cheap, but not free.
+    for endpoint in ("feedback.feedback", "manage.undo_feedback"):
+        view = app.view_functions[endpoint]
+        app.view_functions[endpoint] = limiter.limit(
+            settings.web.feedback_limit, methods=["POST"]
+        )(view)
 
 
 def _register_blueprints(app: Flask) -> None:
