@@ -222,11 +222,9 @@ def _protect(app: Flask, settings: Settings) -> None:
     sample = app.view_functions["manage.sample"]
     app.view_functions["manage.sample"] = limiter.limit(settings.web.sample_limit)(sample)
     # A vote or its undo fits the reader's model again: cheap, but not free.
+    limit_votes = limiter.limit(settings.web.feedback_limit, methods=["POST"])
     for endpoint in ("feedback.feedback", "manage.undo_feedback"):
-        view = app.view_functions[endpoint]
-        app.view_functions[endpoint] = limiter.limit(
-            settings.web.feedback_limit, methods=["POST"]
-        )(view)
+        app.view_functions[endpoint] = limit_votes(app.view_functions[endpoint])
 
 
 def _register_blueprints(app: Flask) -> None:
