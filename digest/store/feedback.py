@@ -28,6 +28,7 @@ VOTES = {"more": MORE, "less": LESS}
 SOURCES = ("email", "manage", "seed")
 """Where a verdict came from: a digest's link, the manage page, a `like:ID` entry."""
 _CHUNK = 500  # ids per statement
+_MAX_ROW_ID = 2**31 - 1  # row ids fit PostgreSQL's INTEGER
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +68,15 @@ def record_vote(
     return _vote(row)
 
 
-def remove_vote(session: Session, subscriber_id: int, vote_id: int) -> Vote | None:
-    """Delete one of a reader's feedback rows (undo); None if they have no such row."""
+def remove_vote(
+    session: Session, subscriber_id: int, vote_id: int, *, keep: Collection[str] = ()
+) -> Vote | None:
+    """Delete one of a reader's feedback rows (undo); None if they have no such row, or
+    its source is one of `keep` (a seed, whose undo is its `like:` line)."""
+    if not 1 <= vote_id <= _MAX_ROW_ID:  # names no row, and would overflow the query
+        return None
     row = session.get(FeedbackRow, vote_id)
-    if row is None or row.subscriber_id != subscriber_id:
+    if row is None or row.subscriber_id != subscriber_id or row.source in keep:
         return None
     vote = _vote(row)
     session.delete(row)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Blueprint, abort, render_template, request, url_for
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -30,7 +29,7 @@ from digest.learn import refresh_reader
 from digest.paper import arxiv_abs_url
 from digest.render.view import web_url
 from digest.store.feedback import MORE, VOTES, Vote, record_vote, remove_vote, votes_of
-from digest.store.models import PaperRow
+from digest.store.papers import papers_by_id
 from digest.store.subscribers import get_subscriber
 from digest.subscriber import Subscriber
 from digest.web import context
@@ -67,11 +66,6 @@ class Taught:
         return self.kind != "seed"
 
 
-def refresh_model(session: Session, subscriber_id: int, now: datetime) -> None:
-    """Refit the reader's model from their rows, in the transaction that changed them."""
-    refresh_reader(session, subscriber_id, now)
-
-
 def may_be_paper_id(text: str) -> bool:
     """Whether `text` could be a stored paper's id: short, and no control characters
     (PostgreSQL refuses a NUL in a query's text: a 500 anyone could cause from a URL)."""
@@ -80,17 +74,11 @@ def may_be_paper_id(text: str) -> bool:
 
 def paper_titles(session: Session, paper_ids: Collection[str]) -> dict[str, tuple[str, str]]:
     """(title, link) of each of these papers the store holds, by id."""
-    wanted = sorted({paper_id for paper_id in paper_ids if may_be_paper_id(paper_id)})
-    found: dict[str, tuple[str, str]] = {}
-    for start in range(0, len(wanted), 500):
-        rows = session.execute(
-            select(PaperRow.id, PaperRow.title, PaperRow.url_abs).where(
-                PaperRow.id.in_(wanted[start : start + 500])
-            )
-        )
-        for paper_id, title, url_abs in rows:
-            found[paper_id] = (title, web_url(url_abs) or arxiv_abs_url(paper_id))
-    return found
+    papers = papers_by_id(session, filter(may_be_paper_id, paper_ids))
+    return {
+        paper_id: (paper.title, web_url(paper.url_abs) or arxiv_abs_url(paper_id))
+        for paper_id, paper in papers.items()
+    }
 
 
 def paper_title(session: Session, paper_id: str) -> str | None:
@@ -115,12 +103,9 @@ def forget(session: Session, subscriber_id: int, vote_id: int, now: datetime) ->
     """Undo one of a reader's verdicts from a link or the manage page, and refit their
     model; None (nothing changed) if they have no such row, or it is a seed (a `like:`
     entry, which the interests keep)."""
-    row = next((vote for vote in votes_of(session, subscriber_id) if vote.id == vote_id), None)
-    if row is None or row.source == "seed":
-        return None
-    removed = remove_vote(session, subscriber_id, vote_id)
+    removed = remove_vote(session, subscriber_id, vote_id, keep={"seed"})
     if removed is not None:
-        refresh_model(session, subscriber_id, now)
+        refresh_reader(session, subscriber_id, now)
     return removed
 
 
@@ -185,7 +170,7 @@ def _record(subscriber_id: int, paper_id: str, vote: int) -> bool:
                 if get_subscriber(session, subscriber_id) is None:
                     return False
                 record_vote(session, subscriber_id, paper_id, vote, "email", now)
-                refresh_model(session, subscriber_id, now)
+                refresh_reader(session, subscriber_id, now)
             return True
         except IntegrityError:
             # A double click: the other press stored this reader's row for the paper
