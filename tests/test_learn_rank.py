@@ -231,3 +231,34 @@ def test_suggestions_take_at_most_a_quarter_of_a_full_digest(
         session.commit()
     few = _choose(database, matcher, [_reader(database, liked)], max_papers=20)[liked]
     assert (len(few.matches), len(few.suggested)) == (2, 18)
+
+
+def test_with_matches_first_a_trending_match_keeps_both_reasons(
+    database: Database, papers: Any, liked: int
+) -> None:
+    from digest.store.subscribers import update_preferences
+
+    # The most upvoted papers are those on alignment: trending and matching at once.
+    listed = tuple(
+        dataclasses.replace(
+            p,
+            upvotes=i + (1000 if "alignment" in p.title.lower() else 0),
+            sources=("hf",),
+            hf_seen_at=p.first_seen_at,
+        )
+        for i, p in enumerate(papers)
+    )
+    with database.session() as session:
+        update_preferences(session, liked, interests="title:alignment\ntrending:5")
+        session.commit()
+    who = _reader(database, liked)
+    selection = _choose(database, Matcher(listed), [who], max_papers=20)[liked]
+    shown = [m.paper.id for _, section in selection.sections for m in section]
+    assert len(shown) == len(set(shown)) <= 20
+    ranked = [m for m in selection.matches if any(hit.rank for hit in m.hits)]
+    assert ranked, "a trending paper that matched shows under the matches"
+    for match in ranked:
+        labels = [hit.interest for hit in match.hits]
+        assert "title:alignment" in labels and any(label.startswith("trending") for label in labels)
+    ranks = [hit.rank for m in (*selection.matches, *selection.trending) for hit in m.hits]
+    assert sorted(rank for rank in ranks if rank) == [1, 2, 3, 4, 5]  # each rank once

@@ -169,6 +169,22 @@ def rebuild_models(
         readers = (
             stale_readers(session, text.version) if stale_only else readers_with_votes(session)
         )
+    _refit_readers(database, text, readers, now, report, stop)
+    with database.session() as session:
+        _drop_older_models(session, text.version)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _refit_readers(
+    database: Database,
+    text: TextModel,
+    readers: Sequence[int],
+    now: datetime,
+    report: RebuildReport,
+    stop: Event | None = None,
+) -> None:
+    """Fit these readers' models again, a chunk per transaction, counted in `report`."""
     for start in range(0, len(readers), _CHUNK):
         if stop is not None and stop.is_set():
             break
@@ -178,10 +194,6 @@ def rebuild_models(
             for reader in chunk:
                 report.models += _save_apart(session, reader, text, tastes.get(reader), now)
         report.readers += len(chunk)
-    with database.session() as session:
-        _drop_older_models(session, text.version)
-    report.seconds = time.perf_counter() - started
-    return report
 
 
 def _save_apart(
@@ -248,7 +260,6 @@ def refit_text_model(database: Database, now: datetime, stop: Event | None = Non
     with database.session() as session:
         version = save_text_model(session, now, len(papers),
                                   dump_text_model(vectorizer, background))  # fmt: skip
-        session.commit()
     fitted = time.perf_counter() - started
     report = rebuild_models(database, now, stop=stop)
     log.info(
@@ -262,8 +273,11 @@ def learning_status(session: Session) -> str:
     """What is learned, in a few lines: the text model, feedback rows, models."""
     from sqlalchemy import func
 
-    version = text_model_version(session)
-    stored = None if version is None else load_stored_text_model(session, version)
+    stored = session.execute(
+        select(TextModelRow.version, TextModelRow.fitted_at, TextModelRow.papers)
+        .order_by(TextModelRow.version.desc())
+        .limit(1)
+    ).first()  # not the model itself: megabytes to read for three figures
     rows = session.scalar(select(func.count()).select_from(FeedbackRow)) or 0
     readers = len(readers_with_votes(session))
     models = session.scalar(select(func.count()).select_from(ReaderModelRow)) or 0
@@ -285,14 +299,8 @@ def refresh_readers_of(database: Database, paper_ids: Sequence[str], now: dateti
         text = current_text_model(session)
         if text is None:
             return 0
-        readers = sorted(
-            set(
-                session.execute(
-                    select(FeedbackRow.subscriber_id).where(FeedbackRow.paper_id.in_(paper_ids))
-                ).scalars()
-            )
-        )
-        tastes = _fit_many(session, text, votes_of_many(session, readers))
-        for reader in readers:
-            _save(session, reader, text, tastes.get(reader), now)
-    return len(readers)
+        query = select(FeedbackRow.subscriber_id).where(FeedbackRow.paper_id.in_(paper_ids))
+        readers = sorted(set(session.execute(query).scalars()))
+    report = RebuildReport(text_version=text.version)
+    _refit_readers(database, text, readers, now, report)
+    return report.readers

@@ -192,7 +192,7 @@ class _Reader:
         """(matches, trending, more) in `most` places, sections as the matcher lays them."""
         rule, first = selection.rule, selection.trending_first
         if rule is not None and selection.matching and not first:
-            ranks = _ranks(selection)
+            ranks = {m.paper.id: m.hits[0] for m in trending_all}  # their trending hits
             matches = tuple(_with_rank(m, ranks) for m in ranked[:most])
             shown = {m.paper.id for m in matches}
             trending = tuple(m for m in trending_all if m.paper.id not in shown)
@@ -236,16 +236,6 @@ class _Reader:
         )
 
 
-def _ranks(selection: Selection) -> dict[str, Hit]:
-    """The trending hit ("trending #N") of each paper the selection ranked as trending."""
-    return {
-        m.paper.id: hit
-        for m in (*selection.trending, *selection.matches)
-        for hit in m.hits
-        if hit.rank
-    }
-
-
 def _with_rank(match: Match, ranks: Mapping[str, Hit]) -> Match:
     hit = ranks.get(match.paper.id)
     if hit is None or hit in match.hits:
@@ -254,7 +244,8 @@ def _with_rank(match: Match, ranks: Mapping[str, Hit]) -> Match:
 
 
 def _trending_by_rank(selection: Selection) -> list[Match]:
-    """Every paper the selection ranked as trending, as a trending card, by rank."""
+    """Every paper the selection ranked as trending, as a trending card (its trending hit
+    first), by rank."""
     found: dict[str, Match] = {}
     for m in (*selection.trending, *selection.matches):
         ranks = [hit for hit in m.hits if hit.rank]
