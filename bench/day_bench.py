@@ -96,6 +96,7 @@ from day_celery import (  # noqa: E402
     machine_since,
     postgres_trackers,
     py_spy_top,
+    raw_stacks,
     reset_peak_rss,
     say,
     start_py_spy,
@@ -408,17 +409,13 @@ def learn_frames(path: Path, lines: int = 12) -> list[tuple[str, float]]:
     `digest.learn` (and all of them together, first): what the models cost in the run."""
     anywhere: Counter[str] = Counter()
     total = 0
-    if path.exists():
-        for line in path.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            total += int(count)
-            frames = {_short(f) for f in stack.split(";") if "digest/learn/" in f}
-            for frame in frames:
-                anywhere[frame] += int(count)
-            if frames:
-                anywhere["(any digest.learn function)"] += int(count)
+    for stack, samples in raw_stacks(path):
+        total += samples
+        frames = {_short(f) for f in stack if "digest/learn/" in f}
+        for frame in frames:
+            anywhere[frame] += samples
+        if frames:
+            anywhere["(any digest.learn function)"] += samples
     return [(name, n / max(1, total)) for name, n in anywhere.most_common(lines)]
 
 

@@ -524,6 +524,17 @@ def start_py_spy(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes
         return None
 
 
+def raw_stacks(path: Path) -> Iterator[tuple[list[str], int]]:
+    """Each stack of a py-spy raw profile (`frame;frame;... count`), with its samples;
+    nothing if the file is missing."""
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)
+
+
 def py_spy_top(path: Path, lines: int = 15) -> dict[str, list[tuple[str, float]]]:
     """The functions a py-spy raw profile spent the most samples in: `self` (the frame
     on top) and `inclusive` (the project's functions anywhere in the stack: Celery's
@@ -531,16 +542,11 @@ def py_spy_top(path: Path, lines: int = 15) -> dict[str, list[tuple[str, float]]
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
-    if path.exists():
-        for line in path.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            samples, frames = int(count), stack.split(";")
-            total += samples
-            own[_short(frames[-1])] += samples
-            for frame in {_short(f) for f in frames if _ours(f)}:
-                inclusive[frame] += samples
+    for frames, samples in raw_stacks(path):
+        total += samples
+        own[_short(frames[-1])] += samples
+        for frame in {_short(f) for f in frames if _ours(f)}:
+            inclusive[frame] += samples
     share = max(1, total)
     return {
         "samples": [("total", float(total))],

@@ -568,18 +568,19 @@ def keyword_quality(readers: list[Reader], masks: WordMasks) -> dict[str, float]
 def patch_constants(args: argparse.Namespace) -> dict[str, Any]:
     """Apply the flags' constants to digest.learn in this process; what was changed."""
     changed: dict[str, Any] = {}
-    if args.min_labelled is not None:
-        learn_taste.MIN_LABELLED = changed["MIN_LABELLED"] = args.min_labelled
-    if args.quantile is not None:
-        learn_taste.SUGGEST_QUANTILE = changed["SUGGEST_QUANTILE"] = args.quantile
-    if args.similarity_floor is not None:
-        learn_taste.SIMILARITY_FLOOR = changed["SIMILARITY_FLOOR"] = args.similarity_floor
-    if args.background_weight is not None:
-        learn_taste.BACKGROUND_WEIGHT = changed["BACKGROUND_WEIGHT"] = args.background_weight
-    if args.negative_pull is not None:
-        learn_taste.NEGATIVE_PULL = changed["NEGATIVE_PULL"] = args.negative_pull
-    if args.wide is not None:
-        learn_rank.WIDE = changed["WIDE"] = args.wide
+    constants = [
+        ("min_labelled", learn_taste, "MIN_LABELLED"),
+        ("quantile", learn_taste, "SUGGEST_QUANTILE"),
+        ("similarity_floor", learn_taste, "SIMILARITY_FLOOR"),
+        ("background_weight", learn_taste, "BACKGROUND_WEIGHT"),
+        ("negative_pull", learn_taste, "NEGATIVE_PULL"),
+        ("wide", learn_rank, "WIDE"),
+    ]
+    for flag, module, name in constants:
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(module, name, value)
+            changed[name] = value
     if args.blend is not None:
         alpha = changed["blend"] = args.blend
 
