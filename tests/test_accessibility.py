@@ -174,11 +174,16 @@ def signup_rate_limited(page: Any, app: Served, address: str) -> None:
     assert answer.value.status == 429
 
 
-def manage_with_mistakes(page: Any, app: Served, address: str) -> None:
-    link("manage")(page, app, address)
-    page.fill("#interests", 'diffusion\n"world model')
-    page.click("text=Save changes")
-    page.locator("#interests-error").wait_for()
+def manage_mistake(field: str, value: str) -> Reach:
+    """The manage page saved with a mistake in one field, its error shown."""
+
+    def reach(page: Any, app: Served, address: str) -> None:
+        link("manage")(page, app, address)
+        page.fill(f"#{field}", value)
+        page.click("text=Save changes")
+        page.locator(f"#{field}-error").wait_for()
+
+    return reach
 
 
 def manage_with_sample(page: Any, app: Served, address: str) -> None:
@@ -195,13 +200,6 @@ def feedback(vote: str) -> Reach:
         page.goto(feedback_url(base, vote, load_papers()[0].id))
 
     return reach
-
-
-def manage_suggestions_mistake(page: Any, app: Served, address: str) -> None:
-    link("manage")(page, app, address)
-    page.fill("#suggestions", "21")
-    page.click("text=Save changes")
-    page.locator("#suggestions-error").wait_for()
 
 
 def taught(page: Any, app: Served, address: str) -> None:
@@ -224,12 +222,12 @@ PAGES: list[tuple[str, Reach]] = [
     ("confirmed", then(link("confirm", status="pending"), "button[type=submit]")),
     ("confirmed-already", link("confirm")),
     ("manage", link("manage")),
-    ("manage-mistakes", manage_with_mistakes),
+    ("manage-mistakes", manage_mistake("interests", 'diffusion\n"world model')),
     ("manage-saved", link("manage", query="?done=saved")),
     ("manage-paused", link("manage", status="paused")),
     ("manage-bounced", link("manage", status="bounced")),
     ("manage-sample", manage_with_sample),
-    ("manage-suggestions-mistake", manage_suggestions_mistake),
+    ("manage-suggestions-mistake", manage_mistake("suggestions", "21")),
     ("manage-taught", then(*TAUGHT)),
     ("manage-undone", then(*TAUGHT, ".taught-list button")),
     ("feedback", feedback("more")),
