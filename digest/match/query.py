@@ -36,6 +36,7 @@ from functools import lru_cache
 
 from digest.errors import InterestSyntaxError
 from digest.match.text import NAMES, PROSE, TOKEN, fold, gap_key
+from digest.paper import parse_arxiv_id
 
 MAX_ENTRIES = 50
 MAX_CHARS = 2000
@@ -297,14 +298,15 @@ _ID_PREFIX = re.compile(
     r"^(?:arxiv\s*:\s*|(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)",
     re.IGNORECASE,
 )
-# Since April 2007: YYMM.NNNN, five digits from 2015 (YYMM 1501) on. Before: the
-# archive, perhaps with a subject class, "/" and YYMMNNN. Any version (v2) is dropped.
-_NEW_ID = re.compile(r"(?P<year>\d\d)(?P<month>\d\d)\.(?P<number>\d{4,5})(?:v\d+)?(?:\.pdf)?")
+# What arXiv issued (the id read, its version dropped, by `digest.paper.parse_arxiv_id`):
+# since April 2007 YYMM.NNNN, five digits from 2015 (YYMM 1501) on; before, the archive,
+# perhaps with a subject class, "/" and YYMMNNN.
+_NEW_ID = re.compile(r"(?P<year>\d\d)(?P<month>\d\d)\.(?P<number>\d{4,5})")
 _OLD_ID = re.compile(
-    r"(?P<archive>[a-z]+(?:-[a-z]+)*)(?:\.[a-z-]+)?/(?P<year>\d\d)(?P<month>\d\d)"
-    r"(?P<number>\d{3})(?:v\d+)?(?:\.pdf)?",
+    r"(?P<archive>[a-z]+(?:-[a-z]+)*)(?:\.[a-z-]+)?/(?P<year>\d\d)(?P<month>\d\d)(?P<number>\d{3})",
     re.IGNORECASE,
 )
+_PDF = re.compile(r"\.pdf$", re.IGNORECASE)
 _SEED_FORM = f"write {LIKE}:2509.24002 (or {LIKE}:hep-th/9901001)"
 
 
@@ -332,15 +334,19 @@ def parse_seed(raw: str) -> str | None:
 
 
 def _versionless_id(text: str) -> str | None:
-    """The canonical versionless id of an arXiv id as written, or None if it is none."""
-    new = _NEW_ID.fullmatch(text)
+    """The canonical versionless id of an arXiv id as written, or None if it is none:
+    read as the sources read ids, then checked against arXiv's calendar."""
+    paper_id = parse_arxiv_id(_PDF.sub("", text))
+    if paper_id is None:
+        return None
+    new = _NEW_ID.fullmatch(paper_id)
     if new is not None:
         year, month = int(new.group("year")), int(new.group("month"))
         digits = 5 if (year, month) >= (15, 1) else 4
         if not 1 <= month <= 12 or (year, month) < (7, 4) or len(new.group("number")) != digits:
             return None
         return f"{new.group('year')}{new.group('month')}.{new.group('number')}"
-    old = _OLD_ID.fullmatch(text)
+    old = _OLD_ID.fullmatch(paper_id)
     if old is not None:
         year, month = int(old.group("year")), int(old.group("month"))
         # Old ids ran from August 1991 to March 2007.
